@@ -1,4 +1,40 @@
 //! pciplug: find the guest device behind a hot-plugged PCI path, from kernel uevents.
+//!
+//! A VM's host tells its guest agent "a disk was hot-plugged at PCI path `02/00`; mount it".
+//! Guest bus numbers are not stable, so host and guest name a device by its **PCI path**: the
+//! hex slot of each bridge from the root bus down, then the device's own slot (`02/00`,
+//! `03/00/01`, `06`). pciplug keeps a [`Registry`] of the PCI functions present, keyed by
+//! [`PciPath`] computed from each device's chain of parent bridges, with each function's
+//! children: block disks and partitions, network interfaces, NVMe controllers and their
+//! namespace heads, SCSI disks. It is fed kernel uevents (`NETLINK_KOBJECT_UEVENT`), which
+//! [`Datagram::parse`] validates, most of them set aside without allocating.
+//!
+//! The core (this page's types) does no I/O, so it is tested on real recordings. Here the
+//! registry is fed the datagrams a Debian 6.1 guest's kernel sent while QEMU hot-plugged
+//! disks behind bridges, removed two and re-added one:
+//!
+//! ```
+//! use pciplug::{PciPath, Recording, Registry};
+//!
+//! let file = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/real-hotplug/q35-acpi-hotplug.uevents");
+//! let recording = Recording::read(file)?;
+//! let mut registry = Registry::new();
+//! recording.replay_into(&mut registry);
+//!
+//! // A virtio-blk disk behind a pci-bridge behind a pcie-pci-bridge behind a root port.
+//! let path: PciPath = "03/00/02/03".parse()?;
+//! assert_eq!(registry.disk(&path).unwrap().devnode(), "/dev/vdc");
+//! // The disk re-added at 02/00 reuses the name vda, but is a new disk.
+//! let vda = registry.disk(&"02/00".parse()?).unwrap();
+//! assert_eq!((&*vda.name, vda.diskseq), ("vda", Some(7)));
+//! // Nothing is left at 03/00/01, whose removal was recorded.
+//! assert!(registry.get(&"03/00/01".parse()?).is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! NVMe namespace heads with native multipath live under `/devices/virtual/nvme-subsystem/`
+//! and uevents do not say which controller they belong to; the registry keeps them per
+//! subsystem until [`Registry::link_nvme_controller`] ties them to a path with what sysfs says.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -653,10 +653,10 @@ impl Registry {
         match ev.action() {
             Action::Remove => self.remove_subtree(&path, changes),
             Action::Unbind => {
-                if let Some(dev) = self.devices.get_mut(&path) {
-                    if dev.driver.take().is_some() {
-                        changes.push(Change::DriverUnbound { path });
-                    }
+                if let Some(dev) = self.devices.get_mut(&path)
+                    && dev.driver.take().is_some()
+                {
+                    changes.push(Change::DriverUnbound { path });
                 }
                 // The children were created by the driver's probe and cannot outlive it.
                 self.clear_children(&path, changes);
@@ -667,14 +667,14 @@ impl Registry {
                 if let Some(ids) = pci_ids(ev) {
                     dev.ids = Some(ids);
                 }
-                if let Some(driver) = ev.get("DRIVER") {
-                    if dev.driver.as_deref() != Some(driver) {
-                        dev.driver = Some(driver.into());
-                        changes.push(Change::DriverBound {
-                            path,
-                            driver: driver.into(),
-                        });
-                    }
+                if let Some(driver) = ev.get("DRIVER")
+                    && dev.driver.as_deref() != Some(driver)
+                {
+                    dev.driver = Some(driver.into());
+                    changes.push(Change::DriverBound {
+                        path,
+                        driver: driver.into(),
+                    });
                 }
             }
             Action::Offline => {}
@@ -774,12 +774,12 @@ impl Registry {
         match ev.action() {
             Action::Remove => self.remove_block(path, name, ev.get_u64("DISKSEQ"), changes),
             Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
-                if ev.action() == Action::Move {
-                    if let Some(old) = ev.get("DEVPATH_OLD") {
-                        let old_name = old.rsplit('/').next().unwrap_or(old);
-                        if old_name != name {
-                            self.remove_block(path, old_name, None, changes);
-                        }
+                if ev.action() == Action::Move
+                    && let Some(old) = ev.get("DEVPATH_OLD")
+                {
+                    let old_name = old.rsplit('/').next().unwrap_or(old);
+                    if old_name != name {
+                        self.remove_block(path, old_name, None, changes);
                     }
                 }
                 let transport = transport(&ev.devpath()[end..]);
@@ -794,10 +794,10 @@ impl Registry {
     /// Inserts or updates a block device held by `owner`, replacing a stale holder of the
     /// same name (a lost `remove`) and an older disk of the same name (a different DISKSEQ).
     fn insert_block(&mut self, owner: Owner, block: BlockDevice, changes: &mut Vec<Change>) {
-        if let Some(&held) = self.names.get(&block.name) {
-            if held != owner {
-                self.remove_name(held, &block.name.clone(), changes);
-            }
+        if let Some(&held) = self.names.get(&block.name)
+            && held != owner
+        {
+            self.remove_name(held, &block.name.clone(), changes);
         }
         let list = match owner {
             Owner::Pci(p) => match self.devices.get_mut(&p) {
@@ -893,10 +893,10 @@ impl Registry {
         let Ok(i) = dev.block.binary_search_by(|b| (*b.name).cmp(name)) else {
             return;
         };
-        if let (Some(held), Some(gone)) = (dev.block[i].diskseq, diskseq) {
-            if held != gone {
-                return; // the remove of an older disk of that name; the one held is newer
-            }
+        if let (Some(held), Some(gone)) = (dev.block[i].diskseq, diskseq)
+            && held != gone
+        {
+            return; // the remove of an older disk of that name; the one held is newer
         }
         let block = dev.block.remove(i);
         let mut gone = vec![block];
@@ -966,10 +966,10 @@ impl Registry {
         });
         let Some((key, i)) = found else { return };
         let sub = self.nvme_subsystems.get_mut(&key).expect("found above");
-        if let (Some(held), Some(gone)) = (sub.heads[i].diskseq, diskseq) {
-            if held != gone {
-                return;
-            }
+        if let (Some(held), Some(gone)) = (sub.heads[i].diskseq, diskseq)
+            && held != gone
+        {
+            return;
         }
         let head = sub.heads.remove(i);
         let mut gone = vec![head];
@@ -1055,10 +1055,10 @@ impl Registry {
         old_name: Option<&str>,
         changes: &mut Vec<Change>,
     ) {
-        if let Some(&held) = self.names.get(&net.name) {
-            if held != Owner::Pci(path) {
-                self.remove_name(held, &net.name.clone(), changes);
-            }
+        if let Some(&held) = self.names.get(&net.name)
+            && held != Owner::Pci(path)
+        {
+            self.remove_name(held, &net.name.clone(), changes);
         }
         let Some(dev) = self.devices.get_mut(&path) else {
             return;
@@ -1208,12 +1208,12 @@ fn block_device(ev: &Uevent, name: &str, transport: Transport) -> BlockDevice {
 /// How a block device's devpath continues below its PCI function.
 fn transport(rest: &str) -> Transport {
     let comps: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).collect();
-    if let Some(i) = comps.iter().position(|c| *c == "nvme") {
-        if let Some(ctrl) = comps.get(i + 1) {
-            return Transport::Nvme {
-                controller: (*ctrl).into(),
-            };
-        }
+    if let Some(i) = comps.iter().position(|c| *c == "nvme")
+        && let Some(ctrl) = comps.get(i + 1)
+    {
+        return Transport::Nvme {
+            controller: (*ctrl).into(),
+        };
     }
     if let Some(addr) = comps
         .iter()

@@ -318,8 +318,9 @@ impl<'a> Fields<'a> {
         }
         let header_str = || String::from_utf8_lossy(header.raw).into_owned();
         let (mut action, mut devpath, mut subsystem, mut seqnum) = (None, None, None, None);
-        let body = &d[header.raw.len() + 1..d.len() - 1];
-        for field in body.split(|&b| b == 0) {
+        // Between the header's NUL and the final NUL; empty for a header-only datagram.
+        let body = d.get(header.raw.len() + 1..d.len() - 1).unwrap_or_default();
+        for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
             let eq = memchr::memchr(b'=', field).ok_or_else(|| {
                 UeventError::BadField(String::from_utf8_lossy(field).into_owned())
             })?;
@@ -419,23 +420,23 @@ impl Uevent {
             value: value.to_owned(),
         };
         for key in ["DEVNAME", "INTERFACE"] {
-            if let Some(v) = self.get(key) {
-                if !is_safe_device_name(v) {
-                    return Err(bad(key, v));
-                }
+            if let Some(v) = self.get(key)
+                && !is_safe_device_name(v)
+            {
+                return Err(bad(key, v));
             }
         }
         for key in ["MAJOR", "MINOR", "DISKSEQ", "PARTN", "IFINDEX"] {
-            if let Some(v) = self.get(key) {
-                if v.parse::<u64>().is_err() {
-                    return Err(bad(key, v));
-                }
+            if let Some(v) = self.get(key)
+                && v.parse::<u64>().is_err()
+            {
+                return Err(bad(key, v));
             }
         }
-        if let Some(old) = self.get("DEVPATH_OLD") {
-            if !is_canonical_devpath(old.as_bytes()) {
-                return Err(bad("DEVPATH_OLD", old));
-            }
+        if let Some(old) = self.get("DEVPATH_OLD")
+            && !is_canonical_devpath(old.as_bytes())
+        {
+            return Err(bad("DEVPATH_OLD", old));
         }
         Ok(())
     }
@@ -595,10 +596,11 @@ mod tests {
             .replace("DEVNAME=vda", "DEVNAME=../sda");
         assert_eq!(kind(bad_name.as_bytes()), "bad-value");
 
-        let dotdot = format!(
-            "add@/devices/pci0000:00/../x\0ACTION=add\0DEVPATH=/devices/pci0000:00/../x\0SUBSYSTEM=pci\0SEQNUM=1\0"
-        );
+        let dotdot = "add@/devices/pci0000:00/../x\0ACTION=add\0DEVPATH=/devices/pci0000:00/../x\0SUBSYSTEM=pci\0SEQNUM=1\0".to_string();
         assert_eq!(kind(dotdot.as_bytes()), "bad-devpath");
+
+        let header_only = format!("add@{VDA}\0");
+        assert_eq!(kind(header_only.as_bytes()), "missing-key");
 
         let no_eq = String::from_utf8(vda_add())
             .unwrap()
