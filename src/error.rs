@@ -44,9 +44,13 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// A wait ran out of time; the message says what was seen at the path.
-    #[error("timed out after {}: {seen}", humanize(*.waited))]
+    /// A wait ran out of time; the message says what was seen at the path:
+    /// "no block disk at 02/01 within 3s: PCI device 0000:01:01.0 present at 02/01, driver
+    /// virtio-pci bound, no block child".
+    #[error("no {wanted} within {}: {seen}", humanize(*.waited))]
     Timeout {
+        /// What was waited for, and where ("block disk at 02/01").
+        wanted: String,
         /// How long the caller waited.
         waited: Duration,
         /// What the registry held at the path when the deadline passed.

@@ -39,12 +39,17 @@
 #![deny(missing_docs)]
 
 mod error;
+mod listener;
+pub mod netlink;
 pub mod path;
 pub mod recording;
 pub mod registry;
+pub mod sysfs;
 pub mod uevent;
+mod wait;
 
 pub use error::{Error, Result};
+pub use listener::{Monitor, MonitorBuilder, MonitorStats};
 pub use path::{Bdf, Hop, PciPath, RootComplex};
 pub use recording::Recording;
 pub use registry::{

@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use pciplug::PciPath;
 
 use clap::{Parser, Subcommand};
 
+mod live;
 mod output;
 mod replay;
 
@@ -19,6 +23,43 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// List the PCI devices present now, by PCI path, read from sysfs.
+    List {
+        /// One JSON object per line per PCI device, sorted by path (as `replay --json`).
+        #[arg(long)]
+        json: bool,
+        /// Where sysfs is mounted.
+        #[arg(long, value_name = "DIR", default_value = "/sys")]
+        sysfs: PathBuf,
+    },
+    /// Print the registry's changes as the kernel announces them, one line each.
+    Watch {
+        /// One JSON object per change.
+        #[arg(long)]
+        json: bool,
+        /// Where sysfs is mounted.
+        #[arg(long, value_name = "DIR", default_value = "/sys")]
+        sysfs: PathBuf,
+    },
+    /// Wait for the device at a PCI path and print it: `/dev/NAME` for a block device, the
+    /// interface name for a net device. Exits 1 on timeout, saying what was seen.
+    Wait {
+        /// The PCI path, e.g. `02/00`, `03/00/01`, `06`.
+        #[arg(value_name = "PATH", value_parser = parse_path)]
+        path: PciPath,
+        /// What to wait for.
+        #[arg(long, value_enum, default_value = "block")]
+        kind: live::Kind,
+        /// How long to wait, e.g. `3s`, `500ms`, `1m`.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Wait until no PCI device is at the path instead (prints nothing).
+        #[arg(long)]
+        removed: bool,
+        /// Where sysfs is mounted.
+        #[arg(long, value_name = "DIR", default_value = "/sys")]
+        sysfs: PathBuf,
+    },
     /// Feed uevent recordings through a fresh registry and print the final state.
     ///
     /// Recordings are in the format of fixtures/real-hotplug/README.md; several files are
@@ -51,6 +92,15 @@ pub fn run() -> ExitCode {
     };
     let result = match cli.command {
         Command::Replay { json, files } => replay::run(&files, json),
+        Command::List { json, sysfs } => live::list(&sysfs, json),
+        Command::Watch { json, sysfs } => live::watch(&sysfs, json),
+        Command::Wait {
+            path,
+            kind,
+            timeout,
+            removed,
+            sysfs,
+        } => live::wait(&sysfs, &path, kind, timeout, removed),
     };
     match result {
         Ok(code) => code,
@@ -59,6 +109,15 @@ pub fn run() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn parse_path(s: &str) -> Result<PciPath, String> {
+    s.parse()
+        .map_err(|e: pciplug::path::ParsePciPathError| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 fn init_logging() {

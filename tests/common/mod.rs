@@ -2,6 +2,8 @@
 //! assertions that compare a registry with it.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod netns;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 

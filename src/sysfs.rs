@@ -1,0 +1,1016 @@
+//! [`Sysfs`]: the coldplug scan, and the NVMe controller → subsystem links only sysfs knows.
+//!
+//! The kernel announces a device once, when it appears. Whatever was present before the
+//! listener bound its socket has to be read from sysfs instead: [`Sysfs::scan`] returns those
+//! devices as the `add` [`Uevent`]s the kernel would have sent for them, so the same
+//! [`Registry::apply`] handles both. It reads:
+//!
+//! - `bus/pci/devices/*` (every PCI function),
+//! - `class/block/*`, `class/net/*` and `class/nvme/*` (NVMe controllers), keeping only those
+//!   below a PCI function and the NVMe multipath heads (`/devices/virtual/nvme-subsystem/...`);
+//!   loop devices, `lo` and the like are not returned,
+//! - `class/nvme-subsystem/*/nvme<N>`, the links from a subsystem to its controllers, which
+//!   tie a multipath head to the PCI path(s) of its controller(s). No uevent carries them
+//!   (see observation 4 of `fixtures/real-hotplug/README.md`); nvme-cli finds them the same way.
+//!
+//! For each device the devpath is its canonical sysfs path minus the root, the subsystem is
+//! the name its `subsystem` link points to, and the fields are the `KEY=VALUE` lines of its
+//! `uevent` file. Block devices whose `hidden` attribute is 1 (the per-path disks
+//! `nvme<S>c<C>n<N>` behind a multipath head) are skipped. `DISKSEQ` is taken from the
+//! `diskseq` attribute (the disk's, for a partition) when the `uevent` file lacks it.
+//!
+//! # Robustness
+//!
+//! Devices come and go while the scan runs. One that disappears between being listed and being
+//! read (`ENOENT`/`ENODEV`) is skipped, never reported as an error and never returned from
+//! stale data. A link that resolves outside the root is not followed, and attribute files are
+//! opened with `O_NOFOLLOW`. A missing or unreadable `bus/pci/devices`, or any other I/O
+//! failure, is an [`Error::Io`] that names what was being read.
+//!
+//! A scan is a snapshot: a device may go away right after it was read. A live listener binds
+//! its socket first, scans, applies the snapshot, and then applies what the socket queued
+//! meanwhile, so a late `remove` wins over the scan.
+//!
+//! ```no_run
+//! use pciplug::{PciPath, Registry};
+//! use pciplug::sysfs::Sysfs;
+//! # fn main() -> pciplug::Result<()> {
+//! let mut registry = Registry::new();
+//! Sysfs::default().scan()?.apply_to(&mut registry);
+//! let path: PciPath = "02/00".parse()?;
+//! if let Some(disk) = registry.disk(&path) {
+//!     println!("{path} -> {}", disk.devnode());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::path::PciPath;
+use crate::registry::{Change, Registry};
+use crate::uevent::{Action, Uevent, is_safe_device_name};
+
+/// The largest attribute file read. Sysfs attributes are at most a page; a bigger file is not
+/// a sysfs attribute, and reading it whole is not worth the memory.
+const MAX_ATTR: u64 = 64 * 1024;
+
+/// Where NVMe multipath heads live; the only block devices kept that are not below PCI.
+const NVME_HEADS: &str = "/devices/virtual/nvme-subsystem/";
+
+/// A sysfs tree to read from: `/sys`, or another mount of it in a container or a test.
+///
+/// `Sysfs` holds only the root path; every call reads afresh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sysfs {
+    /// As given; canonicalized at each read so that a moved mount is seen.
+    root: PathBuf,
+}
+
+/// What a coldplug scan found: the devices present, and the NVMe subsystem links.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// One `add` event per device, with no sequence number: PCI functions first (a bridge
+    /// before what is behind it), then their children, by devpath (a disk before its
+    /// partitions).
+    pub events: Vec<Uevent>,
+    /// The controllers of every NVMe subsystem that are below a PCI function, by subsystem
+    /// then controller name.
+    pub nvme_links: Vec<NvmeLink>,
+}
+
+/// An NVMe controller below a PCI function, and the subsystem it belongs to.
+///
+/// Read from `<root>/class/nvme-subsystem/<subsystem>/<controller>`, a link to the
+/// controller (`../../../pci0000:00/0000:00:06.0/0000:07:00.0/nvme/nvme0`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NvmeLink {
+    /// The PCI path of the function the controller is below.
+    pub path: PciPath,
+    /// The controller (`nvme0`).
+    pub controller: String,
+    /// The subsystem (`nvme-subsys0`).
+    pub subsystem: String,
+}
+
+impl NvmeLink {
+    /// Tells `registry` about the link (see [`Registry::link_nvme_controller`]); returns the
+    /// multipath heads that now count under [`NvmeLink::path`].
+    pub fn apply_to(&self, registry: &mut Registry) -> Vec<Change> {
+        registry.link_nvme_controller(&self.path, &self.controller, &self.subsystem)
+    }
+}
+
+impl Default for Sysfs {
+    /// The system's sysfs, `/sys`.
+    fn default() -> Sysfs {
+        Sysfs::new("/sys")
+    }
+}
+
+impl Sysfs {
+    /// Reads the sysfs tree mounted at `root` (`/sys` on an ordinary system, which is what
+    /// [`Sysfs::default`] uses). Does no I/O.
+    pub fn new(root: impl Into<PathBuf>) -> Sysfs {
+        Sysfs { root: root.into() }
+    }
+
+    /// The root, as given.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads every device present now: see the [module documentation](self).
+    ///
+    /// Fails only if the tree cannot be read (`bus/pci/devices` missing or unreadable, an I/O
+    /// error other than a device going away); class directories that do not exist, such as
+    /// `class/nvme` without the NVMe driver, are simply empty.
+    pub fn scan(&self) -> Result<Snapshot> {
+        let pci_dir = self.root.join("bus/pci/devices");
+        let functions = list_dir(&pci_dir)?;
+        let root = self.canonical_root()?;
+        let mut events = Vec::new();
+        for link in functions {
+            events.extend(read_device(&root, &link, Kind::Function)?);
+        }
+        for (class, kind) in [
+            ("nvme", Kind::NvmeController),
+            ("block", Kind::Block),
+            ("net", Kind::Net),
+        ] {
+            for link in list_class(&self.root.join("class").join(class))? {
+                events.extend(read_device(&root, &link, kind)?);
+            }
+        }
+        // PCI functions first, so the children find them with their IDs; devpath order puts a
+        // bridge before what is behind it and a disk before its partitions.
+        events.sort_by(|a, b| {
+            (a.subsystem() != "pci", a.devpath()).cmp(&(b.subsystem() != "pci", b.devpath()))
+        });
+
+        let mut nvme_links = Vec::new();
+        for dir in list_class(&self.root.join("class/nvme-subsystem"))? {
+            nvme_links.extend(subsystem_links(&root, &dir)?);
+        }
+        nvme_links.sort_by(|a, b| {
+            (&a.subsystem, &a.controller, a.path).cmp(&(&b.subsystem, &b.controller, b.path))
+        });
+        Ok(Snapshot { events, nvme_links })
+    }
+
+    /// The controllers of NVMe subsystem `subsystem` (`nvme-subsys0`) that are below a PCI
+    /// function, by controller name.
+    ///
+    /// For the live listener, when a multipath head appears under
+    /// `/devices/virtual/nvme-subsystem/<subsystem>/`: by then the kernel has linked the
+    /// subsystem to its controller. A subsystem that does not exist (any more) has none.
+    pub fn nvme_links_of(&self, subsystem: &str) -> Result<Vec<NvmeLink>> {
+        let dir = self.root.join("class/nvme-subsystem").join(subsystem);
+        if !is_safe_device_name(subsystem) {
+            return Err(Error::io(
+                format!("reading {}", dir.display()),
+                io::Error::new(io::ErrorKind::InvalidInput, "not a subsystem name"),
+            ));
+        }
+        let root = self.canonical_root()?;
+        let mut links = subsystem_links(&root, &dir)?;
+        links.sort();
+        Ok(links)
+    }
+
+    /// The subsystem of NVMe controller `controller` (`nvme0`), if it is below a PCI function
+    /// and already linked into one.
+    ///
+    /// The kernel offers no link from a controller to its subsystem, so this looks for
+    /// `<root>/class/nvme-subsystem/*/<controller>` (as nvme-cli does). The controller's own
+    /// `add` comes before the kernel creates that link; its `change` with
+    /// `NVME_EVENT=connected` comes after.
+    pub fn nvme_link_of_controller(&self, controller: &str) -> Result<Option<NvmeLink>> {
+        if !is_controller_name(controller) {
+            return Err(Error::io(
+                format!("looking up the NVMe subsystem of {controller:?}"),
+                io::Error::new(io::ErrorKind::InvalidInput, "not an NVMe controller name"),
+            ));
+        }
+        let root = self.canonical_root()?;
+        for dir in list_class(&self.root.join("class/nvme-subsystem"))? {
+            let links = subsystem_links(&root, &dir)?;
+            if let Some(link) = links.into_iter().find(|l| l.controller == controller) {
+                return Ok(Some(link));
+            }
+        }
+        Ok(None)
+    }
+
+    fn canonical_root(&self) -> Result<PathBuf> {
+        fs::canonicalize(&self.root)
+            .map_err(|e| Error::io(format!("resolving {}", self.root.display()), e))
+    }
+}
+
+impl Snapshot {
+    /// Applies the snapshot to `registry`: the PCI functions, then their children, then the
+    /// NVMe links (a link only takes once its controller is in the registry). Returns what
+    /// changed; applying the same snapshot again changes nothing.
+    pub fn apply_to(&self, registry: &mut Registry) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let (functions, children): (Vec<&Uevent>, Vec<&Uevent>) =
+            self.events.iter().partition(|e| e.subsystem() == "pci");
+        for ev in functions.into_iter().chain(children) {
+            match registry.apply(ev) {
+                Ok(c) => changes.extend(c),
+                // `scan` returns only devices it could place; a hand-made snapshot may not.
+                Err(e) => tracing::debug!("coldplug event {ev} not applied: {e}"),
+            }
+        }
+        for link in &self.nvme_links {
+            changes.extend(link.apply_to(registry));
+        }
+        changes
+    }
+}
+
+/// Which source a device was listed in; decides which devices are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Function,
+    Block,
+    Net,
+    NvmeController,
+}
+
+/// The entries of a directory that must exist (`bus/pci/devices`).
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let op = || format!("reading {}", dir.display());
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(op(), e))? {
+        out.push(entry.map_err(|e| Error::io(op(), e))?.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The entries of a class directory; one that does not exist (no such driver loaded, or no
+/// such kernel feature) has none.
+fn list_class(dir: &Path) -> Result<Vec<PathBuf>> {
+    match list_dir(dir) {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(vec![]),
+        other => other,
+    }
+}
+
+/// True for the errors of a device that went away while being read.
+fn is_gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
+}
+
+/// Resolves a link to a device directory inside `root` (canonical). `Ok(None)` (logged) if
+/// the device went away or the link leads outside `root` or outside `/devices`.
+fn resolve(root: &Path, link: &Path) -> Result<Option<(PathBuf, String)>> {
+    let resolved = match fs::canonicalize(link) {
+        Ok(p) => p,
+        Err(e) if is_gone(&e) => {
+            tracing::debug!("{}: gone before it could be read ({e})", link.display());
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io(format!("resolving {}", link.display()), e)),
+    };
+    let Some(devpath) = resolved
+        .strip_prefix(root)
+        .ok()
+        .and_then(Path::to_str)
+        .map(|rel| format!("/{rel}"))
+        .filter(|d| d.starts_with("/devices/"))
+    else {
+        tracing::warn!(
+            "{} resolves to {}, outside {}/devices: not followed",
+            link.display(),
+            resolved.display(),
+            root.display()
+        );
+        return Ok(None);
+    };
+    Ok(Some((resolved, devpath)))
+}
+
+/// Reads an attribute file without following a symlink in its place.
+fn read_attr(path: &Path) -> io::Result<String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_ATTR).read_to_end(&mut bytes)?;
+    String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// What became of reading one attribute of a device.
+enum Attr {
+    Value(String),
+    /// ENOENT: the attribute does not exist, or the whole device went away.
+    Absent,
+    /// The device is gone (ENODEV), or the file is not a plain attribute (a symlink, not
+    /// UTF-8): the device is skipped. Already logged.
+    Skip,
+}
+
+fn attr(path: &Path) -> Result<Attr> {
+    match read_attr(path) {
+        Ok(v) => Ok(Attr::Value(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Attr::Absent),
+        Err(e) if is_gone(&e) => {
+            tracing::debug!("{}: gone while being read ({e})", path.display());
+            Ok(Attr::Skip)
+        }
+        Err(e)
+            if e.raw_os_error() == Some(libc::ELOOP) || e.kind() == io::ErrorKind::InvalidData =>
+        {
+            tracing::warn!(
+                "{}: not a sysfs attribute ({e}); device skipped",
+                path.display()
+            );
+            Ok(Attr::Skip)
+        }
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// The `add` event for the device behind `link`, or `None` if it is not kept or went away.
+fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
+    let Some((dir, devpath)) = resolve(root, link)? else {
+        return Ok(None);
+    };
+    let kept = match PciPath::from_devpath(&devpath) {
+        Ok(Some((_, end))) => kind != Kind::Function || end == devpath.len(),
+        Ok(None) => kind == Kind::Block && devpath.starts_with(NVME_HEADS),
+        Err(e) => {
+            tracing::debug!("{}: not placeable, skipped: {e}", link.display());
+            false
+        }
+    };
+    if !kept {
+        return Ok(None);
+    }
+
+    let subsystem = match fs::read_link(dir.join("subsystem")) {
+        Ok(target) => match target.file_name().and_then(|n| n.to_str()) {
+            Some(name) => name.to_owned(),
+            None => {
+                tracing::warn!("{devpath}: subsystem link {target:?} has no name; skipped");
+                return Ok(None);
+            }
+        },
+        Err(e) if is_gone(&e) => {
+            tracing::debug!("{devpath}: gone before its subsystem was read ({e})");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("reading {}", dir.join("subsystem").display()),
+                e,
+            ));
+        }
+    };
+    let mut env = match attr(&dir.join("uevent"))? {
+        Attr::Value(text) => parse_uevent_file(&text),
+        Attr::Absent => {
+            tracing::debug!("{devpath}: gone before its uevent file was read");
+            return Ok(None);
+        }
+        Attr::Skip => return Ok(None),
+    };
+
+    if kind == Kind::Block {
+        match attr(&dir.join("hidden"))? {
+            // Absent on kernels before 5.10, which had no hidden disks in sysfs.
+            Attr::Value(v) if v.trim() == "1" => return Ok(None),
+            Attr::Value(_) | Attr::Absent => {}
+            Attr::Skip => return Ok(None),
+        }
+        if !env.contains_key("DISKSEQ") {
+            // Kernels >= 5.15 have `diskseq` on the disk; a partition's events carry its disk's.
+            let disk_dir = match env.get("DEVTYPE").map(String::as_str) {
+                Some("partition") => dir.parent().unwrap_or(&dir),
+                _ => &dir,
+            };
+            match attr(&disk_dir.join("diskseq"))? {
+                Attr::Value(v) => {
+                    if let Ok(seq) = v.trim().parse::<u64>() {
+                        env.insert("DISKSEQ".to_owned(), seq.to_string());
+                    }
+                }
+                Attr::Absent => {}
+                Attr::Skip => return Ok(None),
+            }
+        }
+    }
+
+    // The fields every kernel datagram carries, except SEQNUM.
+    env.insert("ACTION".to_owned(), Action::Add.as_str().to_owned());
+    env.insert("DEVPATH".to_owned(), devpath.clone());
+    env.insert("SUBSYSTEM".to_owned(), subsystem.clone());
+    match Uevent::from_parts(Action::Add, devpath, subsystem, None, env) {
+        Ok(ev) => Ok(Some(ev)),
+        Err(e) => {
+            tracing::warn!("{}: skipped: {e}", link.display());
+            Ok(None)
+        }
+    }
+}
+
+/// The `KEY=VALUE` lines of a sysfs `uevent` file; other lines are ignored.
+fn parse_uevent_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `nvme<N>`: a controller, as named in a subsystem directory (heads are `nvme<N>n<M>`).
+fn is_controller_name(name: &str) -> bool {
+    name.strip_prefix("nvme")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The links to controllers below a PCI function in one subsystem directory (given as the
+/// `class/nvme-subsystem/<name>` entry). A subsystem that went away has none.
+fn subsystem_links(root: &Path, class_entry: &Path) -> Result<Vec<NvmeLink>> {
+    let Some(subsystem) = class_entry.file_name().and_then(|n| n.to_str()) else {
+        return Ok(vec![]);
+    };
+    let Some((dir, _)) = resolve(root, class_entry)? else {
+        return Ok(vec![]);
+    };
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if is_gone(&e) => return Ok(vec![]),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    };
+    let mut links = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let Some(controller) = name.to_str().filter(|n| is_controller_name(n)) else {
+            continue;
+        };
+        // The controller is a link; a directory of that name would be something else.
+        match entry.file_type() {
+            Ok(t) if t.is_symlink() => {}
+            Ok(_) => continue,
+            Err(e) if is_gone(&e) => continue,
+            Err(e) => {
+                return Err(Error::io(format!("reading {}", entry.path().display()), e));
+            }
+        }
+        let Some((_, devpath)) = resolve(root, &entry.path())? else {
+            continue;
+        };
+        match PciPath::from_devpath(&devpath) {
+            Ok(Some((path, _))) => links.push(NvmeLink {
+                path,
+                controller: controller.to_owned(),
+                subsystem: subsystem.to_owned(),
+            }),
+            // A fabrics controller (`/devices/virtual/nvme-fabrics/ctl/nvme1`): no PCI path.
+            Ok(None) => {}
+            Err(e) => tracing::debug!("{}: not placeable, skipped: {e}", entry.path().display()),
+        }
+    }
+    Ok(links)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{DevType, Transport};
+    use std::collections::BTreeSet;
+    use std::os::unix::fs::symlink;
+
+    /// A fake sysfs in a temporary directory, laid out like the kernel's: device directories
+    /// under `devices/`, relative links from `bus/pci/devices` and `class/<class>`, a
+    /// `subsystem` link and a `uevent` file in each device.
+    pub(crate) struct FakeSysfs {
+        dir: tempfile::TempDir,
+    }
+
+    impl FakeSysfs {
+        /// An empty tree with `bus/pci/devices`, the one directory a scan requires.
+        pub(crate) fn new() -> FakeSysfs {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir_all(dir.path().join("bus/pci/devices")).unwrap();
+            FakeSysfs { dir }
+        }
+
+        pub(crate) fn root(&self) -> &Path {
+            self.dir.path()
+        }
+
+        pub(crate) fn sysfs(&self) -> Sysfs {
+            Sysfs::new(self.root())
+        }
+
+        /// A link at `at` (relative to the root) to `target` (relative to the root), written
+        /// relative to the link's directory as the kernel does (`../../devices/...`).
+        pub(crate) fn link(&self, at: &str, target: &str) {
+            let at = at.trim_start_matches('/');
+            let depth = Path::new(at).parent().map_or(0, |p| p.components().count());
+            let rel = format!("{}{}", "../".repeat(depth), target.trim_start_matches('/'));
+            let at = self.root().join(at);
+            fs::create_dir_all(at.parent().unwrap()).unwrap();
+            symlink(rel, at).unwrap();
+        }
+
+        /// Writes attribute `name` of the device at `devpath`.
+        pub(crate) fn attr(&self, devpath: &str, name: &str, value: &str) {
+            let dir = self.root().join(devpath.trim_start_matches('/'));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(name), value).unwrap();
+        }
+
+        /// A device directory with its `uevent` file and a `subsystem` link to
+        /// `subsystem_dir` (`bus/pci`, `class/block`).
+        pub(crate) fn device(&self, devpath: &str, subsystem_dir: &str, uevent: &[&str]) {
+            let mut text = uevent.join("\n");
+            text.push('\n');
+            self.attr(devpath, "uevent", &text);
+            self.link(&format!("{devpath}/subsystem"), subsystem_dir);
+        }
+
+        /// A PCI function at `devpath`, listed in `bus/pci/devices`.
+        pub(crate) fn pci(&self, devpath: &str, id: &str, class: &str, driver: Option<&str>) {
+            let bdf = devpath.rsplit('/').next().unwrap();
+            let mut uevent = Vec::new();
+            let driver_line = driver.map(|d| format!("DRIVER={d}"));
+            if let Some(d) = &driver_line {
+                uevent.push(d.as_str());
+            }
+            let (class_line, id_line) = (format!("PCI_CLASS={class}"), format!("PCI_ID={id}"));
+            let (subsys_line, slot_line) = (
+                format!("PCI_SUBSYS_ID={id}"),
+                format!("PCI_SLOT_NAME={bdf}"),
+            );
+            uevent.extend([&*class_line, &*id_line, &*subsys_line, &*slot_line]);
+            self.device(devpath, "bus/pci", &uevent);
+            self.link(&format!("bus/pci/devices/{bdf}"), devpath);
+        }
+
+        /// A class device at `devpath`, listed in `class/<class>`.
+        pub(crate) fn class_device(&self, class: &str, devpath: &str, uevent: &[&str]) {
+            let name = devpath.rsplit('/').next().unwrap();
+            self.device(devpath, &format!("class/{class}"), uevent);
+            self.link(&format!("class/{class}/{name}"), devpath);
+        }
+
+        /// Removes the device directory at `devpath`, leaving the links to it dangling.
+        pub(crate) fn unplug(&self, devpath: &str) {
+            fs::remove_dir_all(self.root().join(devpath.trim_start_matches('/'))).unwrap();
+        }
+    }
+
+    pub(crate) const VDA: &str = "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda";
+    pub(crate) const VDB: &str =
+        "/devices/pci0000:00/0000:00:03.0/0000:02:00.0/0000:03:01.0/virtio1/block/vdb";
+    pub(crate) const ETH0: &str = "/devices/pci0000:00/0000:00:04.0/0000:05:00.0/virtio3/net/eth0";
+    pub(crate) const NVME_FN: &str = "/devices/pci0000:00/0000:00:06.0/0000:07:00.0";
+    pub(crate) const SUBSYS: &str = "/devices/virtual/nvme-subsystem/nvme-subsys0";
+
+    /// The q35 topology of `fixtures/real-hotplug/README.md` (coldplug scenario plus the
+    /// net interface): virtio-blk at 02/00, a partitioned virtio-blk at 03/00/01, virtio-net
+    /// at 04/00, NVMe with native multipath at 06/00; plus a loop device and `lo`.
+    pub(crate) fn q35() -> FakeSysfs {
+        let t = FakeSysfs::new();
+        let rp = "1B36:000C"; // pcie-root-port
+        t.pci(
+            "/devices/pci0000:00/0000:00:00.0",
+            "8086:29C0",
+            "60000",
+            None,
+        );
+        for slot in ["02", "03", "04", "06"] {
+            let dp = format!("/devices/pci0000:00/0000:00:{slot}.0");
+            t.pci(&dp, rp, "60400", Some("pcieport"));
+        }
+        t.pci(
+            "/devices/pci0000:00/0000:00:03.0/0000:02:00.0",
+            "1B36:000E",
+            "60400",
+            None,
+        );
+        t.pci(
+            "/devices/pci0000:00/0000:00:02.0/0000:01:00.0",
+            "1AF4:1042",
+            "10000",
+            Some("virtio-pci"),
+        );
+        t.pci(
+            "/devices/pci0000:00/0000:00:03.0/0000:02:00.0/0000:03:01.0",
+            "1AF4:1001",
+            "10000",
+            Some("virtio-pci"),
+        );
+        t.pci(
+            "/devices/pci0000:00/0000:00:04.0/0000:05:00.0",
+            "1AF4:1041",
+            "20000",
+            Some("virtio-pci"),
+        );
+        t.pci(NVME_FN, "1B36:0010", "10802", Some("nvme"));
+
+        // vda: a kernel whose uevent file has no DISKSEQ; the attribute has it.
+        t.class_device(
+            "block",
+            VDA,
+            &["MAJOR=254", "MINOR=0", "DEVNAME=vda", "DEVTYPE=disk"],
+        );
+        t.attr(VDA, "diskseq", "1\n");
+        t.attr(VDA, "hidden", "0\n");
+        t.class_device(
+            "block",
+            VDB,
+            &[
+                "MAJOR=254",
+                "MINOR=16",
+                "DEVNAME=vdb",
+                "DEVTYPE=disk",
+                "DISKSEQ=2",
+            ],
+        );
+        t.attr(VDB, "diskseq", "2\n");
+        for n in ["1", "2"] {
+            let (minor, devname, partn) = (
+                format!("MINOR=1{n}"),
+                format!("DEVNAME=vdb{n}"),
+                format!("PARTN={n}"),
+            );
+            // Partitions have no `diskseq` attribute; their events carry the disk's.
+            t.class_device(
+                "block",
+                &format!("{VDB}/vdb{n}"),
+                &["MAJOR=254", &minor, &devname, "DEVTYPE=partition", &partn],
+            );
+        }
+        t.class_device("net", ETH0, &["INTERFACE=eth0", "IFINDEX=2"]);
+
+        let ctrl = format!("{NVME_FN}/nvme/nvme0");
+        t.class_device("nvme", &ctrl, &["MAJOR=241", "MINOR=0", "DEVNAME=nvme0"]);
+        // The hidden per-path disk: under the controller, listed in class/block, no uevent.
+        let hidden = format!("{ctrl}/nvme0c0n1");
+        t.class_device(
+            "block",
+            &hidden,
+            &["MAJOR=0", "MINOR=0", "DEVNAME=nvme0c0n1", "DEVTYPE=disk"],
+        );
+        t.attr(&hidden, "hidden", "1\n");
+        t.device(SUBSYS, "class/nvme-subsystem", &[]);
+        t.link("class/nvme-subsystem/nvme-subsys0", SUBSYS);
+        t.link(&format!("{SUBSYS}/nvme0"), &ctrl);
+        let head = format!("{SUBSYS}/nvme0n1");
+        t.class_device(
+            "block",
+            &head,
+            &[
+                "MAJOR=259",
+                "MINOR=1",
+                "DEVNAME=nvme0n1",
+                "DEVTYPE=disk",
+                "DISKSEQ=6",
+            ],
+        );
+        t.attr(&head, "hidden", "0\n");
+
+        // Not below PCI: not returned.
+        t.class_device(
+            "block",
+            "/devices/virtual/block/loop0",
+            &["MAJOR=7", "MINOR=0", "DEVNAME=loop0", "DEVTYPE=disk"],
+        );
+        t.class_device(
+            "net",
+            "/devices/virtual/net/lo",
+            &["INTERFACE=lo", "IFINDEX=1"],
+        );
+        t
+    }
+
+    fn p(s: &str) -> PciPath {
+        s.parse().unwrap()
+    }
+
+    fn registry_of(snapshot: &Snapshot) -> Registry {
+        let mut r = Registry::new();
+        snapshot.apply_to(&mut r);
+        r
+    }
+
+    fn names<'a>(blocks: impl IntoIterator<Item = &'a crate::BlockDevice>) -> Vec<&'a str> {
+        blocks.into_iter().map(|b| &*b.name).collect()
+    }
+
+    #[test]
+    fn the_q35_topology_scans_into_the_expected_registry() {
+        let snap = q35().sysfs().scan().unwrap();
+        let r = registry_of(&snap);
+
+        let paths: Vec<String> = r.devices().map(|d| d.path.to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "00", "02", "02/00", "03", "03/00", "03/00/01", "04", "04/00", "06", "06/00"
+            ]
+        );
+        assert_eq!(names(r.block_devices(&p("02/00"))), ["vda"]);
+        assert_eq!(
+            names(r.block_devices(&p("03/00/01"))),
+            ["vdb", "vdb1", "vdb2"]
+        );
+        assert_eq!(r.net(&p("04/00")).unwrap().name.as_ref(), "eth0");
+        assert_eq!(r.net(&p("04/00")).unwrap().ifindex, Some(2));
+        for bare in ["00", "02", "03", "03/00", "04", "06"] {
+            assert!(r.block_devices(&p(bare)).is_empty(), "{bare}");
+            assert!(r.net(&p(bare)).is_none(), "{bare}");
+        }
+
+        // NVMe: the head counts under the controller's function once linked.
+        assert_eq!(
+            snap.nvme_links,
+            [NvmeLink {
+                path: p("06/00"),
+                controller: "nvme0".into(),
+                subsystem: "nvme-subsys0".into(),
+            }]
+        );
+        let disk = r.disk(&p("06/00")).unwrap();
+        assert_eq!(&*disk.name, "nvme0n1");
+        assert_eq!(
+            disk.transport,
+            Transport::NvmeMultipath {
+                subsystem: "nvme-subsys0".into()
+            }
+        );
+        assert_eq!(r.unresolved_nvme_heads().count(), 0);
+        assert_eq!(
+            r.get(&p("06/00")).unwrap().nvme[0].subsystem.as_deref(),
+            Some("nvme-subsys0")
+        );
+
+        // The hidden per-path disk, loop0 and lo are nowhere.
+        for gone in ["nvme0c0n1", "loop0", "lo"] {
+            assert!(
+                snap.events.iter().all(|e| e.sysname() != gone),
+                "{gone} was returned"
+            );
+        }
+        let all_blocks: Vec<&str> = r
+            .devices()
+            .flat_map(|d| names(r.block_devices(&d.path)))
+            .collect();
+        assert_eq!(all_blocks, ["vda", "vdb", "vdb1", "vdb2", "nvme0n1"]);
+
+        // IDs, driver and DISKSEQ (from the attribute when the uevent file lacks it).
+        let vda_fn = r.get(&p("02/00")).unwrap();
+        assert_eq!(vda_fn.driver.as_deref(), Some("virtio-pci"));
+        assert_eq!(vda_fn.ids.unwrap().id, (0x1af4, 0x1042));
+        assert_eq!(r.disk(&p("02/00")).unwrap().diskseq, Some(1));
+        let vdb = r.block_devices(&p("03/00/01"));
+        assert_eq!(vdb[1].devtype, DevType::Partition);
+        assert_eq!(vdb[1].disk.as_deref(), Some("vdb"));
+        assert_eq!(vdb[1].diskseq, Some(2), "a partition carries its disk's");
+        assert_eq!(vdb[1].partn, Some(1));
+    }
+
+    #[test]
+    fn events_look_like_the_kernels() {
+        let snap = q35().sysfs().scan().unwrap();
+        let vda = snap.events.iter().find(|e| e.devpath() == VDA).unwrap();
+        assert_eq!(vda.action(), Action::Add);
+        assert_eq!(vda.seqnum(), None);
+        assert_eq!(vda.subsystem(), "block");
+        for (k, v) in [
+            ("ACTION", "add"),
+            ("DEVPATH", VDA),
+            ("SUBSYSTEM", "block"),
+            ("MAJOR", "254"),
+            ("MINOR", "0"),
+            ("DEVNAME", "vda"),
+            ("DEVTYPE", "disk"),
+            ("DISKSEQ", "1"),
+        ] {
+            assert_eq!(vda.get(k), Some(v), "{k}");
+        }
+        assert_eq!(vda.get("SEQNUM"), None);
+        let f = snap
+            .events
+            .iter()
+            .find(|e| e.devpath() == "/devices/pci0000:00/0000:00:02.0/0000:01:00.0")
+            .unwrap();
+        assert_eq!(f.subsystem(), "pci");
+        assert_eq!(f.get("PCI_SLOT_NAME"), Some("0000:01:00.0"));
+        assert_eq!(f.get("DRIVER"), Some("virtio-pci"));
+
+        // Functions first, in path order; then children by devpath.
+        let first_child = snap
+            .events
+            .iter()
+            .position(|e| e.subsystem() != "pci")
+            .unwrap();
+        assert_eq!(first_child, 10);
+        assert!(
+            snap.events[first_child..]
+                .iter()
+                .all(|e| e.subsystem() != "pci")
+        );
+        assert!(snap.events[first_child..].is_sorted_by_key(|e| e.devpath().to_owned()));
+    }
+
+    #[test]
+    fn applying_is_independent_of_the_snapshot_order_and_idempotent() {
+        let snap = q35().sysfs().scan().unwrap();
+        let r = registry_of(&snap);
+        let mut reversed = snap.clone();
+        reversed.events.reverse();
+        reversed.nvme_links.reverse();
+        let json = |r: &Registry| serde_json::to_string(&r.views().collect::<Vec<_>>()).unwrap();
+        assert_eq!(json(&r), json(&registry_of(&reversed)));
+        let mut again = r.clone();
+        assert_eq!(snap.apply_to(&mut again), []);
+    }
+
+    #[test]
+    fn devices_that_go_away_during_the_scan_are_skipped() {
+        let t = q35();
+        // Listed, then gone: dangling links in bus/pci/devices and class/block.
+        t.pci(
+            "/devices/pci0000:00/0000:00:07.0",
+            "1AF4:1042",
+            "10000",
+            None,
+        );
+        t.unplug("/devices/pci0000:00/0000:00:07.0");
+        t.class_device(
+            "block",
+            "/devices/pci0000:00/0000:00:04.0/0000:05:00.0/virtio9/block/vdz",
+            &["DEVNAME=vdz"],
+        );
+        t.unplug("/devices/pci0000:00/0000:00:04.0/0000:05:00.0/virtio9");
+        // Resolves, but the uevent file is gone (removed between canonicalize and read).
+        fs::remove_file(t.root().join(&ETH0[1..]).join("uevent")).unwrap();
+
+        let snap = t.sysfs().scan().unwrap();
+        let r = registry_of(&snap);
+        assert!(r.get(&p("07")).is_none());
+        assert!(snap.events.iter().all(|e| e.sysname() != "vdz"));
+        assert!(r.net(&p("04/00")).is_none(), "eth0 must not be resurrected");
+        assert_eq!(r.disk(&p("02/00")).unwrap().name.as_ref(), "vda");
+    }
+
+    #[test]
+    fn a_missing_root_is_a_clear_error() {
+        let e = Sysfs::new("/nonexistent").scan().unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "reading /nonexistent/bus/pci/devices: No such file or directory (os error 2)"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+
+        let empty = tempfile::tempdir().unwrap();
+        let e = Sysfs::new(empty.path()).scan().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "reading {}/bus/pci/devices: No such file or directory (os error 2)",
+                empty.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn links_out_of_the_root_are_not_followed() {
+        let t = q35();
+        let outside = FakeSysfs::new();
+        outside.class_device(
+            "block",
+            "/devices/pci0000:00/0000:00:09.0/virtio7/block/vdq",
+            &["DEVNAME=vdq", "DEVTYPE=disk"],
+        );
+        let target = outside
+            .root()
+            .join("devices/pci0000:00/0000:00:09.0/virtio7/block/vdq");
+        symlink(&target, t.root().join("class/block/vdq")).unwrap();
+        // An attribute that is a symlink is not read through either.
+        let secret = outside.root().join("secret");
+        fs::write(&secret, "DEVNAME=vdr\nDEVTYPE=disk\n").unwrap();
+        let vdr = "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vdr";
+        t.link(&format!("{vdr}/subsystem"), "class/block");
+        symlink(&secret, t.root().join(&vdr[1..]).join("uevent")).unwrap();
+        t.link("class/block/vdr", vdr);
+        // Inside the root but not a device: devpaths start with /devices.
+        t.class_device(
+            "net",
+            "/firmware/pci0000:00/0000:00:04.0/0000:05:00.0/net/eth9",
+            &["INTERFACE=eth9"],
+        );
+
+        let snap = t.sysfs().scan().unwrap();
+        for name in ["vdq", "vdr", "eth9"] {
+            assert!(snap.events.iter().all(|e| e.sysname() != name), "{name}");
+        }
+        assert_eq!(
+            registry_of(&snap).disk(&p("02/00")).unwrap().name.as_ref(),
+            "vda"
+        );
+    }
+
+    #[test]
+    fn nvme_links_are_found_per_subsystem_and_per_controller() {
+        let t = q35();
+        // A second path to the same subsystem, on another root port (multipath).
+        let second = "/devices/pci0000:00/0000:00:05.0/0000:06:00.0";
+        t.pci(second, "1B36:0010", "10802", Some("nvme"));
+        let ctrl = format!("{second}/nvme/nvme1");
+        t.class_device("nvme", &ctrl, &["DEVNAME=nvme1"]);
+        t.link(&format!("{SUBSYS}/nvme1"), &ctrl);
+        // A fabrics controller in another subsystem: no PCI path, no link.
+        let fabrics = "/devices/virtual/nvme-fabrics/ctl/nvme2";
+        t.class_device("nvme", fabrics, &["DEVNAME=nvme2"]);
+        t.device(
+            "/devices/virtual/nvme-subsystem/nvme-subsys2",
+            "class/nvme-subsystem",
+            &[],
+        );
+        t.link(
+            "class/nvme-subsystem/nvme-subsys2",
+            "/devices/virtual/nvme-subsystem/nvme-subsys2",
+        );
+        t.link("devices/virtual/nvme-subsystem/nvme-subsys2/nvme2", fabrics);
+
+        let s = t.sysfs();
+        let links = s.nvme_links_of("nvme-subsys0").unwrap();
+        let got: Vec<(String, &str)> = links
+            .iter()
+            .map(|l| (l.path.to_string(), l.controller.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("05/00".to_owned(), "nvme1"), ("06/00".to_owned(), "nvme0")]
+        );
+        assert!(s.nvme_links_of("nvme-subsys2").unwrap().is_empty());
+        assert!(s.nvme_links_of("nvme-subsys9").unwrap().is_empty());
+        let e = s.nvme_links_of("../../devices").unwrap_err();
+        assert!(e.to_string().contains("not a subsystem name"), "{e}");
+
+        let l = s.nvme_link_of_controller("nvme1").unwrap().unwrap();
+        assert_eq!((l.path, l.subsystem.as_str()), (p("05/00"), "nvme-subsys0"));
+        assert_eq!(s.nvme_link_of_controller("nvme2").unwrap(), None);
+        assert_eq!(s.nvme_link_of_controller("nvme7").unwrap(), None);
+        assert!(s.nvme_link_of_controller("nvme0n1").is_err());
+
+        // Both paths lead to the head.
+        let r = registry_of(&s.scan().unwrap());
+        for path in ["05/00", "06/00"] {
+            assert_eq!(r.disk(&p(path)).unwrap().name.as_ref(), "nvme0n1", "{path}");
+        }
+    }
+
+    #[test]
+    fn a_tree_without_nvme_or_net_classes_scans_fine() {
+        let t = FakeSysfs::new();
+        t.pci(
+            "/devices/pci0000:00/0000:00:02.0",
+            "1AF4:1042",
+            "10000",
+            None,
+        );
+        let snap = t.sysfs().scan().unwrap();
+        assert_eq!(snap.events.len(), 1);
+        assert!(snap.nvme_links.is_empty());
+        assert!(t.sysfs().nvme_links_of("nvme-subsys0").unwrap().is_empty());
+        assert_eq!(t.sysfs().nvme_link_of_controller("nvme0").unwrap(), None);
+    }
+
+    #[test]
+    fn uevent_files_are_key_value_lines() {
+        let env = parse_uevent_file("MAJOR=254\nDEVNAME=vda\n\nnoise\n=x\nEMPTY=\n");
+        let keys: BTreeSet<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(keys, BTreeSet::from(["MAJOR", "DEVNAME", "EMPTY"]));
+        assert_eq!(env["EMPTY"], "");
+        assert!(is_controller_name("nvme12"));
+        assert!(!is_controller_name("nvme"));
+        assert!(!is_controller_name("nvme0n1"));
+        assert!(!is_controller_name("nvme-subsys0"));
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn is<T: Send + Sync>() {}
+        is::<Sysfs>();
+        is::<Snapshot>();
+        is::<NvmeLink>();
+    }
+}

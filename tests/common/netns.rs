@@ -1,0 +1,83 @@
+//! Running a test in a private user + network namespace, where it may inject uevents through
+//! the kernel and only it sees them.
+//!
+//! The test binary re-executes itself under `unshare --user --map-root-user --net`
+//! (util-linux), filtered to the one test, and checks the child's result. In that namespace the
+//! process has `CAP_SYS_ADMIN` and `CAP_NET_ADMIN` over the network namespace, which is what
+//! injecting and forging need, and because the namespace is owned by a new user namespace the
+//! kernel does not send it the machine's own uevents. Where `unshare` is missing or the kernel
+//! refuses to create the namespaces, the test says why and passes.
+
+use std::process::Command;
+
+/// Set in the re-executed child to the name of the test it runs.
+const CHILD_ENV: &str = "PCIPLUG_TEST_NETNS_CHILD";
+/// The parent's network namespace (`net:[inode]`), which the child must not be in.
+const PARENT_NETNS_ENV: &str = "PCIPLUG_TEST_PARENT_NETNS";
+
+/// Runs `body` in a private user + network namespace, in a child process.
+///
+/// `test` must be the test function's name: the child runs `<this binary> <test> --exact`.
+pub fn in_private_netns(test: &str, body: impl FnOnce()) {
+    if std::env::var(CHILD_ENV).as_deref() == Ok(test) {
+        // The child. Injecting into the parent's namespace would reach the machine's udevd.
+        let parent = std::env::var(PARENT_NETNS_ENV).expect("parent netns in the environment");
+        assert_ne!(netns(), parent, "refusing to run outside a private netns");
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let output = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--net", "--"])
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, test)
+        .env(PARENT_NETNS_ENV, netns())
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("SKIPPED {test}: cannot run unshare(1) from util-linux: {e}");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Show what the child printed (observations of the kernel's behaviour, or a failure).
+    print!("{stdout}");
+    eprint!("{stderr}");
+    // Exactly one test ran and passed (a renamed test would otherwise match none and pass).
+    if output.status.success() && stdout.contains("test result: ok. 1 passed") {
+        return;
+    }
+    // unshare(1) reports its own failures as "unshare: ..." and never ran the test binary.
+    if !stdout.contains("running 1 test") && stderr.starts_with("unshare:") {
+        eprintln!(
+            "SKIPPED {test}: no private user + network namespace here: {}",
+            stderr.trim()
+        );
+        return;
+    }
+    panic!(
+        "{test} failed in its private network namespace ({})",
+        output.status
+    );
+}
+
+pub fn netns() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .expect("reading /proc/self/ns/net")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The datagram without its `SEQNUM=` field: what the kernel accepts for injection.
+pub fn without_seqnum(datagram: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(datagram.len());
+    for field in datagram.split_inclusive(|&b| b == 0) {
+        if !field.starts_with(b"SEQNUM=") {
+            out.extend_from_slice(field);
+        }
+    }
+    out
+}
