@@ -2,6 +2,7 @@
 //! assertions that compare a registry with it.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod fake_sysfs;
 pub mod netns;
 
 use std::collections::{BTreeMap, BTreeSet};
