@@ -57,3 +57,8 @@ pub use registry::{
     Stats, Transport,
 };
 pub use uevent::{Action, Datagram, Uevent};
+
+// The README's examples are compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
