@@ -255,6 +255,38 @@ fn an_overflow_is_resynced_to_the_truth_and_wakes_the_waiter() {
     );
 }
 
+#[test]
+fn an_nvme_multipath_head_is_tied_to_its_controller_through_sysfs() {
+    in_private_netns(
+        "an_nvme_multipath_head_is_tied_to_its_controller_through_sysfs",
+        || {
+            // sysfs as the guest of q35-acpi-hotplug has it after step 7: controller nvme0 under
+            // 06/00, linked from nvme-subsys0, whose head nvme0n1 no uevent ties to a controller.
+            let sysfs = q35();
+            let monitor = Monitor::builder()
+                .sysfs_root(sysfs.root())
+                .coldplug(false) // only what the kernel announces
+                .start()
+                .unwrap();
+            let m = monitor.clone();
+            let waiter = thread::spawn(move || m.wait_block(&p("06/00"), Duration::from_secs(30)));
+            inject_all(&recording("q35-acpi-hotplug"));
+            let head = waiter.join().unwrap().unwrap();
+            assert_eq!(head.devnode(), "/dev/nvme0n1");
+            assert_eq!(
+                monitor.with_registry(|r| r.unresolved_nvme_heads().count()),
+                0
+            );
+            // The hidden per-path disk is never an answer, and never listed.
+            assert!(monitor.with_registry(|r| {
+                r.block_devices(&p("06/00"))
+                    .iter()
+                    .all(|b| &*b.name != "nvme0c0n1")
+            }));
+        },
+    );
+}
+
 /// Copies a directory tree, symlinks as symlinks.
 fn copy_tree(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
