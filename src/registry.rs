@@ -904,22 +904,9 @@ impl Registry {
         let Ok(i) = dev.block.binary_search_by(|b| (*b.name).cmp(name)) else {
             return;
         };
-        if let (Some(held), Some(gone)) = (dev.block[i].diskseq, diskseq)
-            && held != gone
-        {
-            return; // the remove of an older disk of that name; the one held is newer
-        }
-        let block = dev.block.remove(i);
-        let mut gone = vec![block];
-        if gone[0].devtype == DevType::Disk {
-            dev.block.retain(|b| {
-                let part = b.disk.as_deref() == Some(name);
-                if part {
-                    gone.push(b.clone());
-                }
-                !part
-            });
-        }
+        let Some(gone) = take_block(&mut dev.block, i, diskseq) else {
+            return;
+        };
         // Partitions before their disk.
         for block in gone.into_iter().rev() {
             self.names.remove(&block.name);
@@ -977,22 +964,9 @@ impl Registry {
         });
         let Some((key, i)) = found else { return };
         let sub = self.nvme_subsystems.get_mut(&key).expect("found above");
-        if let (Some(held), Some(gone)) = (sub.heads[i].diskseq, diskseq)
-            && held != gone
-        {
+        let Some(gone) = take_block(&mut sub.heads, i, diskseq) else {
             return;
-        }
-        let head = sub.heads.remove(i);
-        let mut gone = vec![head];
-        if gone[0].devtype == DevType::Disk {
-            sub.heads.retain(|b| {
-                let part = b.disk.as_deref() == Some(name);
-                if part {
-                    gone.push(b.clone());
-                }
-                !part
-            });
-        }
+        };
         let paths: Vec<Option<PciPath>> = if sub.controllers.is_empty() {
             vec![None]
         } else {
@@ -1264,6 +1238,35 @@ fn diff(old: &Registry, new: &Registry) -> Vec<Change> {
         });
     }
     changes
+}
+
+/// Removes `list[i]` and, for a disk, its partitions, unless the removal names a `diskseq`
+/// other than the one held (the late remove of an older disk of that name). Returns what was
+/// removed, the disk first.
+fn take_block(
+    list: &mut Vec<BlockDevice>,
+    i: usize,
+    diskseq: Option<u64>,
+) -> Option<Vec<BlockDevice>> {
+    if let (Some(held), Some(gone)) = (list[i].diskseq, diskseq)
+        && held != gone
+    {
+        return None;
+    }
+    let block = list.remove(i);
+    let name = block.name.clone();
+    let is_disk = block.devtype == DevType::Disk;
+    let mut gone = vec![block];
+    if is_disk {
+        list.retain(|b| {
+            let part = b.disk.as_deref() == Some(&*name);
+            if part {
+                gone.push(b.clone());
+            }
+            !part
+        });
+    }
+    Some(gone)
 }
 
 /// Two records of the same disk (or partition): same name, same DISKSEQ where both are known.
