@@ -674,7 +674,9 @@ impl Registry {
             }
             Action::Add | Action::Change | Action::Bind | Action::Move | Action::Online => {
                 self.ensure_device(path, ev.devpath(), changes);
-                let dev = self.devices.get_mut(&path).expect("ensured above");
+                let Some(dev) = self.devices.get_mut(&path) else {
+                    return; // not placeable as a function; ensure_device logged nothing to add
+                };
                 if let Some(ids) = pci_ids(ev) {
                     dev.ids = Some(ids);
                 }
@@ -963,7 +965,9 @@ impl Registry {
                 .map(|i| (k.clone(), i))
         });
         let Some((key, i)) = found else { return };
-        let sub = self.nvme_subsystems.get_mut(&key).expect("found above");
+        let Some(sub) = self.nvme_subsystems.get_mut(&key) else {
+            return;
+        };
         let Some(gone) = take_block(&mut sub.heads, i, diskseq) else {
             return;
         };
