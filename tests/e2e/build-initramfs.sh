@@ -1,0 +1,129 @@
+#!/bin/bash
+# build-initramfs.sh - the initramfs the pciplug end-to-end tests boot.
+#
+#   build-initramfs.sh [-o OUT.cpio.gz] [PCIPLUG_BINARY]
+#
+# Contents: static busybox and its applet links, PCIPLUG_BINARY as /bin/pciplug
+# (must be statically linked; stripped on the way in), the kernel modules the
+# scenarios need with everything they depend on (from modules.dep, in load order,
+# decompressed), and guest-init.sh as /init. Without PCIPLUG_BINARY the image can
+# only run `run.py --smoke`.
+#
+# The kernel comes from setup.sh ($PCIPLUG_E2E_KERNEL_CACHE/kernel.env).
+# OUT defaults to $PCIPLUG_E2E_DIR/initramfs.cpio.gz (<repo>/target/e2e/...).
+#
+# The binary the tests expect is built with
+#   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target x86_64-unknown-linux-gnu
+# (the explicit --target keeps RUSTFLAGS away from build scripts and proc macros).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+E2E_DIR=${PCIPLUG_E2E_DIR:-$REPO/target/e2e}
+KCACHE=${PCIPLUG_E2E_KERNEL_CACHE:-$E2E_DIR/kernel}
+OUT=$E2E_DIR/initramfs.cpio.gz
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+
+usage() { echo "usage: $0 [-o OUT.cpio.gz] [PCIPLUG_BINARY]" >&2; exit 2; }
+die() { printf 'build-initramfs: error: %s\n' "$*" >&2; exit 1; }
+while getopts "o:h" opt; do
+	case $opt in
+	o) OUT=$OPTARG ;;
+	*) usage ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -le 1 ] || usage
+PCIPLUG=${1:-}
+
+[ -s "$KCACHE/kernel.env" ] || die "no $KCACHE/kernel.env: run tests/e2e/setup.sh first"
+# shellcheck disable=SC1091
+. "$KCACHE/kernel.env"
+MODDIR=$KROOT/lib/modules/$KVER
+[ -s "$MODDIR/modules.dep" ] || die "no $MODDIR/modules.dep"
+
+is_static() { ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter' && LC_ALL=C readelf -h "$1" >/dev/null 2>&1; }
+is_static "$BUSYBOX" || die "$BUSYBOX is not a static ELF binary (apt-get install busybox-static)"
+if [ -n "$PCIPLUG" ]; then
+	[ -x "$PCIPLUG" ] || die "$PCIPLUG is not an executable"
+	is_static "$PCIPLUG" || die "$PCIPLUG is dynamically linked; build it with RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu"
+fi
+
+# Modules the scenarios load, by module name ('-' and '_' are the same). All of
+# them are modules (=m) in Debian's kernel; one that is built in is skipped.
+WANTED="virtio_pci virtio_blk virtio_net virtio_scsi sd_mod nvme"
+# Crypto providers that crc-t10dif / crc64-rocksoft look up by name (modprobe would load them
+# through modules.softdep); without them those libraries fall back to their generic code.
+OPTIONAL="crct10dif_generic crc64_rocksoft_generic"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pciplug-initramfs.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+ROOT=$WORK/root
+mkdir -p "$ROOT"/{bin,dev,proc,sys,run,tmp,etc,lib/modules}
+
+# --- modules, dependencies first (depth-first over modules.dep) ---------------------
+declare -A DEPS FILE SEEN
+while IFS= read -r line; do
+	f=${line%%:*}
+	n=${f##*/}; n=${n%%.ko*}; n=${n//-/_}
+	FILE[$n]=$f
+	DEPS[$n]=${line#*:}
+done < "$MODDIR/modules.dep"
+ORDER=()
+visit() {
+	local m=$1 d n
+	[ -n "${SEEN[$m]:-}" ] && return 0
+	SEEN[$m]=1
+	for d in ${DEPS[$m]}; do
+		n=${d##*/}; n=${n%%.ko*}; visit "${n//-/_}"
+	done
+	ORDER+=("$m")
+}
+for m in $WANTED; do
+	m=${m//-/_}
+	if [ -n "${FILE[$m]:-}" ]; then
+		visit "$m"
+	elif grep -Eq "/${m//_/[-_]}\.ko" "$MODDIR/modules.builtin" 2>/dev/null; then
+		echo "build-initramfs: $m is built into $KVER"
+	else
+		die "module $m is neither in $MODDIR/modules.dep nor built in"
+	fi
+done
+for m in $OPTIONAL; do
+	[ -n "${FILE[$m]:-}" ] && visit "$m"
+done
+: > "$ROOT/etc/modules.order"
+for m in "${ORDER[@]}"; do
+	src=$MODDIR/${FILE[$m]}
+	dst=$ROOT/lib/modules/$m.ko
+	case $src in
+	*.ko.xz) xz -dc "$src" > "$dst" ;;
+	*.ko.zst) zstd -qdc "$src" > "$dst" ;;
+	*.ko.gz) gzip -dc "$src" > "$dst" ;;
+	*.ko) cp "$src" "$dst" ;;
+	*) die "unexpected module file $src" ;;
+	esac
+	echo "$m" >> "$ROOT/etc/modules.order"
+done
+
+# --- busybox, pciplug, /init ------------------------------------------------------------
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+for a in $("$BUSYBOX" --list); do
+	# No modprobe: nothing in the guest should load modules behind the test's back.
+	case $a in busybox|modprobe) continue ;; esac
+	ln -s busybox "$ROOT/bin/$a"
+done
+ln -s bin "$ROOT/sbin"
+if [ -n "$PCIPLUG" ]; then
+	strip -o "$ROOT/bin/pciplug" "$PCIPLUG"
+	sha256sum "$PCIPLUG" | cut -d' ' -f1 > "$ROOT/etc/pciplug.sha256"
+fi
+install -m 755 "$HERE/guest-init.sh" "$ROOT/init"
+echo "$KVER" > "$ROOT/etc/kver"
+
+mkdir -p "$(dirname "$OUT")"
+(cd "$ROOT" && find . -print0 | LC_ALL=C sort -z |
+	cpio --null -o -H newc --owner=0:0 --reproducible --quiet) | gzip -6 > "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+echo "build-initramfs: wrote $OUT ($(stat -c %s "$OUT") bytes): kernel $KVER ($KERNEL_PKG $KERNEL_PKG_VERSION)," \
+	"${#ORDER[@]} modules (${ORDER[*]}), pciplug: ${PCIPLUG:-none (smoke only)}"
