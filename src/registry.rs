@@ -23,13 +23,17 @@
 //! Memory is bounded by what is present: nothing is kept for ignored events or for children
 //! the registry does not report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::ops::{Deref, DerefMut, Index};
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use crate::path::{Bdf, DevpathError, PciPath};
-use crate::uevent::{Action, Datagram, Ignored, Uevent, UeventError};
+use crate::path::{Bdf, DevpathError, Hop, MAX_HOPS, PciPath};
+use crate::uevent::{Action, DatagramRef, Ignored, Key, Uevent, UeventError, UeventRef, find_byte};
 
 /// A PCI function present in the guest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -359,10 +363,78 @@ pub struct Stats {
     pub unknown_action: u64,
     /// Datagrams that were not well-formed kernel uevents (libudev ones included).
     pub malformed: u64,
+    /// The same, by kind of defect; they add up to `malformed`.
+    pub malformed_kinds: MalformedKinds,
     /// Datagrams from a sender other than the kernel.
     pub spoofed: u64,
     /// Relevant events whose devpath could not be placed.
     pub unplaceable: u64,
+}
+
+/// Malformed datagrams by kind of defect, named as [`UeventError::kind`] names them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MalformedKinds {
+    /// Zero bytes.
+    pub empty: u64,
+    /// Larger than the kernel can send.
+    pub too_large: u64,
+    /// udevd's libudev format, not the kernel's.
+    pub libudev: u64,
+    /// Not ending in NUL.
+    pub no_nul_end: u64,
+    /// No `ACTION@DEVPATH` header.
+    pub bad_header: u64,
+    /// Not UTF-8.
+    pub not_utf8: u64,
+    /// A field without `=`.
+    pub bad_field: u64,
+    /// A required key missing.
+    pub missing_key: u64,
+    /// `ACTION=` or `DEVPATH=` contradicting the header.
+    pub header_mismatch: u64,
+    /// A devpath with `.`, `..` or empty components.
+    pub bad_devpath: u64,
+    /// A value that is not a number or a safe device name.
+    pub bad_value: u64,
+}
+
+impl MalformedKinds {
+    fn count(&mut self, e: &UeventError) {
+        // Exhaustive on purpose: a new kind of defect must get its own counter.
+        let n = match e {
+            UeventError::Empty => &mut self.empty,
+            UeventError::TooLarge { .. } => &mut self.too_large,
+            UeventError::Libudev { .. } => &mut self.libudev,
+            UeventError::NoNulEnd { .. } => &mut self.no_nul_end,
+            UeventError::BadHeader(_) => &mut self.bad_header,
+            UeventError::NotUtf8 { .. } => &mut self.not_utf8,
+            UeventError::BadField(_) => &mut self.bad_field,
+            UeventError::Missing { .. } => &mut self.missing_key,
+            UeventError::HeaderMismatch { .. } => &mut self.header_mismatch,
+            UeventError::BadDevpath(_) => &mut self.bad_devpath,
+            UeventError::BadValue { .. } => &mut self.bad_value,
+        };
+        *n += 1;
+    }
+
+    /// Each kind, as [`UeventError::kind`] names it, with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("empty", self.empty),
+            ("too-large", self.too_large),
+            ("libudev", self.libudev),
+            ("no-nul-end", self.no_nul_end),
+            ("bad-header", self.bad_header),
+            ("not-utf8", self.not_utf8),
+            ("bad-field", self.bad_field),
+            ("missing-key", self.missing_key),
+            ("header-mismatch", self.header_mismatch),
+            ("bad-devpath", self.bad_devpath),
+            ("bad-value", self.bad_value),
+        ]
+        .into_iter()
+    }
 }
 
 /// NVMe multipath namespace heads of one subsystem, and the PCI paths of its controllers.
@@ -395,15 +467,323 @@ enum Owner {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
-    /// Invariant: the key is the value's `path`.
-    devices: BTreeMap<PciPath, PciDevice>,
+    devices: Devices,
     /// Keyed by subsystem name (`nvme-subsys0`). Invariant: an entry exists only while it has
     /// heads or controllers.
     nvme_subsystems: BTreeMap<Box<str>, NvmeSubsystem>,
     /// Block and net names to their holder. Invariant: exactly the names held in `devices`
     /// and `nvme_subsystems`, each once (the kernel never gives one name to two devices).
-    names: HashMap<Box<str>, Owner>,
+    names: HashMap<Box<str>, Owner, FastHash>,
     stats: Stats,
+}
+
+/// The PCI functions present, found by path.
+///
+/// Hashed, so that finding a device costs the same in a registry of 64 or of 4,096 (a B-tree
+/// lookup at 4,096 took 3.4 times as long as at 64: BENCHMARKS.md, bench 5). A set of boxed
+/// devices keyed by their own `path`, not a map from path to device: a slot is then one
+/// pointer, not 32 bytes, and a hash table keeps up to half its slots empty (at 4,096
+/// devices, 8,192 slots). The set hands out no `&mut` (changing a key would break it), so
+/// [`Devices::get_mut`] takes the device out and its guard puts it back.
+#[derive(Clone, Debug, Default)]
+struct Devices {
+    set: HashSet<Slot, FastHash>,
+    /// For every path a present device lies behind (its parent bridge's, that bridge's
+    /// parent's...), how many present devices lie behind it; no entry for zero. What finds a
+    /// bridge's subtree without keeping every path in order: a leaf's removal looks up one
+    /// entry, a bridge's looks at the 256 functions behind it, level by level.
+    behind: HashMap<PciPath, u32, FastHash>,
+}
+
+/// A device in [`Devices`], hashed and compared by its path.
+#[derive(Clone, Debug)]
+struct Slot(Box<PciDevice>);
+
+impl Borrow<PciPath> for Slot {
+    fn borrow(&self) -> &PciPath {
+        &self.0.path
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Slot) -> bool {
+        self.0.path == other.0.path
+    }
+}
+
+impl Eq for Slot {}
+
+impl Hash for Slot {
+    // As the path hashes, so that a lookup by path finds it.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.path.hash(state);
+    }
+}
+
+impl Devices {
+    fn get(&self, path: &PciPath) -> Option<&PciDevice> {
+        self.set.get(path).map(|s| &*s.0)
+    }
+
+    fn get_mut(&mut self, path: &PciPath) -> Option<DeviceMut<'_>> {
+        let slot = self.set.take(path)?;
+        Some(DeviceMut {
+            set: &mut self.set,
+            slot: Some(slot),
+        })
+    }
+
+    fn contains_key(&self, path: &PciPath) -> bool {
+        self.set.contains(path)
+    }
+
+    /// Inserts `device`, replacing one at the same path.
+    fn insert(&mut self, device: PciDevice) {
+        let path = device.path;
+        if self.set.replace(Slot(Box::new(device))).is_none() {
+            let mut up = path.parent();
+            while let Some(p) = up {
+                *self.behind.entry(p).or_default() += 1;
+                up = p.parent();
+            }
+        }
+    }
+
+    fn remove(&mut self, path: &PciPath) -> Option<PciDevice> {
+        let device = self.set.take(path)?;
+        let mut up = path.parent();
+        while let Some(p) = up {
+            if let Some(n) = self.behind.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.behind.remove(&p);
+                }
+            }
+            up = p.parent();
+        }
+        Some(*device.0)
+    }
+
+    /// The paths present at `top` and behind it, in path order.
+    fn subtree(&self, top: &PciPath) -> Vec<PciPath> {
+        let mut out = Vec::new();
+        if self.contains_key(top) {
+            out.push(*top);
+        }
+        let mut pending = vec![*top];
+        while let Some(bridge) = pending.pop() {
+            let Some(&behind) = self.behind.get(&bridge) else {
+                continue;
+            };
+            if bridge.len() == MAX_HOPS {
+                continue;
+            }
+            let mut hops = [Hop::default(); MAX_HOPS];
+            hops[..bridge.len()].copy_from_slice(bridge.hops());
+            // Every slot and function behind the bridge, until all `behind` are found.
+            let mut found = 0;
+            'hops: for slot in 0..=0x1f {
+                for function in 0..8 {
+                    let Some(hop) = Hop::new(slot, function) else {
+                        continue;
+                    };
+                    hops[bridge.len()] = hop;
+                    let Some(child) = PciPath::new(bridge.root(), &hops[..=bridge.len()]) else {
+                        continue;
+                    };
+                    let present = self.contains_key(&child);
+                    let deeper = self.behind.get(&child).copied().unwrap_or(0);
+                    if present {
+                        out.push(child);
+                    }
+                    if deeper > 0 {
+                        pending.push(child);
+                    }
+                    found += u32::from(present) + deeper;
+                    if found >= behind {
+                        break 'hops;
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Every device, in path order.
+    fn sorted(&self) -> Vec<&PciDevice> {
+        let mut all: Vec<&PciDevice> = self.set.iter().map(|s| &*s.0).collect();
+        all.sort_unstable_by_key(|d| d.path);
+        all
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+impl Index<&PciPath> for Devices {
+    type Output = PciDevice;
+    /// Panics if no device is at `path`, as a map's indexing does.
+    fn index(&self, path: &PciPath) -> &PciDevice {
+        match self.get(path) {
+            Some(d) => d,
+            None => panic!("no device at {path}"),
+        }
+    }
+}
+
+/// A device taken out of [`Devices`] to be changed; put back when dropped. Its path must not
+/// change.
+struct DeviceMut<'a> {
+    set: &'a mut HashSet<Slot, FastHash>,
+    /// `Some` until dropped.
+    slot: Option<Slot>,
+}
+
+impl Deref for DeviceMut<'_> {
+    type Target = PciDevice;
+    fn deref(&self) -> &PciDevice {
+        match &self.slot {
+            Some(s) => &s.0,
+            None => unreachable!("taken only when dropped"),
+        }
+    }
+}
+
+impl DerefMut for DeviceMut<'_> {
+    fn deref_mut(&mut self) -> &mut PciDevice {
+        match &mut self.slot {
+            Some(s) => &mut s.0,
+            None => unreachable!("taken only when dropped"),
+        }
+    }
+}
+
+impl Drop for DeviceMut<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.set.insert(slot);
+        }
+    }
+}
+
+/// Builds the hasher of the registry's tables: FxHash's rotate-xor-multiply (as rustc's
+/// `rustc-hash` 2 does it) over the written bytes packed eight at a time, from a seed drawn
+/// once per process.
+///
+/// Why not std's SipHash: a [`PciPath`] hashes as 20 small writes (the root's two fields, the
+/// hop array's length and its 16 slots, the hop count), and SipHash over those cost more than
+/// the rest of a lookup on the listener's path (BENCHMARKS.md, bench 1). Packing the writes
+/// makes it 4 multiplies instead of 20. Hash flooding needs an adversary who chooses the
+/// keys; these come from the kernel (the socket believes only port 0) or from sysfs, and the
+/// per-process seed keeps a crafted recording from colliding everywhere.
+#[derive(Clone, Copy, Debug)]
+struct FastHash {
+    seed: u64,
+}
+
+impl Default for FastHash {
+    fn default() -> Self {
+        static SEED: OnceLock<u64> = OnceLock::new();
+        FastHash {
+            seed: *SEED
+                .get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64)),
+        }
+    }
+}
+
+impl BuildHasher for FastHash {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher {
+            hash: self.seed,
+            pending: 0,
+            filled: 0,
+        }
+    }
+}
+
+/// See [`FastHash`].
+struct FxHasher {
+    hash: u64,
+    /// Bytes written and not yet mixed in, the first one lowest.
+    pending: u64,
+    /// How many bytes `pending` holds, 0 to 7.
+    filled: u32,
+}
+
+impl FxHasher {
+    fn mix(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+
+    /// Mixes in the pending bytes, if any, with their count.
+    fn flush(&mut self) {
+        if self.filled > 0 {
+            self.mix(self.pending ^ (u64::from(self.filled) << 59));
+            (self.pending, self.filled) = (0, 0);
+        }
+    }
+
+    /// Mixes in a whole word, after what is pending.
+    fn word(&mut self, n: u64) {
+        self.flush();
+        self.mix(n);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u8(b);
+        }
+    }
+    // A path's 16 hop slots come one byte at a time: collected eight to a word, so that the
+    // multiply runs once per word.
+    fn write_u8(&mut self, n: u8) {
+        // The first byte lowest: a multiply carries low bits up through the whole word, and
+        // high ones only off its top.
+        self.pending |= u64::from(n) << (8 * self.filled);
+        self.filled += 1;
+        if self.filled == 8 {
+            self.mix(self.pending);
+            (self.pending, self.filled) = (0, 0);
+        }
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.word(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.word(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.word(n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.word(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        let mut h = FxHasher { ..*self };
+        h.flush();
+        // The multiply leaves its best bits at the top; tables index with the bottom ones.
+        h.hash.rotate_left(26)
+    }
+}
+
+/// Inserts `item` at `at`, growing the list by one slot only when it is full.
+///
+/// A device has one child or a few; `Vec`'s own growth reserves four slots at the first push,
+/// which for a disk (a 128-byte `BlockDevice`) is 384 bytes never used.
+fn insert_exact<T>(list: &mut Vec<T>, at: usize, item: T) {
+    if list.len() == list.capacity() {
+        list.reserve_exact(1);
+    }
+    list.insert(at, item);
 }
 
 impl Registry {
@@ -423,19 +803,20 @@ impl Registry {
             self.stats.spoofed += 1;
             return Outcome::Spoofed { sender };
         }
-        match Datagram::parse(datagram) {
+        match DatagramRef::parse(datagram) {
             Err(e) => {
                 self.stats.malformed += 1;
+                self.stats.malformed_kinds.count(&e);
                 Outcome::Malformed(e)
             }
-            Ok(Datagram::Ignored(why)) => {
+            Ok(DatagramRef::Ignored(why)) => {
                 self.stats.ignored += 1;
                 if why == Ignored::UnknownAction {
                     self.stats.unknown_action += 1;
                 }
                 Outcome::Ignored(why)
             }
-            Ok(Datagram::Relevant(ev)) => match self.apply(&ev) {
+            Ok(DatagramRef::Relevant(ev)) => match self.apply_ref(&ev) {
                 Ok(changes) => Outcome::Applied(changes),
                 Err(e) => Outcome::Unplaceable(e),
             },
@@ -446,6 +827,11 @@ impl Registry {
     ///
     /// On error (a devpath that cannot be placed) the registry is unchanged.
     pub fn apply(&mut self, ev: &Uevent) -> Result<Vec<Change>, DevpathError> {
+        self.apply_ref(&ev.view())
+    }
+
+    /// [`Registry::apply`] of an event borrowed from its datagram.
+    fn apply_ref(&mut self, ev: &UeventRef<'_>) -> Result<Vec<Change>, DevpathError> {
         let located = match PciPath::from_devpath(ev.devpath()) {
             Ok(l) => l,
             Err(e) => {
@@ -480,12 +866,14 @@ impl Registry {
 
     /// Every PCI function present, in path order (a bridge before what is behind it).
     pub fn devices(&self) -> impl Iterator<Item = &PciDevice> {
-        self.devices.values()
+        // Sorted when asked: keeping the paths in order would cost every hot-plug a B-tree
+        // update and every device 40 bytes, for listings that are rare.
+        self.devices.sorted().into_iter()
     }
 
     /// Every PCI function present with all its block devices, in path order.
     pub fn views(&self) -> impl Iterator<Item = DeviceView<'_>> {
-        self.devices.values().map(|d| DeviceView {
+        self.devices().map(|d| DeviceView {
             path: d.path,
             bdf: d.bdf,
             devpath: &d.devpath,
@@ -529,8 +917,21 @@ impl Registry {
 
     /// The first whole disk at `path` (by name), the answer to "which disk is at 02/00".
     pub fn disk(&self, path: &PciPath) -> Option<&BlockDevice> {
-        self.block_devices(path)
-            .into_iter()
+        // What `block_devices` lists, in the same order, without collecting it: every wait
+        // for a disk asks this, under the lock the listener needs.
+        let dev = self.devices.get(path)?;
+        let heads = dev
+            .nvme
+            .iter()
+            .filter_map(|c| {
+                c.subsystem
+                    .as_ref()
+                    .and_then(|s| self.nvme_subsystems.get(s))
+            })
+            .flat_map(|s| s.heads.iter());
+        dev.block
+            .iter()
+            .chain(heads)
             .filter(|b| b.devtype == DevType::Disk)
             .min_by(|a, b| a.name.cmp(&b.name))
     }
@@ -567,7 +968,7 @@ impl Registry {
         subsystem: &str,
     ) -> Vec<Change> {
         let mut changes = Vec::new();
-        let Some(dev) = self.devices.get_mut(path) else {
+        let Some(mut dev) = self.devices.get_mut(path) else {
             return changes;
         };
         let Some(ctrl) = dev.nvme.iter_mut().find(|c| &*c.name == controller) else {
@@ -577,6 +978,7 @@ impl Registry {
             return changes;
         }
         let old = ctrl.subsystem.replace(subsystem.into());
+        drop(dev); // put back before the rest of the registry is touched
         if let Some(old) = old {
             self.unlink_subsystem(&old, *path, &mut changes);
         }
@@ -660,11 +1062,11 @@ impl Registry {
 
     // ---- PCI functions -------------------------------------------------------------------
 
-    fn apply_pci(&mut self, ev: &Uevent, path: PciPath, changes: &mut Vec<Change>) {
+    fn apply_pci(&mut self, ev: &UeventRef<'_>, path: PciPath, changes: &mut Vec<Change>) {
         match ev.action() {
             Action::Remove => self.remove_subtree(&path, changes),
             Action::Unbind => {
-                if let Some(dev) = self.devices.get_mut(&path)
+                if let Some(mut dev) = self.devices.get_mut(&path)
                     && dev.driver.take().is_some()
                 {
                     changes.push(Change::DriverUnbound { path });
@@ -673,14 +1075,14 @@ impl Registry {
                 self.clear_children(&path, changes);
             }
             Action::Add | Action::Change | Action::Bind | Action::Move | Action::Online => {
-                self.ensure_device(path, ev.devpath(), changes);
-                let Some(dev) = self.devices.get_mut(&path) else {
+                self.ensure_device(path, ev.devpath(), changes); // `apply` checked it ends here
+                let Some(mut dev) = self.devices.get_mut(&path) else {
                     return; // not placeable as a function; ensure_device logged nothing to add
                 };
                 if let Some(ids) = pci_ids(ev) {
                     dev.ids = Some(ids);
                 }
-                if let Some(driver) = ev.get("DRIVER")
+                if let Some(driver) = ev.get(Key::Driver)
                     && dev.driver.as_deref() != Some(driver)
                 {
                     dev.driver = Some(driver.into());
@@ -696,8 +1098,10 @@ impl Registry {
 
     /// Makes the function at `path` present, replacing a different function that held the
     /// path (a lost `remove`, after which the bus numbers moved).
-    fn ensure_device(&mut self, path: PciPath, devpath_full: &str, changes: &mut Vec<Change>) {
-        let devpath = function_devpath(devpath_full, &path);
+    ///
+    /// `devpath` is the function's own devpath: the prefix of the event's devpath that
+    /// [`PciPath::from_devpath`] placed at `path`.
+    fn ensure_device(&mut self, path: PciPath, devpath: &str, changes: &mut Vec<Change>) {
         if let Some(dev) = self.devices.get(&path) {
             if *dev.devpath == *devpath {
                 return;
@@ -711,30 +1115,22 @@ impl Registry {
         else {
             return; // from_devpath placed it, so the last component is a BDF
         };
-        self.devices.insert(
+        self.devices.insert(PciDevice {
             path,
-            PciDevice {
-                path,
-                bdf,
-                devpath: devpath.into(),
-                ids: None,
-                driver: None,
-                block: Vec::new(),
-                net: Vec::new(),
-                nvme: Vec::new(),
-            },
-        );
+            bdf,
+            devpath: devpath.into(),
+            ids: None,
+            driver: None,
+            block: Vec::new(),
+            net: Vec::new(),
+            nvme: Vec::new(),
+        });
         changes.push(Change::DeviceAdded { path, bdf });
     }
 
     /// Removes the function at `path` and every function behind it, children included.
     fn remove_subtree(&mut self, path: &PciPath, changes: &mut Vec<Change>) {
-        let doomed: Vec<PciPath> = self
-            .devices
-            .range(*path..)
-            .take_while(|(p, _)| p.starts_with(path))
-            .map(|(p, _)| *p)
-            .collect();
+        let doomed = self.devices.subtree(path);
         // Deepest first, so a bridge is reported after what was behind it.
         for p in doomed.into_iter().rev() {
             self.clear_children(&p, changes);
@@ -748,12 +1144,13 @@ impl Registry {
     }
 
     fn clear_children(&mut self, path: &PciPath, changes: &mut Vec<Change>) {
-        let Some(dev) = self.devices.get_mut(path) else {
+        let Some(mut dev) = self.devices.get_mut(path) else {
             return;
         };
         let blocks = std::mem::take(&mut dev.block);
         let nets = std::mem::take(&mut dev.net);
         let ctrls = std::mem::take(&mut dev.nvme);
+        drop(dev);
         // Partitions before their disks, as the kernel reports them.
         for block in blocks.into_iter().rev() {
             self.names.remove(&block.name);
@@ -779,16 +1176,22 @@ impl Registry {
 
     // ---- block devices below a PCI function ---------------------------------------------
 
-    fn apply_block(&mut self, ev: &Uevent, path: PciPath, end: usize, changes: &mut Vec<Change>) {
+    fn apply_block(
+        &mut self,
+        ev: &UeventRef<'_>,
+        path: PciPath,
+        end: usize,
+        changes: &mut Vec<Change>,
+    ) {
         let name = block_name(ev);
         if is_hidden_nvme_path(name) {
             return; // the per-path disk behind a multipath head: never reported
         }
         match ev.action() {
-            Action::Remove => self.remove_block(path, name, ev.get_u64("DISKSEQ"), changes),
+            Action::Remove => self.remove_block(path, name, ev.get_u64(Key::Diskseq), changes),
             Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
                 if ev.action() == Action::Move
-                    && let Some(old) = ev.get("DEVPATH_OLD")
+                    && let Some(old) = ev.get(Key::DevpathOld)
                 {
                     let old_name = old.rsplit('/').next().unwrap_or(old);
                     if old_name != name {
@@ -797,7 +1200,7 @@ impl Registry {
                 }
                 let transport = transport(&ev.devpath()[end..]);
                 let block = block_device(ev, name, transport);
-                self.ensure_device(path, ev.devpath(), changes);
+                self.ensure_device(path, &ev.devpath()[..end], changes);
                 self.insert_block(Owner::Pci(path), block, changes);
             }
             Action::Unbind | Action::Offline => {}
@@ -812,9 +1215,11 @@ impl Registry {
         {
             self.remove_name(held, &block.name.clone(), changes);
         }
+        // Holds the device taken out of the table while its list is in use.
+        let mut device = None;
         let list = match owner {
             Owner::Pci(p) => match self.devices.get_mut(&p) {
-                Some(d) => &mut d.block,
+                Some(d) => &mut device.insert(d).block,
                 None => return,
             },
             Owner::NvmeSubsystem => match &block.transport {
@@ -851,10 +1256,11 @@ impl Registry {
                 }
                 removed.insert(0, old);
                 let at = list.partition_point(|b| b.name < block.name);
-                list.insert(at, block.clone());
+                insert_exact(list, at, block.clone());
             }
-            Err(at) => list.insert(at, block.clone()),
+            Err(at) => insert_exact(list, at, block.clone()),
         }
+        drop(device);
         let paths = self.paths_of(owner, &block);
         for old in removed.into_iter().rev() {
             if old.name != block.name {
@@ -868,11 +1274,15 @@ impl Registry {
             }
         }
         self.names.insert(block.name.clone(), owner);
-        for p in paths {
-            changes.push(Change::BlockAdded {
-                path: p,
-                block: block.clone(),
-            });
+        // The list holds its own copy; the last change takes this one.
+        if let Some((last, rest)) = paths.split_last() {
+            for p in rest {
+                changes.push(Change::BlockAdded {
+                    path: *p,
+                    block: block.clone(),
+                });
+            }
+            changes.push(Change::BlockAdded { path: *last, block });
         }
     }
 
@@ -900,7 +1310,7 @@ impl Registry {
         diskseq: Option<u64>,
         changes: &mut Vec<Change>,
     ) {
-        let Some(dev) = self.devices.get_mut(&path) else {
+        let Some(mut dev) = self.devices.get_mut(&path) else {
             return;
         };
         let Ok(i) = dev.block.binary_search_by(|b| (*b.name).cmp(name)) else {
@@ -939,13 +1349,13 @@ impl Registry {
 
     // ---- NVMe multipath heads ------------------------------------------------------------
 
-    fn apply_nvme_head(&mut self, ev: &Uevent, changes: &mut Vec<Change>) {
+    fn apply_nvme_head(&mut self, ev: &UeventRef<'_>, changes: &mut Vec<Change>) {
         let Some(subsystem) = nvme_head_subsystem(ev.devpath()) else {
             return;
         };
         let name = block_name(ev);
         match ev.action() {
-            Action::Remove => self.remove_head(name, ev.get_u64("DISKSEQ"), changes),
+            Action::Remove => self.remove_head(name, ev.get_u64(Key::Diskseq), changes),
             Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
                 let transport = Transport::NvmeMultipath {
                     subsystem: subsystem.into(),
@@ -1009,24 +1419,30 @@ impl Registry {
 
     // ---- network interfaces --------------------------------------------------------------
 
-    fn apply_net(&mut self, ev: &Uevent, path: PciPath, end: usize, changes: &mut Vec<Change>) {
+    fn apply_net(
+        &mut self,
+        ev: &UeventRef<'_>,
+        path: PciPath,
+        end: usize,
+        changes: &mut Vec<Change>,
+    ) {
         // Only the interface itself: `.../net/eth0`, not its `queues/rx-0` (another subsystem).
         if !is_net_interface(&ev.devpath()[end..]) {
             return;
         }
-        let name = ev.get("INTERFACE").unwrap_or_else(|| ev.sysname());
+        let name = ev.get(Key::Interface).unwrap_or_else(|| ev.sysname());
         match ev.action() {
             Action::Remove => self.remove_net(path, name, changes),
             Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
                 let net = NetInterface {
                     name: name.into(),
-                    ifindex: ev.get_u64("IFINDEX").and_then(|i| u32::try_from(i).ok()),
+                    ifindex: ev.get_u64(Key::Ifindex).and_then(|i| u32::try_from(i).ok()),
                     devpath: ev.devpath().into(),
                 };
-                self.ensure_device(path, ev.devpath(), changes);
+                self.ensure_device(path, &ev.devpath()[..end], changes);
                 let old_name = match ev.action() {
                     Action::Move => ev
-                        .get("DEVPATH_OLD")
+                        .get(Key::DevpathOld)
                         .map(|o| o.rsplit('/').next().unwrap_or(o))
                         .filter(|o| *o != name),
                     _ => None,
@@ -1049,7 +1465,7 @@ impl Registry {
         {
             self.remove_name(held, &net.name.clone(), changes);
         }
-        let Some(dev) = self.devices.get_mut(&path) else {
+        let Some(mut dev) = self.devices.get_mut(&path) else {
             return;
         };
         let renamed_from = old_name.and_then(|old| {
@@ -1062,7 +1478,7 @@ impl Registry {
         match dev.net.binary_search_by(|n| n.name.cmp(&net.name)) {
             Ok(i) if dev.net[i] == net => return,
             Ok(i) => dev.net[i] = net.clone(),
-            Err(i) => dev.net.insert(i, net.clone()),
+            Err(i) => insert_exact(&mut dev.net, i, net.clone()),
         }
         self.names.insert(net.name.clone(), Owner::Pci(path));
         changes.push(match renamed_from {
@@ -1072,7 +1488,7 @@ impl Registry {
     }
 
     fn remove_net(&mut self, path: PciPath, name: &str, changes: &mut Vec<Change>) {
-        let Some(dev) = self.devices.get_mut(&path) else {
+        let Some(mut dev) = self.devices.get_mut(&path) else {
             return;
         };
         if let Some(i) = dev.net.iter().position(|n| &*n.name == name) {
@@ -1086,7 +1502,7 @@ impl Registry {
 
     fn apply_nvme_controller(
         &mut self,
-        ev: &Uevent,
+        ev: &UeventRef<'_>,
         path: PciPath,
         end: usize,
         changes: &mut Vec<Change>,
@@ -1098,11 +1514,12 @@ impl Registry {
         };
         match ev.action() {
             Action::Remove => {
-                let Some(dev) = self.devices.get_mut(&path) else {
+                let Some(mut dev) = self.devices.get_mut(&path) else {
                     return;
                 };
                 if let Some(i) = dev.nvme.iter().position(|c| &*c.name == name) {
                     let controller = dev.nvme.remove(i);
+                    drop(dev);
                     if let Some(sub) = &controller.subsystem {
                         self.unlink_subsystem(sub, path, changes);
                     }
@@ -1110,8 +1527,8 @@ impl Registry {
                 }
             }
             Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
-                self.ensure_device(path, ev.devpath(), changes);
-                let Some(dev) = self.devices.get_mut(&path) else {
+                self.ensure_device(path, &ev.devpath()[..end], changes);
+                let Some(mut dev) = self.devices.get_mut(&path) else {
                     return;
                 };
                 if !dev.nvme.iter().any(|c| &*c.name == name) {
@@ -1119,7 +1536,8 @@ impl Registry {
                         name: name.into(),
                         subsystem: None,
                     };
-                    dev.nvme.push(controller.clone());
+                    let at = dev.nvme.len();
+                    insert_exact(&mut dev.nvme, at, controller.clone());
                     dev.nvme.sort_by(|a, b| a.name.cmp(&b.name));
                     changes.push(Change::NvmeAdded { path, controller });
                 }
@@ -1133,14 +1551,10 @@ impl Registry {
 /// is gone (children first), then additions of what is new.
 fn diff(old: &Registry, new: &Registry) -> Vec<Change> {
     let mut changes = Vec::new();
-    let paths: std::collections::BTreeSet<PciPath> = old
-        .devices
-        .keys()
-        .chain(new.devices.keys())
-        .copied()
-        .collect();
+    let paths: std::collections::BTreeSet<PciPath> =
+        old.devices().chain(new.devices()).map(|d| d.path).collect();
     for path in paths {
-        let (o, n) = (old.devices.get(&path), new.devices.get(&path));
+        let (o, n) = (old.get(&path), new.get(&path));
         let same_fn = matches!((o, n), (Some(a), Some(b)) if a.devpath == b.devpath);
         let blocks = |r: &Registry, present: bool| -> Vec<BlockDevice> {
             if present {
@@ -1283,15 +1697,7 @@ fn same_disk(a: &BlockDevice, b: &BlockDevice) -> bool {
         }
 }
 
-/// The devpath of the function at the end of the PCI components of `devpath`.
-fn function_devpath<'a>(devpath: &'a str, path: &PciPath) -> &'a str {
-    match PciPath::from_devpath(devpath) {
-        Ok(Some((p, end))) if p == *path => &devpath[..end],
-        _ => devpath,
-    }
-}
-
-fn pci_ids(ev: &Uevent) -> Option<PciIds> {
+fn pci_ids(ev: &UeventRef<'_>) -> Option<PciIds> {
     fn pair(s: &str) -> Option<(u16, u16)> {
         let (a, b) = s.split_once(':')?;
         Some((
@@ -1300,18 +1706,18 @@ fn pci_ids(ev: &Uevent) -> Option<PciIds> {
         ))
     }
     Some(PciIds {
-        id: pair(ev.get("PCI_ID")?)?,
-        subsys_id: pair(ev.get("PCI_SUBSYS_ID")?)?,
-        class: u32::from_str_radix(ev.get("PCI_CLASS")?, 16).ok()?,
+        id: pair(ev.get(Key::PciId)?)?,
+        subsys_id: pair(ev.get(Key::PciSubsysId)?)?,
+        class: u32::from_str_radix(ev.get(Key::PciClass)?, 16).ok()?,
     })
 }
 
-fn block_name(ev: &Uevent) -> &str {
-    ev.get("DEVNAME").unwrap_or_else(|| ev.sysname())
+fn block_name<'a>(ev: &UeventRef<'a>) -> &'a str {
+    ev.get(Key::Devname).unwrap_or_else(|| ev.sysname())
 }
 
-fn block_device(ev: &Uevent, name: &str, transport: Transport) -> BlockDevice {
-    let devtype = match ev.get("DEVTYPE") {
+fn block_device(ev: &UeventRef<'_>, name: &str, transport: Transport) -> BlockDevice {
+    let devtype = match ev.get(Key::Devtype) {
         Some("partition") => DevType::Partition,
         _ => DevType::Disk,
     };
@@ -1328,10 +1734,10 @@ fn block_device(ev: &Uevent, name: &str, transport: Transport) -> BlockDevice {
     BlockDevice {
         name: name.into(),
         devtype,
-        major: num("MAJOR"),
-        minor: num("MINOR"),
-        diskseq: ev.get_u64("DISKSEQ"),
-        partn: num("PARTN"),
+        major: num(Key::Major),
+        minor: num(Key::Minor),
+        diskseq: ev.get_u64(Key::Diskseq),
+        partn: num(Key::Partn),
         disk,
         transport,
         devpath: ev.devpath().into(),
@@ -1340,29 +1746,46 @@ fn block_device(ev: &Uevent, name: &str, transport: Transport) -> BlockDevice {
 
 /// How a block device's devpath continues below its PCI function.
 fn transport(rest: &str) -> Transport {
-    let comps: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).collect();
-    if let Some(i) = comps.iter().position(|c| *c == "nvme")
-        && let Some(ctrl) = comps.get(i + 1)
+    let comps = || components(rest);
+    let mut after_nvme = comps();
+    if after_nvme.any(|c| c == "nvme")
+        && let Some(ctrl) = after_nvme.next()
     {
         return Transport::Nvme {
-            controller: (*ctrl).into(),
+            controller: ctrl.into(),
         };
     }
-    if let Some(addr) = comps
-        .iter()
+    if let Some(addr) = comps()
         .find(|c| c.split(':').count() == 4 && c.split(':').all(|n| n.parse::<u32>().is_ok()))
     {
         return Transport::Scsi {
-            address: (*addr).into(),
+            address: addr.into(),
         };
     }
-    if comps.first().is_some_and(|c| {
+    if comps().next().is_some_and(|c| {
         c.strip_prefix("virtio")
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     }) {
         return Transport::Virtio;
     }
     Transport::Other
+}
+
+/// The non-empty components of `path`, from slash to slash (as `split('/')` without the
+/// empty ones, at a third of its cost on these short strings).
+fn components(path: &str) -> impl Iterator<Item = &str> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at <= path.len() {
+            let end = find_byte(path.as_bytes(), at, b'/');
+            let c = &path[at..end];
+            at = end + 1;
+            if !c.is_empty() {
+                return Some(c);
+            }
+        }
+        None
+    })
 }
 
 /// `nvme<subsys>c<ctrl>n<ns>`: the hidden per-path disk behind a multipath head.
@@ -1633,5 +2056,80 @@ mod tests {
             "no PCI device at 02/00/01 (bridge 0000:01:00.0 at 02/00 is present)"
         );
         assert_eq!(r.describe(&p("07")), "no PCI device at 07");
+    }
+
+    #[test]
+    fn a_subtree_is_found_through_absent_bridges_and_other_functions() {
+        let mut r = Registry::new();
+        let pci = |dp: &str| ev(Action::Add, dp, "pci", &[]);
+        let root = "/devices/pci0000:00/0000:00:03.0";
+        // 03 and 03/00 never announced; what is behind them is.
+        for dp in [
+            format!("{root}/0000:02:00.0/0000:03:01.0"),
+            format!("{root}/0000:02:00.0/0000:03:01.3"),
+            format!("{root}/0000:02:00.0/0000:03:1f.7/0000:04:00.0"),
+            format!("{root}/0000:02:00.1"),
+            "/devices/pci0000:00/0000:00:04.0".to_owned(),
+        ] {
+            r.apply(&pci(&dp)).unwrap();
+        }
+        let ch = r.apply(&ev(Action::Remove, root, "pci", &[])).unwrap();
+        let gone: Vec<String> = ch.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            gone,
+            [
+                "03/00.1 remove pci 0000:02:00.1",
+                "03/00/1f.7/00 remove pci 0000:04:00.0",
+                "03/00/01.3 remove pci 0000:03:01.3",
+                "03/00/01 remove pci 0000:03:01.0",
+            ]
+        );
+        assert_eq!(r.len(), 1);
+        assert!(r.devices.behind.is_empty(), "{:?}", r.devices.behind);
+        assert_eq!(
+            r.devices().map(|d| d.path.to_string()).collect::<Vec<_>>(),
+            ["04"]
+        );
+    }
+
+    #[test]
+    fn lists_are_in_path_order_and_hold_no_spare_slots() {
+        let mut r = Registry::new();
+        for dp in ["0000:00:05.0", "0000:00:02.0", "0000:00:02.0/0000:01:00.0"] {
+            r.apply(&ev(
+                Action::Add,
+                &format!("/devices/pci0000:00/{dp}"),
+                "pci",
+                &[],
+            ))
+            .unwrap();
+        }
+        r.apply(&vda("1")).unwrap();
+        let order: Vec<String> = r.devices().map(|d| d.path.to_string()).collect();
+        assert_eq!(order, ["02", "02/00", "05"]);
+        let dev = r.get(&p("02/00")).unwrap();
+        assert_eq!((dev.block.len(), dev.block.capacity()), (1, 1));
+    }
+
+    #[test]
+    fn the_fast_hash_spreads_paths_over_the_low_bits_tables_index_with() {
+        let build = FastHash::default();
+        let mut paths = Vec::new();
+        for a in 0..32u8 {
+            for b in 0..32u8 {
+                for f in [0u8, 3] {
+                    let hops = [Hop::new(a, 0).unwrap(), Hop::new(b, f).unwrap()];
+                    paths.push(PciPath::new(Default::default(), &hops).unwrap());
+                }
+            }
+        }
+        // 2,048 paths into 4,096 buckets: a good hash leaves about 1,600 buckets used.
+        let mut used = std::collections::HashSet::new();
+        for p in &paths {
+            used.insert(build.hash_one(p) & 4095);
+        }
+        assert!(used.len() > 1400, "{} buckets used", used.len());
+        assert_eq!(build.hash_one(paths[7]), build.hash_one(paths[7]));
+        assert_ne!(build.hash_one("vda"), build.hash_one("vdb"));
     }
 }

@@ -1,0 +1,177 @@
+//! Running a bench in a private user + network namespace, where it may inject uevents through
+//! the kernel (`pciplug::netlink::Injector`) and only it sees them, as `tests/common/netns.rs`
+//! does for the tests.
+//!
+//! The bench binary re-executes itself under `unshare --user --map-root-user --net` with the
+//! same arguments and relays what the child prints. Where the namespaces cannot be made (no
+//! `unshare`, user namespaces refused to this user), it prints `SKIPPED <bench>: <why>` and
+//! succeeds: these benches need root, or user namespaces, for the live socket.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Set in the re-executed child to the bench's name.
+const CHILD_ENV: &str = "PCIPLUG_BENCH_NETNS_CHILD";
+/// The parent's network namespace, which the child must not be in.
+const PARENT_NETNS_ENV: &str = "PCIPLUG_BENCH_PARENT_NETNS";
+/// Printed by the child first, so that the parent can tell unshare's failures from the bench's.
+const STARTED: &str = "netns child started";
+
+/// Runs `body` in a private user + network namespace, in a child process.
+pub fn in_private_netns(bench: &str, body: impl FnOnce()) {
+    in_netns(bench, false, body)
+}
+
+/// Like [`in_private_netns`], but as the machine's root, in a network namespace of the initial
+/// user namespace (`unshare --net`), when this process is root: there the socket gets the
+/// receive buffer it gets in production (`SO_RCVBUFFORCE` needs `CAP_NET_ADMIN` in the
+/// initial user namespace; under `--user` the kernel caps the buffer at
+/// `net.core.rmem_max`). Such a namespace also receives the machine's own uevents, which the
+/// caller must tell apart. Falls back to a user namespace when not root.
+pub fn in_private_netns_as_root(bench: &str, body: impl FnOnce()) {
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    in_netns(bench, root, body)
+}
+
+fn in_netns(bench: &str, as_root: bool, body: impl FnOnce()) {
+    if std::env::var(CHILD_ENV).as_deref() == Ok(bench) {
+        let parent = std::env::var(PARENT_NETNS_ENV).expect("parent netns in the environment");
+        // Injecting into the parent's namespace would reach the machine's udevd.
+        assert_ne!(
+            netns(),
+            parent,
+            "refusing to inject outside a private netns"
+        );
+        println!("{STARTED}");
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("path of the bench binary");
+    let ns_args: &[&str] = if as_root {
+        &["--net", "--"]
+    } else {
+        &["--user", "--map-root-user", "--net", "--"]
+    };
+    let child = Command::new("unshare")
+        .args(ns_args)
+        .arg(exe)
+        .args(std::env::args().skip(1))
+        .env(CHILD_ENV, bench)
+        .env(PARENT_NETNS_ENV, netns())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            println!("SKIPPED {bench}: cannot run unshare(1) from util-linux: {e}");
+            return;
+        }
+    };
+    let stderr = child.stderr.take().expect("piped stderr");
+    let err_thread = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if seen.len() < 4096 {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        }
+        seen
+    });
+    let mut started = false;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if line == STARTED {
+            started = true;
+            continue;
+        }
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    }
+    let status = child.wait().expect("waiting for the bench child");
+    let stderr = err_thread.join().unwrap_or_default();
+    if !started {
+        println!(
+            "SKIPPED {bench}: needs root (or user namespaces) to inject uevents in a private network namespace: {}",
+            stderr.trim()
+        );
+        return;
+    }
+    assert!(
+        status.success(),
+        "{bench} failed in its private network namespace ({status})"
+    );
+}
+
+pub fn netns() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .expect("reading /proc/self/ns/net")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// CPU time a thread of this process has used, from `/proc/self/task/<tid>/schedstat`
+/// (nanoseconds on a CPU): what a listener thread pays, whatever the other core does.
+pub fn thread_cpu_ns(tid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The id of this process's thread named `name`.
+pub fn thread_named(name: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let entry = entry.ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            return entry.file_name().to_str()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// This thread's id.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    (unsafe { libc::gettid() }) as u32
+}
+
+/// Polls `done` every millisecond until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    done()
+}
+
+/// The median of `v` (which it sorts).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// The `p`-th percentile (0..=100) of sorted `v`, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}

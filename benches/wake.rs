@@ -1,0 +1,254 @@
+//! Bench 3, wake latency: from the kernel's delivery of a block `add` to the return of the
+//! thread waiting for that disk, over the live socket, with 1,000 other threads waiting on
+//! other paths; pciplug's `Monitor::wait_block` against a Kata-style watcher list.
+//!
+//! Each sample: a thread starts waiting for a new disk and is parked; the clock starts just
+//! before the injecting `sendmsg` (the kernel queues the uevent on the listener's socket
+//! inside that call, so the figure includes the injection itself and is an upper bound);
+//! the waiter reads the clock as soon as its wait returns. Needs root (or user namespaces);
+//! skipped with a message otherwise.
+
+mod common;
+
+use std::sync::mpsc::{Receiver, channel};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pciplug::netlink::Injector;
+use pciplug::{Monitor, PciPath};
+
+use common::kata::{KataListener, VirtioBlkPciMatcher};
+use common::netns::{self, percentile, wait_until};
+use common::synth::{self, Device, Kind, Shapes};
+
+const OTHERS: usize = 1_000;
+const SAMPLES: usize = 1_500;
+
+fn other_path(i: usize) -> PciPath {
+    format!(
+        "pci{:04x}:00/{:02x}/{:02x}",
+        0x100 + i / 1024,
+        (i / 32) % 32,
+        i % 32
+    )
+    .parse()
+    .unwrap()
+}
+
+fn other_relpath(i: usize) -> String {
+    format!(
+        "/0000:00:1f.7/0000:{:02x}:{:02x}.0/0000:ff:{:02x}.0",
+        i / 1024 + 1,
+        (i / 32) % 32,
+        i % 32
+    )
+}
+
+/// The block `add` datagram of `d` (the fifth of its hot-plug datagrams).
+fn block_add(shapes: &Shapes, d: &Device) -> Vec<u8> {
+    let add = shapes.add(d, d.n as u64 + 1);
+    add.into_iter()
+        .find(|x| x.starts_with(b"add@") && x.windows(16).any(|w| w == b"SUBSYSTEM=block\0"))
+        .expect("a block add in the shape")
+}
+
+/// Latencies in microseconds, sorted.
+fn pciplug(shapes: &Shapes, devices: &[Device], sysfs: &std::path::Path) -> Vec<f64> {
+    let monitor = Monitor::builder()
+        .sysfs_root(sysfs)
+        .coldplug(false)
+        .start()
+        .expect("starting a monitor");
+    let others: Vec<_> = (0..OTHERS)
+        .map(|i| {
+            let m = monitor.clone();
+            thread::Builder::new()
+                .stack_size(64 << 10)
+                .spawn(move || {
+                    let _ = m.wait_block_deadline(&other_path(i), None);
+                })
+                .unwrap()
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(60), || monitor
+        .stats()
+        .waiters
+        == OTHERS as u64));
+    let (go_tx, go_rx) = channel::<PciPath>();
+    let (done_tx, done_rx) = channel::<Instant>();
+    let m = monitor.clone();
+    let measuring = thread::spawn(move || {
+        for path in go_rx {
+            let r = m.wait_block(&path, Duration::from_secs(10));
+            let t1 = Instant::now();
+            r.expect("the disk appeared");
+            done_tx.send(t1).unwrap();
+        }
+    });
+    let injector = Injector::new().unwrap();
+    let mut lat = Vec::with_capacity(devices.len());
+    for d in devices {
+        let datagram = block_add(shapes, d);
+        go_tx.send(d.path.parse().unwrap()).unwrap();
+        while monitor.stats().waiters <= OTHERS as u64 {
+            thread::yield_now();
+        }
+        thread::sleep(Duration::from_micros(200)); // parked, as a real waiter would be
+        let t0 = Instant::now();
+        injector.inject(&datagram).unwrap();
+        let t1 = done_rx.recv().unwrap();
+        lat.push((t1 - t0).as_secs_f64() * 1e6);
+    }
+    drop(go_tx);
+    measuring.join().unwrap();
+    monitor.shutdown();
+    for h in others {
+        let _ = h.join();
+    }
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
+fn kata(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
+    let listener = KataListener::start(pciplug::netlink::DEFAULT_RECV_BUFFER);
+    let others: Vec<_> = (0..OTHERS)
+        .map(|i| {
+            let rx = listener.watch(VirtioBlkPciMatcher::new(&other_relpath(i)));
+            thread::Builder::new()
+                .stack_size(64 << 10)
+                .spawn(move || {
+                    let _ = rx.recv();
+                })
+                .unwrap()
+        })
+        .collect();
+    let (go_tx, go_rx) = channel::<Receiver<common::kata::KataUevent>>();
+    let (done_tx, done_rx) = channel::<Instant>();
+    let measuring = thread::spawn(move || {
+        for rx in go_rx {
+            let r = rx.recv_timeout(Duration::from_secs(10));
+            let t1 = Instant::now();
+            r.expect("the disk appeared");
+            done_tx.send(t1).unwrap();
+        }
+    });
+    let injector = Injector::new().unwrap();
+    let mut lat = Vec::with_capacity(devices.len());
+    for d in devices {
+        let datagram = block_add(shapes, d);
+        let rel = d.devpath.strip_prefix("/devices/pci0000:00").unwrap();
+        go_tx
+            .send(listener.watch(VirtioBlkPciMatcher::new(rel)))
+            .unwrap();
+        thread::sleep(Duration::from_micros(200));
+        let t0 = Instant::now();
+        injector.inject(&datagram).unwrap();
+        let t1 = done_rx.recv().unwrap();
+        lat.push((t1 - t0).as_secs_f64() * 1e6);
+    }
+    drop(go_tx);
+    measuring.join().unwrap();
+    listener.stop();
+    for h in others {
+        let _ = h.join();
+    }
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
+/// The floor: a bare receiving thread that hands the datagram's arrival to a waiting thread
+/// through a channel, nothing parsed or applied. The same two wake-ups as above (the receiver,
+/// then the waiter); what the kernel and the scheduler cost on this machine.
+fn floor(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
+    let socket = pciplug::netlink::SocketOptions::new()
+        .open()
+        .expect("a uevent socket");
+    let stopper = socket.stopper();
+    let (tx, rx) = channel::<()>();
+    let receiver = thread::spawn(move || {
+        let mut buf = vec![0u8; 8193];
+        while let Ok(pciplug::netlink::Received::Datagram(_)) = socket.recv(&mut buf) {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let (go_tx, go_rx) = channel::<()>();
+    let (done_tx, done_rx) = channel::<Instant>();
+    let waiting = thread::spawn(move || {
+        for () in go_rx {
+            let r = rx.recv();
+            let t1 = Instant::now();
+            r.expect("a datagram");
+            done_tx.send(t1).unwrap();
+        }
+    });
+    let injector = Injector::new().unwrap();
+    let mut lat = Vec::with_capacity(devices.len());
+    for d in devices {
+        let datagram = block_add(shapes, d);
+        go_tx.send(()).unwrap();
+        thread::sleep(Duration::from_micros(200));
+        let t0 = Instant::now();
+        injector.inject(&datagram).unwrap();
+        let t1 = done_rx.recv().unwrap();
+        lat.push((t1 - t0).as_secs_f64() * 1e6);
+    }
+    drop(go_tx);
+    waiting.join().unwrap();
+    stopper.stop();
+    receiver.join().unwrap();
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
+fn main() {
+    common::alloc::set_counting(false);
+    netns::in_private_netns("wake", run);
+}
+
+fn run() {
+    if let Err(e) = Injector::new().and_then(|i| {
+        i.inject(b"add@/bench/probe\0ACTION=add\0DEVPATH=/bench/probe\0SUBSYSTEM=bench\0")
+    }) {
+        println!("SKIPPED wake: the kernel refuses uevent injection here: {e}");
+        return;
+    }
+    let shapes = Shapes::load();
+    // Disks below pci0000:00 (the root bus Kata's matcher names), one per sample.
+    let devices: Vec<Device> = synth::tree(4000, 16, 3)
+        .into_iter()
+        .filter(|d| d.kind == Kind::Disk && d.devpath.starts_with("/devices/pci0000:00/"))
+        .take(SAMPLES)
+        .collect();
+    assert_eq!(devices.len(), SAMPLES);
+    let sysfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(sysfs.path().join("bus/pci/devices")).unwrap();
+    let p = pciplug(&shapes, &devices, sysfs.path());
+    let k = kata(&shapes, &devices);
+    let f = floor(&shapes, &devices);
+    println!();
+    println!(
+        "== wake: block add delivered -> waiter returns, {SAMPLES} samples, {OTHERS} other waiters ({})",
+        common::machine()
+    );
+    for (name, v) in [("pciplug", &p), ("Kata-style", &k), ("floor", &f)] {
+        println!(
+            "   {name:>10}: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+            percentile(v, 50.0),
+            percentile(v, 90.0),
+            percentile(v, 99.0),
+            percentile(v, 100.0)
+        );
+    }
+    let p99 = percentile(&p, 99.0);
+    println!(
+        "RESULT wake: pciplug p50 {:.1} us, p99 {p99:.1} us (target p99 <= 100 us: {}); Kata-style p50 {:.1} us, p99 {:.1} us; bare socket and thread floor p50 {:.1} us, p99 {:.1} us",
+        percentile(&p, 50.0),
+        if p99 <= 100.0 { "met" } else { "NOT met" },
+        percentile(&k, 50.0),
+        percentile(&k, 99.0),
+        percentile(&f, 50.0),
+        percentile(&f, 99.0)
+    );
+}
