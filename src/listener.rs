@@ -8,7 +8,13 @@
 //! When the kernel reports that events were lost (`ENOBUFS`), the thread drains what is
 //! queued, rescans sysfs and reconciles, so the registry converges to the truth and every
 //! waiter whose answer appeared meanwhile is woken.
+//!
+//! However the thread ends (shut down, a receive error, even a panic), it marks the monitor
+//! stopped and wakes every waiter, so that no wait hangs on a listener that is gone.
 
+use std::fmt;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +31,7 @@ use crate::path::PciPath;
 use crate::registry::{BlockDevice, Change, DevType, NetInterface, Outcome, Registry, Transport};
 use crate::sysfs::Sysfs;
 use crate::uevent::MAX_DATAGRAM;
+use crate::wait::sync::Mutex as StateLock;
 use crate::wait::{State, Status, Waiters, Wanted, wait_for};
 
 /// Configures and starts a [`Monitor`].
@@ -33,6 +40,20 @@ pub struct MonitorBuilder {
     sysfs_root: PathBuf,
     recv_buffer: usize,
     coldplug: bool,
+    fault_hook: Option<FaultHook>,
+}
+
+/// What [`MonitorBuilder::fault_hook`] calls with each datagram.
+type FaultFn = dyn Fn(&[u8]) -> io::Result<()> + Send + Sync;
+
+/// A test's stand-in for a failing receive: see [`MonitorBuilder::fault_hook`].
+#[derive(Clone)]
+struct FaultHook(Arc<FaultFn>);
+
+impl fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FaultHook")
+    }
 }
 
 impl Default for MonitorBuilder {
@@ -41,6 +62,7 @@ impl Default for MonitorBuilder {
             sysfs_root: PathBuf::from("/sys"),
             recv_buffer: crate::netlink::DEFAULT_RECV_BUFFER,
             coldplug: true,
+            fault_hook: None,
         }
     }
 }
@@ -67,6 +89,18 @@ impl MonitorBuilder {
         self
     }
 
+    /// Test support: `hook` sees every datagram the listener receives, before it is handled.
+    /// An `Err` is treated as a receive error (the listener stops with it); a panic panics
+    /// the listener thread. Lets tests check that waiters learn of a listener that failed.
+    #[doc(hidden)]
+    pub fn fault_hook(
+        mut self,
+        hook: impl Fn(&[u8]) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.fault_hook = Some(FaultHook(Arc::new(hook)));
+        self
+    }
+
     /// Binds the socket, scans sysfs, and starts the listener thread.
     ///
     /// Fails if the socket cannot be opened or sysfs cannot be read.
@@ -80,7 +114,7 @@ impl MonitorBuilder {
             sysfs.scan()?.apply_to(&mut registry);
         }
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+            state: StateLock::new(State {
                 registry,
                 waiters: Waiters::default(),
                 status: Status::Running,
@@ -91,9 +125,10 @@ impl MonitorBuilder {
         let stopper = socket.stopper();
         let thread_shared = Arc::clone(&shared);
         // 3. Only now read the events queued since step 1, in the thread.
+        let hook = self.fault_hook;
         let thread = thread::Builder::new()
             .name("pciplug-uevents".into())
-            .spawn(move || listen(socket, sysfs, &thread_shared))
+            .spawn(move || run_listener(socket, sysfs, &thread_shared, hook))
             .map_err(|e| Error::io("spawning the uevent listener thread", e))?;
         Ok(Monitor {
             inner: Arc::new(Inner {
@@ -129,7 +164,7 @@ struct Inner {
 
 #[derive(Debug)]
 struct Shared {
-    state: Mutex<State>,
+    state: StateLock<State>,
     /// `watch` subscribers. Lock order: `state` before `subscribers`.
     subscribers: Mutex<Vec<Sender<Change>>>,
     counters: Counters,
@@ -299,7 +334,8 @@ impl Monitor {
     }
 
     /// Stops the listener thread, closes the socket and wakes every pending waiter with
-    /// [`Error::ListenerStopped`]. Idempotent; also done when the last handle is dropped.
+    /// [`Error::ListenerStopped`]; later waits fail the same way at once, since the registry
+    /// is no longer kept. Idempotent; also done when the last handle is dropped.
     pub fn shutdown(&self) {
         self.inner.shutdown();
     }
@@ -314,12 +350,8 @@ impl Inner {
         {
             tracing::error!("the uevent listener thread panicked");
         }
-        // The thread marks itself stopped; if it had already failed, keep its reason.
-        let mut st = self.shared.state.lock();
-        if st.status == Status::Running {
-            st.status = Status::Stopped("shut down".into());
-        }
-        st.waiters.wake_all();
+        // The thread marks itself stopped; if it had already failed, its reason is kept.
+        self.shared.state.lock().stop("shut down".into());
     }
 }
 
@@ -334,39 +366,67 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-/// The listener thread: receive, apply, wake; resync on overflow; stop when told.
-fn listen(socket: UeventSocket, sysfs: Sysfs, shared: &Shared) {
+/// The listener thread's body: listens until it must stop, then marks the monitor stopped
+/// and wakes every waiter, whatever ended it, a panic included.
+fn run_listener(socket: UeventSocket, sysfs: Sysfs, shared: &Shared, hook: Option<FaultHook>) {
+    // A panic (a bug) must not leave waiters parked for ever on a listener that is gone. The
+    // state lock is not poisoned by it (parking_lot), so the registry stays readable.
+    let why = panic::catch_unwind(AssertUnwindSafe(|| {
+        listen(&socket, &sysfs, shared, hook.as_ref())
+    }))
+    .unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        tracing::error!("the uevent listener thread panicked: {what}");
+        format!("the uevent listener thread panicked: {what}")
+    });
+    shared.state.lock().stop(why);
+    // Dropping the senders ends every subscriber's stream.
+    shared.subscribers.lock().clear();
+}
+
+/// Receive, apply, wake; resync on overflow. Returns why it stopped.
+fn listen(
+    socket: &UeventSocket,
+    sysfs: &Sysfs,
+    shared: &Shared,
+    hook: Option<&FaultHook>,
+) -> String {
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    let why = loop {
+    loop {
         match socket.recv(&mut buf) {
             Ok(Received::Datagram(env)) => {
+                if let Some(FaultHook(hook)) = hook
+                    && let Err(e) = hook(env.bytes(&buf))
+                {
+                    tracing::error!("receiving uevents: {e}");
+                    return format!("receiving uevents: {e}");
+                }
                 if env.truncated {
                     shared.counters.truncated.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(len = env.len, "truncated uevent datagram skipped");
                     continue;
                 }
-                handle_datagram(shared, &sysfs, env.sender_port, env.bytes(&buf));
+                handle_datagram(shared, sysfs, env.sender_port, env.bytes(&buf));
             }
             Ok(Received::Overflow) => {
                 shared.counters.overflows.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("uevent socket overflowed (ENOBUFS): events were lost; resyncing");
-                if let Some(why) = resync(&socket, &sysfs, shared, &mut buf) {
-                    break why;
+                if let Some(why) = resync(socket, sysfs, shared, &mut buf) {
+                    return why;
                 }
             }
             Ok(Received::TimedOut) => {}
-            Ok(Received::Stopped) => break "shut down".to_owned(),
+            Ok(Received::Stopped) => return "shut down".to_owned(),
             Err(e) => {
                 tracing::error!("receiving uevents: {e}");
-                break format!("receiving uevents: {e}");
+                return format!("receiving uevents: {e}");
             }
         }
-    };
-    let mut st = shared.state.lock();
-    st.status = Status::Stopped(why);
-    st.waiters.wake_all();
-    // Dropping the senders ends every subscriber's stream.
-    shared.subscribers.lock().clear();
+    }
 }
 
 fn handle_datagram(shared: &Shared, sysfs: &Sysfs, sender: u32, bytes: &[u8]) {

@@ -1,31 +1,166 @@
 //! The waiter protocol: check, register, wait until the deadline, unregister.
 //!
-//! Waiters and the listener share one mutex around the registry. Each PCI path somebody waits
-//! on has its own condition variable, so an event wakes only the waiters of the paths it
-//! changed: its cost does not grow with the number of waiters on other paths. Waiting on a
-//! path registers it in a table; the last waiter of a path to leave removes the entry, so a
-//! million timed-out waits leave nothing behind.
+//! Waiters and the listener share one mutex around the registry (the state lock). Each PCI
+//! path somebody waits on has a [`Slot`] in a table kept under that lock; the listener bumps
+//! the slot of every path an event changed, so an event wakes only the waiters of the paths
+//! it changed and its cost does not grow with the number of waiters on other paths. The last
+//! waiter of a path to leave removes its slot, so a million timed-out waits leave nothing
+//! behind.
+//!
+//! A waiter sleeps on its slot's own small lock, not on the state lock: stopping the listener
+//! marks every slot stopped and empties the table, and each woken waiter returns its error
+//! without taking the state lock again, so a thousand waiters are released at once rather
+//! than one after the other through the one lock.
+//!
+//! The protocol is model-checked with loom (`cargo test --lib --features model-check model`):
+//! see the `model` tests at the bottom.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
-
 use crate::error::{Error, Result};
 use crate::path::PciPath;
 use crate::registry::Registry;
+use sync::{Condvar, Mutex};
 
-/// Condition variables of the paths being waited on.
+/// The lock and condition variable of the protocol: parking_lot's, or loom's models of them
+/// when the protocol is model-checked.
+#[cfg(not(all(test, feature = "model-check")))]
+pub(crate) mod sync {
+    pub(crate) use parking_lot::{Condvar, Mutex};
+}
+
+/// loom's lock and condition variable behind parking_lot's interface. Time is not modelled:
+/// a deadline that has passed times out at once, any other never does.
+#[cfg(all(test, feature = "model-check"))]
+pub(crate) mod sync {
+    use std::fmt;
+    use std::ops::{Deref, DerefMut};
+    use std::time::Instant;
+
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    /// Invariant: `Some` except inside [`Condvar::wait`].
+    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(t: T) -> Self {
+            Mutex(loom::sync::Mutex::new(t))
+        }
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            MutexGuard(Some(self.0.lock().unwrap()))
+        }
+    }
+
+    impl<T: Default> Default for Mutex<T> {
+        fn default() -> Self {
+            Mutex::new(T::default())
+        }
+    }
+
+    impl<T> fmt::Debug for Mutex<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Mutex")
+        }
+    }
+
+    impl<T> Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0.as_ref().unwrap()
+        }
+    }
+
+    impl<T> DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.0.as_mut().unwrap()
+        }
+    }
+
+    #[derive(Default)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    pub(crate) struct WaitTimeoutResult(bool);
+
+    impl WaitTimeoutResult {
+        pub(crate) fn timed_out(&self) -> bool {
+            self.0
+        }
+    }
+
+    impl fmt::Debug for Condvar {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Condvar")
+        }
+    }
+
+    impl Condvar {
+        pub(crate) fn wait<T>(&self, g: &mut MutexGuard<'_, T>) {
+            let inner = g.0.take().unwrap();
+            g.0 = Some(self.0.wait(inner).unwrap());
+        }
+        pub(crate) fn wait_until<T>(
+            &self,
+            g: &mut MutexGuard<'_, T>,
+            deadline: Instant,
+        ) -> WaitTimeoutResult {
+            if Instant::now() >= deadline {
+                return WaitTimeoutResult(true);
+            }
+            self.wait(g);
+            WaitTimeoutResult(false)
+        }
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+/// Where the waiters of one path sleep.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    signal: Mutex<Signal>,
+    cv: Condvar,
+}
+
+/// What a sleeping waiter looks at. Changed only with the state lock held too (lock order:
+/// state, then signal), so that a waiter that read it under the state lock misses nothing.
+#[derive(Debug, Default)]
+struct Signal {
+    /// Bumped at every change at the path; a waiter sleeps while it is what it last saw.
+    generation: u64,
+    /// Set once, when the listener stops; the slot is then out of the table.
+    stopped: Option<String>,
+}
+
+impl Slot {
+    fn generation(&self) -> u64 {
+        self.signal.lock().generation
+    }
+
+    fn bump(&self) {
+        self.signal.lock().generation += 1;
+        self.cv.notify_all();
+    }
+
+    fn stop(&self, why: &str) {
+        self.signal.lock().stopped = Some(why.to_owned());
+        self.cv.notify_all();
+    }
+}
+
+/// The slots of the paths being waited on.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
     /// Invariant: an entry exists exactly while its count (the number of registered waiters)
-    /// is above zero.
-    slots: HashMap<PciPath, (Arc<Condvar>, usize)>,
+    /// is above zero, until the listener stops; then the table is empty for good, and the
+    /// waiters still in flight never touch it again.
+    slots: HashMap<PciPath, (Arc<Slot>, usize)>,
 }
 
 impl Waiters {
-    fn register(&mut self, path: PciPath) -> Arc<Condvar> {
+    fn register(&mut self, path: PciPath) -> Arc<Slot> {
         let slot = self.slots.entry(path).or_default();
         slot.1 += 1;
         Arc::clone(&slot.0)
@@ -42,15 +177,17 @@ impl Waiters {
 
     /// Wakes the waiters of `path`, if any. Called with the state lock held.
     pub(crate) fn wake(&self, path: &PciPath) {
-        if let Some((cv, _)) = self.slots.get(path) {
-            cv.notify_all();
+        if let Some((slot, _)) = self.slots.get(path) {
+            slot.bump();
         }
     }
 
-    /// Wakes every waiter (shutdown, listener failure).
-    pub(crate) fn wake_all(&self) {
-        for (cv, _) in self.slots.values() {
-            cv.notify_all();
+    /// Tells every waiter that the listener stopped, and empties the table: the waiters
+    /// return without coming back to it. Called with the state lock held, with the status
+    /// already set to stopped, so that no waiter registers after this.
+    pub(crate) fn stop_all(&mut self, why: &str) {
+        for (_, (slot, _)) in self.slots.drain() {
+            slot.stop(why);
         }
     }
 
@@ -73,12 +210,25 @@ pub(crate) enum Status {
     Stopped(String),
 }
 
-/// Everything behind the one lock.
+/// Everything behind the state lock.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) registry: Registry,
     pub(crate) waiters: Waiters,
     pub(crate) status: Status,
+}
+
+impl State {
+    /// Stops for good: every waiter, present and future, gets [`Error::ListenerStopped`]
+    /// with `why`. Keeps the first reason if it was stopped already.
+    pub(crate) fn stop(&mut self, why: String) {
+        if self.status == Status::Running {
+            self.status = Status::Stopped(why);
+        }
+        if let Status::Stopped(why) = &self.status {
+            self.waiters.stop_all(why);
+        }
+    }
 }
 
 /// What a wait is for, for the timeout message ("no block disk at 02/00 within 3s: ...").
@@ -98,43 +248,62 @@ pub(crate) fn wait_for<T>(
     let start = Instant::now();
     let path = wanted.path;
     let mut st = state.lock();
-    // 1. Check: the answer may be there already (a device present before the wait).
+    // 1. Check: a listener that stopped can no longer vouch for its registry, which grows
+    //    staler by the second; otherwise the answer may be there already (a device present
+    //    before the wait).
+    if let Status::Stopped(why) = &st.status {
+        return Err(Error::ListenerStopped(why.clone()));
+    }
     if let Some(t) = answer(&st.registry) {
         return Ok(t);
     }
-    // 2. Register, still under the lock the listener applies events under: no change can
-    //    fall between the check above and the registration.
-    let cv = st.waiters.register(path);
-    let result = loop {
-        if let Status::Stopped(why) = &st.status {
-            break Err(Error::ListenerStopped(why.clone()));
-        }
-        // 3. Park until woken or the deadline. The deadline was fixed once, so a spurious or
-        //    unrelated wakeup loops back here without extending it.
-        let timed_out = match deadline {
-            Some(d) => cv.wait_until(&mut st, d).timed_out(),
-            None => {
-                cv.wait(&mut st);
-                false
+    // 2. Register, and note the slot's generation, still under the lock the listener applies
+    //    events and bumps slots under: a change after the check above bumps it past `seen`.
+    let slot = st.waiters.register(path);
+    let mut seen = slot.generation();
+    loop {
+        drop(st);
+        // 3. Sleep on the slot until its generation moves, the listener stops, or the
+        //    deadline passes. The deadline was fixed once, so a spurious wakeup loops back
+        //    here without extending it.
+        let timed_out = {
+            let mut signal = slot.signal.lock();
+            let mut timed_out = false;
+            while signal.generation == seen && signal.stopped.is_none() && !timed_out {
+                match deadline {
+                    Some(d) => timed_out = slot.cv.wait_until(&mut signal, d).timed_out(),
+                    None => slot.cv.wait(&mut signal),
+                }
             }
+            // Stopped: the table was emptied for us; return without the state lock.
+            if let Some(why) = &signal.stopped {
+                return Err(Error::ListenerStopped(why.clone()));
+            }
+            seen = signal.generation;
+            timed_out
         };
-        if let Some(t) = answer(&st.registry) {
-            break Ok(t);
+        // 4. Look at the registry again.
+        st = state.lock();
+        if let Status::Stopped(why) = &st.status {
+            // Stopped while this waiter was on its way here; nothing to unregister.
+            return Err(Error::ListenerStopped(why.clone()));
         }
-        if timed_out {
-            break Err(Error::Timeout {
+        let result = match answer(&st.registry) {
+            Some(t) => Ok(t),
+            None if timed_out => Err(Error::Timeout {
                 wanted: format!("{} at {path}", wanted.what),
                 waited: start.elapsed(),
                 seen: st.registry.describe(&path),
-            });
-        }
-    };
-    // 4. Unregister, so that the table holds only live waiters.
-    st.waiters.unregister(&path);
-    result
+            }),
+            None => continue,
+        };
+        // 5. Unregister, so that the table holds only live waiters.
+        st.waiters.unregister(&path);
+        return result;
+    }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "model-check")))]
 mod tests {
     use super::*;
     use std::thread;
@@ -260,13 +429,124 @@ mod tests {
         while st.lock().waiters.waiters() == 0 {
             thread::yield_now();
         }
-        {
-            let mut s = st.lock();
-            s.status = Status::Stopped("shut down".into());
-            s.waiters.wake_all();
-        }
+        st.lock().stop("shut down".into());
         let err = waiter.join().unwrap().unwrap_err();
         assert_eq!(err.to_string(), "listener stopped: shut down");
         assert_eq!(st.lock().waiters.paths(), 0);
+        // The first reason is kept.
+        st.lock().stop("later".into());
+        assert_eq!(st.lock().status, Status::Stopped("shut down".into()));
+    }
+}
+
+/// The protocol under loom: every interleaving of a waiter with the listener applying an
+/// event, with stopping, and with another waiter, up to loom's bounds. Run with
+/// `cargo test --lib --features model-check model` (loom's primitives only work inside
+/// `loom::model`, so the other tests are left out of that build).
+#[cfg(all(test, feature = "model-check"))]
+mod model {
+    use super::*;
+    use loom::thread;
+    use std::time::Duration;
+
+    const VDA: &[u8] = b"add@/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda\0\
+        ACTION=add\0DEVPATH=/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda\0\
+        SUBSYSTEM=block\0DEVNAME=vda\0DEVTYPE=disk\0DISKSEQ=1\0SEQNUM=1\0";
+
+    fn path() -> PciPath {
+        "02/00".parse().unwrap()
+    }
+
+    fn state() -> Arc<Mutex<State>> {
+        Arc::new(Mutex::new(State {
+            registry: Registry::new(),
+            waiters: Waiters::default(),
+            status: Status::Running,
+        }))
+    }
+
+    /// A waiter on 02/00, in a loom thread.
+    fn waiter(
+        st: &Arc<Mutex<State>>,
+        deadline: Option<Instant>,
+    ) -> thread::JoinHandle<Result<String>> {
+        let st = Arc::clone(st);
+        thread::spawn(move || {
+            let want = Wanted {
+                what: "block disk",
+                path: path(),
+            };
+            wait_for(&st, want, deadline, |r| {
+                r.disk(&path()).map(|b| b.name.to_string())
+            })
+        })
+    }
+
+    /// What the listener does for one event: apply and wake, under the state lock.
+    fn listener_applies(st: &Mutex<State>) {
+        let mut s = st.lock();
+        s.registry.apply_datagram(0, VDA);
+        s.waiters.wake(&path());
+    }
+
+    #[test]
+    fn model_a_waiter_never_misses_the_event_it_waits_for() {
+        loom::model(|| {
+            let st = state();
+            let w = waiter(&st, None);
+            listener_applies(&st);
+            assert_eq!(w.join().unwrap().unwrap(), "vda");
+            assert_eq!(st.lock().waiters.paths(), 0);
+        });
+    }
+
+    #[test]
+    fn model_stopping_releases_every_waiter_and_empties_the_table() {
+        loom::model(|| {
+            let st = state();
+            let w1 = waiter(&st, None);
+            let w2 = waiter(&st, None);
+            st.lock().stop("shut down".into());
+            for w in [w1, w2] {
+                assert!(matches!(w.join().unwrap(), Err(Error::ListenerStopped(_))));
+            }
+            assert_eq!(st.lock().waiters.paths(), 0);
+        });
+    }
+
+    #[test]
+    fn model_an_event_racing_a_stop_gives_the_disk_or_an_error_never_a_hang() {
+        loom::model(|| {
+            let st = state();
+            let w = waiter(&st, None);
+            let stopper = {
+                let st = Arc::clone(&st);
+                thread::spawn(move || st.lock().stop("shut down".into()))
+            };
+            listener_applies(&st);
+            stopper.join().unwrap();
+            match w.join().unwrap() {
+                Ok(name) => assert_eq!(name, "vda"),
+                Err(e) => assert!(matches!(e, Error::ListenerStopped(_)), "{e}"),
+            }
+            assert_eq!(st.lock().waiters.paths(), 0);
+        });
+    }
+
+    #[test]
+    fn model_a_timed_out_waiter_leaves_its_neighbour_registered_and_wakeable() {
+        loom::model(|| {
+            let st = state();
+            // One waiter whose deadline has passed, one that waits for ever, on one path.
+            let late = waiter(&st, Some(Instant::now() - Duration::from_secs(1)));
+            let patient = waiter(&st, None);
+            match late.join().unwrap() {
+                Ok(name) => assert_eq!(name, "vda"),
+                Err(e) => assert!(matches!(e, Error::Timeout { .. }), "{e}"),
+            }
+            listener_applies(&st);
+            assert_eq!(patient.join().unwrap().unwrap(), "vda");
+            assert_eq!(st.lock().waiters.paths(), 0);
+        });
     }
 }

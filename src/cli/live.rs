@@ -3,10 +3,12 @@
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::RecvTimeoutError;
 use pciplug::sysfs::Sysfs;
-use pciplug::{Monitor, PciPath, Registry};
+use pciplug::uevent::is_safe_device_name;
+use pciplug::{Monitor, MonitorStats, PciPath, Registry};
 
 use super::output;
 
@@ -19,6 +21,9 @@ pub enum Kind {
     Net,
 }
 
+/// How often `watch --stats` looks at the counters.
+const STATS_TICK: Duration = Duration::from_secs(1);
+
 pub fn list(sysfs: &Path, json: bool) -> pciplug::Result<ExitCode> {
     let mut registry = Registry::new();
     Sysfs::new(sysfs).scan()?.apply_to(&mut registry);
@@ -26,34 +31,63 @@ pub fn list(sysfs: &Path, json: bool) -> pciplug::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn watch(sysfs: &Path, json: bool) -> pciplug::Result<ExitCode> {
+pub fn watch(sysfs: &Path, json: bool, stats: bool) -> pciplug::Result<ExitCode> {
     let monitor = Monitor::builder().sysfs_root(sysfs).start()?;
     let changes = monitor.subscribe();
-    let stdout = io::stdout();
-    for change in changes {
-        let mut out = stdout.lock();
-        let written = if json {
-            serde_json::to_writer(&mut out, &change)
-                .map_err(io::Error::from)
-                .and_then(|()| writeln!(out))
-        } else {
-            writeln!(out, "{change}")
-        };
-        if let Err(e) = written.and_then(|()| out.flush()) {
-            // A closed pipe (`pciplug watch | head`) ends the watch quietly.
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(pciplug::Error::Io {
-                op: "writing to stdout".into(),
-                source: e,
-            });
+    let mut out = Out;
+    // The counts last printed; `None` until the first line.
+    let mut shown: Option<MonitorStats> = None;
+    let mut show_stats = |out: &mut Out| -> io::Result<()> {
+        let now = monitor.stats();
+        if stats && shown != Some(now) {
+            out.line(|w| output::write_stats(w, &now, json))?;
+            shown = Some(now);
         }
+        Ok(())
+    };
+    let mut next_look = Instant::now();
+    let ended = loop {
+        if Instant::now() >= next_look {
+            if let Err(e) = show_stats(&mut out) {
+                break Err(e);
+            }
+            next_look = Instant::now() + STATS_TICK;
+        }
+        let change = match changes.recv_timeout(next_look.saturating_duration_since(Instant::now()))
+        {
+            Ok(change) => change,
+            Err(RecvTimeoutError::Timeout) => continue,
+            // The stream ends only when the listener stops.
+            Err(RecvTimeoutError::Disconnected) => break Ok(()),
+        };
+        let written = if json {
+            out.line(|w| {
+                serde_json::to_writer(&mut *w, &change)
+                    .map_err(io::Error::from)
+                    .and_then(|()| writeln!(w))
+            })
+        } else {
+            out.line(|w| writeln!(w, "{change}"))
+        };
+        if let Err(e) = written {
+            break Err(e);
+        }
+    };
+    match ended {
+        Ok(()) => {
+            // What the listener saw up to its end, then why it ended.
+            let _ = show_stats(&mut out);
+            Err(pciplug::Error::ListenerStopped(
+                monitor.stopped().unwrap_or_else(|| "unknown reason".into()),
+            ))
+        }
+        // A closed pipe (`pciplug watch | head`) ends the watch quietly.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(pciplug::Error::Io {
+            op: "writing to stdout".into(),
+            source: e,
+        }),
     }
-    // The stream ends only when the listener stops.
-    Err(pciplug::Error::ListenerStopped(
-        monitor.stopped().unwrap_or_else(|| "unknown reason".into()),
-    ))
 }
 
 pub fn wait(
@@ -68,13 +102,50 @@ pub fn wait(
         monitor.wait_removed(path, timeout)?;
         None
     } else {
-        match kind {
-            Kind::Block => Some(monitor.wait_block(path, timeout)?.devnode()),
-            Kind::Net => Some(monitor.wait_net(path, timeout)?.name.to_string()),
+        let (name, line) = match kind {
+            Kind::Block => {
+                let disk = monitor.wait_block(path, timeout)?;
+                (disk.name.clone(), disk.devnode())
+            }
+            Kind::Net => {
+                let net = monitor.wait_net(path, timeout)?;
+                (net.name.clone(), net.name.to_string())
+            }
+        };
+        // The line is what a caller mounts or configures: never print a name that could
+        // escape /dev or forge a second line, whatever the library let through.
+        if !is_safe_device_name(&name) {
+            return Err(pciplug::Error::Io {
+                op: format!("printing the device at {path}"),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{name:?} is not a safe device name"),
+                ),
+            });
         }
+        Some(line)
     };
     if let Some(line) = line {
-        println!("{line}");
+        // Not println!: a closed stdout is an error to report, not a panic (exit 101).
+        Out.line(|w| writeln!(w, "{line}"))
+            .map_err(|e| pciplug::Error::Io {
+                op: "writing to stdout".into(),
+                source: e,
+            })?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// stdout, one flushed line at a time, so that a reader sees each line as it happens.
+struct Out;
+
+impl Out {
+    fn line(
+        &mut self,
+        f: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut w = io::stdout().lock();
+        f(&mut w)?;
+        w.flush()
+    }
 }

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Exit codes: 0 success, 1 runtime failure (including a
 //! wait that timed out), 2 bad arguments.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,6 +38,12 @@ enum Command {
         /// One JSON object per change.
         #[arg(long)]
         json: bool,
+        /// Also print what the listener counted (datagrams received, applied, ignored,
+        /// malformed by kind, spoofed; overflows, resyncs): a `stats ...` line (with --json,
+        /// a `{"stats": {...}}` object) at start, within a second of any count changing, and
+        /// when the watch ends.
+        #[arg(long)]
+        stats: bool,
         /// Where sysfs is mounted.
         #[arg(long, value_name = "DIR", default_value = "/sys")]
         sysfs: PathBuf,
@@ -93,7 +100,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Replay { json, files } => replay::run(&files, json),
         Command::List { json, sysfs } => live::list(&sysfs, json),
-        Command::Watch { json, sysfs } => live::watch(&sysfs, json),
+        Command::Watch { json, stats, sysfs } => live::watch(&sysfs, json, stats),
         Command::Wait {
             path,
             kind,
@@ -105,7 +112,8 @@ pub fn run() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pciplug: {e}");
+            // Not eprintln!: a closed stderr must not turn a failure into a panic (exit 101).
+            let _ = writeln!(std::io::stderr(), "pciplug: {e}");
             ExitCode::from(1)
         }
     }

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use pciplug::registry::DeviceView;
-use pciplug::{DevType, Registry, Transport};
+use pciplug::{DevType, MonitorStats, Registry, Transport};
 
 /// Prints every device present (table or JSON lines), then a note on stderr about NVMe
 /// multipath heads that could not be tied to a PCI path.
@@ -109,4 +109,36 @@ fn row(v: &DeviceView<'_>) -> [String; 5] {
             children.join(", ")
         },
     ]
+}
+
+/// One `watch --stats` line: `stats received=.. applied=.. ...`, malformed datagrams by kind
+/// after the total (`malformed=3 malformed.libudev=2 malformed.not-utf8=1`, kinds seen only);
+/// with `json`, `{"stats":{...}}`.
+pub fn write_stats(out: &mut impl Write, s: &MonitorStats, json: bool) -> io::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, &serde_json::json!({ "stats": s }))
+            .map_err(io::Error::from)?;
+        return writeln!(out);
+    }
+    let r = &s.registry;
+    write!(
+        out,
+        "stats received={} applied={} ignored={} unknown_action={} malformed={}",
+        r.received, r.applied, r.ignored, r.unknown_action, r.malformed
+    )?;
+    for (kind, n) in r.malformed_kinds.iter().filter(|(_, n)| *n > 0) {
+        write!(out, " malformed.{kind}={n}")?;
+    }
+    writeln!(
+        out,
+        " spoofed={} unplaceable={} truncated={} overflows={} resyncs={} resync_failures={} \
+         dropped_changes={}",
+        r.spoofed,
+        r.unplaceable,
+        s.truncated,
+        s.overflows,
+        s.resyncs,
+        s.resync_failures,
+        s.dropped_changes
+    )
 }

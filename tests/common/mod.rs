@@ -2,8 +2,11 @@
 //! assertions that compare a registry with it.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod datagram_oracle;
 pub mod fake_sysfs;
 pub mod netns;
+pub mod path_oracle;
+pub mod registry_ops;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
