@@ -471,9 +471,14 @@ pub struct Registry {
     /// Keyed by subsystem name (`nvme-subsys0`). Invariant: an entry exists only while it has
     /// heads or controllers.
     nvme_subsystems: BTreeMap<Box<str>, NvmeSubsystem>,
-    /// Block and net names to their holder. Invariant: exactly the names held in `devices`
-    /// and `nvme_subsystems`, each once (the kernel never gives one name to two devices).
+    /// Block device names to their holder. Invariant: exactly the block names held in
+    /// `devices` and `nvme_subsystems`, each once (the kernel never gives one name to two
+    /// block devices).
     names: HashMap<Box<str>, Owner, FastHash>,
+    /// Interface names to the function holding them: a namespace of their own, since an
+    /// interface may be renamed to anything, `vda` included. Invariant: exactly the net names
+    /// held in `devices`, each once.
+    net_names: HashMap<Box<str>, PciPath, FastHash>,
     stats: Stats,
 }
 
@@ -1160,7 +1165,7 @@ impl Registry {
             });
         }
         for net in nets {
-            self.names.remove(&net.name);
+            self.net_names.remove(&net.name);
             changes.push(Change::NetRemoved { path: *path, net });
         }
         for controller in ctrls {
@@ -1329,20 +1334,10 @@ impl Registry {
         }
     }
 
-    /// Removes whatever holds `name` (block or net), wherever it is.
+    /// Removes the block device called `name` from its holder.
     fn remove_name(&mut self, owner: Owner, name: &str, changes: &mut Vec<Change>) {
         match owner {
-            Owner::Pci(p) => {
-                let is_net = self
-                    .devices
-                    .get(&p)
-                    .is_some_and(|d| d.net.iter().any(|n| &*n.name == name));
-                if is_net {
-                    self.remove_net(p, name, changes);
-                } else {
-                    self.remove_block(p, name, None, changes);
-                }
-            }
+            Owner::Pci(p) => self.remove_block(p, name, None, changes),
             Owner::NvmeSubsystem => self.remove_head(name, None, changes),
         }
     }
@@ -1401,6 +1396,16 @@ impl Registry {
     }
 
     fn unlink_subsystem(&mut self, subsystem: &str, path: PciPath, changes: &mut Vec<Change>) {
+        // Another controller of the same function may still reach the subsystem (two paths
+        // through one function): its heads are still there.
+        let still_linked = self.devices.get(&path).is_some_and(|d| {
+            d.nvme
+                .iter()
+                .any(|c| c.subsystem.as_deref() == Some(subsystem))
+        });
+        if still_linked {
+            return;
+        }
         let Some(sub) = self.nvme_subsystems.get_mut(subsystem) else {
             return;
         };
@@ -1460,10 +1465,10 @@ impl Registry {
         old_name: Option<&str>,
         changes: &mut Vec<Change>,
     ) {
-        if let Some(&held) = self.names.get(&net.name)
-            && held != Owner::Pci(path)
+        if let Some(&held) = self.net_names.get(&net.name)
+            && held != path
         {
-            self.remove_name(held, &net.name.clone(), changes);
+            self.remove_net(held, &net.name.clone(), changes);
         }
         let Some(mut dev) = self.devices.get_mut(&path) else {
             return;
@@ -1473,14 +1478,16 @@ impl Registry {
             Some(dev.net.remove(i).name)
         });
         if let Some(old) = &renamed_from {
-            self.names.remove(old);
+            self.net_names.remove(old);
         }
         match dev.net.binary_search_by(|n| n.name.cmp(&net.name)) {
-            Ok(i) if dev.net[i] == net => return,
+            // A duplicate; but a rename onto the name it already holds still reports that
+            // the old name went away.
+            Ok(i) if dev.net[i] == net && renamed_from.is_none() => return,
             Ok(i) => dev.net[i] = net.clone(),
             Err(i) => insert_exact(&mut dev.net, i, net.clone()),
         }
-        self.names.insert(net.name.clone(), Owner::Pci(path));
+        self.net_names.insert(net.name.clone(), path);
         changes.push(match renamed_from {
             Some(old) => Change::NetRenamed { path, old, net },
             None => Change::NetAdded { path, net },
@@ -1493,7 +1500,7 @@ impl Registry {
         };
         if let Some(i) = dev.net.iter().position(|n| &*n.name == name) {
             let net = dev.net.remove(i);
-            self.names.remove(&net.name);
+            self.net_names.remove(&net.name);
             changes.push(Change::NetRemoved { path, net });
         }
     }

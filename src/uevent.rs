@@ -778,6 +778,13 @@ impl<'a> UeventRef<'a> {
                 return Err(bad(key, v));
             }
         }
+        // Without DEVNAME or INTERFACE the registry names the device after the last devpath
+        // component, which must then be as safe to put after /dev/ as they are.
+        if matches!(self.subsystem(), "block" | "net" | "nvme")
+            && !is_safe_device_name(self.sysname())
+        {
+            return Err(bad(Key::Devname, self.sysname()));
+        }
         for key in [
             Key::Major,
             Key::Minor,

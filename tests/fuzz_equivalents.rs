@@ -191,7 +191,6 @@ fn eth0_and_a_rename_to(new_name: &str) -> (Vec<u8>, Vec<u8>) {
 /// Gap 1 of `registry_ops::KNOWN_GAPS`, found by the `registry` fuzz target
 /// (`fuzz/regressions/registry/net-rename-onto-held-name`).
 #[test]
-#[ignore = "registry gap 1 (see registry_ops::KNOWN_GAPS): waits for a fix in src/registry.rs"]
 fn a_rename_onto_a_name_already_held_reports_the_old_name_gone() {
     use pciplug::registry::Outcome;
     let (add, mv) = eth0_and_a_rename_to("ens4");
@@ -222,7 +221,6 @@ fn a_rename_onto_a_name_already_held_reports_the_old_name_gone() {
 /// Gap 2 of `registry_ops::KNOWN_GAPS`, found by the `registry` fuzz target
 /// (`fuzz/regressions/registry/block-and-net-names-are-separate-namespaces`).
 #[test]
-#[ignore = "registry gap 2 (see registry_ops::KNOWN_GAPS): waits for a fix in src/registry.rs"]
 fn an_interface_renamed_like_a_disk_does_not_take_the_disk_away() {
     let f = Fixture::load("q35-acpi-hotplug");
     let upto4: Vec<_> = f

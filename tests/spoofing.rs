@@ -303,7 +303,6 @@ fn watch_stats_text_names_each_kind_seen() {
 /// of its devpath, which nothing checks yet: a newline there would let `pciplug wait` print
 /// `/dev/vd` and a second line of the sender's choosing.
 #[test]
-#[ignore = "waits for src/uevent.rs to check the devpath's last component as a device name"]
 fn a_name_taken_from_the_devpath_is_checked_like_devname() {
     for name in ["vd\nx", "vd\u{1b}[2J", &"v".repeat(300)] {
         for (subsystem, dir) in [("block", "virtio0/block"), ("net", "virtio3/net")] {

@@ -17,8 +17,9 @@ use pciplug::{Change, Datagram, DevType, PciPath, Recording, Registry};
 /// Operations per input at most, so one input stays fast whatever its length.
 pub const MAX_OPS: usize = 200;
 
-/// Two gaps in `src/registry.rs` that the fuzzer found and that wait for a fix there (the
-/// tests named after them in `tests/fuzz_equivalents.rs` are `#[ignore]`d meanwhile):
+/// Three gaps in `src/registry.rs` that the fuzzer found, now fixed; the tests named after
+/// them in `tests/fuzz_equivalents.rs` and the inputs under `fuzz/regressions/registry/`
+/// keep them fixed:
 ///
 /// 1. A `move` of an interface onto a name the function already holds, identical, drops the
 ///    old name without reporting a change (`insert_net` returns early on the duplicate).
@@ -30,10 +31,10 @@ pub const MAX_OPS: usize = 200;
 ///
 /// While `true`, the interpreter draws block and net names from separate pools (so it does
 /// not provoke 2), links no controller of a function that has two (3), and accepts exactly
-/// 1's outcome; everything else is checked. Set it to `false` once they are fixed. The inputs
+/// 1's outcome; everything else is checked. It is `false` since the fixes. The inputs
 /// under `fuzz/regressions/registry/` were found with it `false`, and replay as found only
 /// then (the name pools change how an input decodes).
-pub const KNOWN_GAPS: bool = true;
+pub const KNOWN_GAPS: bool = false;
 
 /// Names the reshaping gives to devices, so that names collide and are reused; the last
 /// two are interface names (see [`KNOWN_GAPS`]).
