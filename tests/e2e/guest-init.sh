@@ -152,6 +152,9 @@ echo "$M $READY" >&3
 while IFS= read -r line <&3; do
 	n=${line%% *}
 	cmd=${line#* }
+	# A read interrupted by SIGCHLD (a job ending) loses the line it was receiving, or part
+	# of it: answer anything without a numeric id as an empty line, which run.py resends.
+	case $n in ''|*[!0-9]*) n=; cmd=: ;; esac
 	echo "$M BEGIN $n" >&3
 	eval "$cmd" </dev/null >&3 2>&1
 	echo "$M END $n rc=$?" >&3

@@ -245,14 +245,28 @@ class Channel:
         line = ("%d %s\n" % (n, cmd)).encode()
         self.logf.write(b">>> " + line)
         self.logf.flush()
-        try:
-            self.sock.sendall(line)
-        except OSError as e:
-            raise GuestHang("guest channel: %s" % e)
-        m = self.wait_for(re.escape(self.mark) + rb" END %d rc=(\d+)\n" % n, timeout, start)
-        if not m:
-            raise GuestHang("guest command %r got no answer within %ss%s" % (
-                cmd, timeout, " (channel closed: QEMU exited)" if self.eof else ""))
+        # Either our answer, or an empty line's: when a background job exits while the
+        # guest's PID 1 shell is blocked reading the channel, SIGCHLD interrupts that read
+        # and the line being received is lost; the shell then runs an empty command
+        # ("BEGIN " with no number). Our line never ran, so it is safe to send it again.
+        answer = re.escape(self.mark) + rb" (?:END %d rc=(\d+)|BEGIN )\n" % n
+        search_from = start
+        for resend in range(4):
+            try:
+                self.sock.sendall(line)
+            except OSError as e:
+                raise GuestHang("guest channel: %s" % e)
+            m = self.wait_for(answer, timeout, search_from)
+            if not m:
+                raise GuestHang("guest command %r got no answer within %ss%s" % (
+                    cmd, timeout, " (channel closed: QEMU exited)" if self.eof else ""))
+            if m.group(1) is not None:
+                break
+            search_from = m.end()
+            self.logf.write(b">>> (the guest read an empty line; sending again) " + line)
+            self.logf.flush()
+        else:
+            raise GuestHang("guest command %r was lost on the channel 4 times" % cmd)
         with self.cv:
             text = self.buf[start:m.start()]
         begin = self.mark + b" BEGIN %d\n" % n
