@@ -3,7 +3,7 @@
 #
 # Two serial ports, so that kernel messages never mix with test output:
 #   ttyS0  the kernel console (the host keeps it as console.log)
-#   ttyS1  the command channel: run.py writes one shell line per command,
+#   ttyS1  the command channel: run.py writes one shell line per command ("<n> <cmd> #<n>"),
 #          "<n> <shell words>"; the line is eval'ed with stdin from /dev/null
 #          and its output is framed as
 #              @@<token> BEGIN <n>
@@ -149,12 +149,19 @@ READY="READY uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r) modules=$(w
 [ -e /bin/pciplug ] && READY="$READY pciplug=$(cat /etc/pciplug.sha256)"
 say "$READY"
 echo "$M $READY" >&3
+next=1
 while IFS= read -r line <&3; do
 	n=${line%% *}
 	cmd=${line#* }
-	# A read interrupted by SIGCHLD (a job ending) loses the line it was receiving, or part
-	# of it: answer anything without a numeric id as an empty line, which run.py resends.
-	case $n in ''|*[!0-9]*) n=; cmd=: ;; esac
+	# A read interrupted by SIGCHLD (a job ending) loses the line it was receiving, or a
+	# part of it. run.py numbers its lines 1, 2, 3... and ends each with " #<n>" (a shell
+	# comment), so a line is whole only if it is the next number and ends with its trailer;
+	# anything else is answered as an empty line (no number), which run.py sends again, and
+	# a copy of a line that already ran is never run twice.
+	case $line in
+	"$next "*" #$next") next=$((next + 1)) ;;
+	*) n=; cmd=: ;;
+	esac
 	echo "$M BEGIN $n" >&3
 	eval "$cmd" </dev/null >&3 2>&1
 	echo "$M END $n rc=$?" >&3

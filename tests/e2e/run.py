@@ -242,7 +242,9 @@ class Channel:
         n = self.n
         with self.cv:
             start = len(self.buf)
-        line = ("%d %s\n" % (n, cmd)).encode()
+        # "<n> <cmd> #<n>": the trailer (a comment to the guest's shell) lets the guest tell a
+        # whole line from a fragment (see guest-init.sh).
+        line = ("%d %s #%d\n" % (n, cmd, n)).encode()
         self.logf.write(b">>> " + line)
         self.logf.flush()
         # Either our answer, or an empty line's: when a background job exits while the
