@@ -15,10 +15,10 @@ mod common;
 use std::thread;
 use std::time::Duration;
 
+use pciplug::Monitor;
 use pciplug::netlink::Injector;
-use pciplug::{Monitor, PciPath};
 
-use common::kata::{KataListener, VirtioBlkPciMatcher};
+use common::kata::{KataListener, VirtioBlkPciMatcher, unrelated_path, unrelated_relpath};
 use common::netns::{self, median, thread_cpu_ns, thread_named, wait_until};
 use common::synth::{self, Kind, Shapes};
 
@@ -26,28 +26,6 @@ const WAITERS: [usize; 3] = [0, 100, 10_000];
 const ROUNDS: usize = 3;
 /// Devices cycled (plugged, then unplugged) per measurement: 14 datagrams each.
 const CYCLES: usize = 300;
-
-/// A PCI path nothing in the stream touches: another root complex.
-fn waiter_path(i: usize) -> PciPath {
-    format!(
-        "pci{:04x}:00/{:02x}/{:02x}",
-        0x100 + i / 1024,
-        (i / 32) % 32,
-        i % 32
-    )
-    .parse()
-    .unwrap()
-}
-
-/// What Kata would resolve that path to (below `pci0000:00`, which its regex names).
-fn waiter_relpath(i: usize) -> String {
-    format!(
-        "/0000:00:1f.7/0000:{:02x}:{:02x}.0/0000:ff:{:02x}.0",
-        i / 1024 + 1,
-        (i / 32) % 32,
-        i % 32
-    )
-}
 
 fn stream(shapes: &Shapes) -> Vec<Vec<u8>> {
     let devices: Vec<_> = synth::tree(64, 4, 3)
@@ -84,7 +62,7 @@ fn pciplug(waiters: usize, datagrams: &[Vec<u8>], sysfs: &std::path::Path) -> (f
             thread::Builder::new()
                 .stack_size(64 << 10)
                 .spawn(move || {
-                    let _ = m.wait_block_deadline(&waiter_path(i), None);
+                    let _ = m.wait_block_deadline(&unrelated_path(i), None);
                 })
                 .expect("spawning a waiter")
         })
@@ -123,7 +101,7 @@ fn kata(waiters: usize, datagrams: &[Vec<u8>]) -> (f64, u64) {
     let listener = KataListener::start(pciplug::netlink::DEFAULT_RECV_BUFFER);
     let handles: Vec<_> = (0..waiters)
         .map(|i| {
-            let rx = listener.watch(VirtioBlkPciMatcher::new(&waiter_relpath(i)));
+            let rx = listener.watch(VirtioBlkPciMatcher::new(&unrelated_relpath(i)));
             thread::Builder::new()
                 .stack_size(64 << 10)
                 .spawn(move || {

@@ -17,32 +17,12 @@ use std::time::{Duration, Instant};
 use pciplug::netlink::Injector;
 use pciplug::{Monitor, PciPath};
 
-use common::kata::{KataListener, VirtioBlkPciMatcher};
+use common::kata::{KataListener, VirtioBlkPciMatcher, unrelated_path, unrelated_relpath};
 use common::netns::{self, percentile, wait_until};
 use common::synth::{self, Device, Kind, Shapes};
 
 const OTHERS: usize = 1_000;
 const SAMPLES: usize = 1_500;
-
-fn other_path(i: usize) -> PciPath {
-    format!(
-        "pci{:04x}:00/{:02x}/{:02x}",
-        0x100 + i / 1024,
-        (i / 32) % 32,
-        i % 32
-    )
-    .parse()
-    .unwrap()
-}
-
-fn other_relpath(i: usize) -> String {
-    format!(
-        "/0000:00:1f.7/0000:{:02x}:{:02x}.0/0000:ff:{:02x}.0",
-        i / 1024 + 1,
-        (i / 32) % 32,
-        i % 32
-    )
-}
 
 /// The block `add` datagram of `d` (the fifth of its hot-plug datagrams).
 fn block_add(shapes: &Shapes, d: &Device) -> Vec<u8> {
@@ -65,7 +45,7 @@ fn pciplug(shapes: &Shapes, devices: &[Device], sysfs: &std::path::Path) -> Vec<
             thread::Builder::new()
                 .stack_size(64 << 10)
                 .spawn(move || {
-                    let _ = m.wait_block_deadline(&other_path(i), None);
+                    let _ = m.wait_block_deadline(&unrelated_path(i), None);
                 })
                 .unwrap()
         })
@@ -113,7 +93,7 @@ fn kata(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
     let listener = KataListener::start(pciplug::netlink::DEFAULT_RECV_BUFFER);
     let others: Vec<_> = (0..OTHERS)
         .map(|i| {
-            let rx = listener.watch(VirtioBlkPciMatcher::new(&other_relpath(i)));
+            let rx = listener.watch(VirtioBlkPciMatcher::new(&unrelated_relpath(i)));
             thread::Builder::new()
                 .stack_size(64 << 10)
                 .spawn(move || {

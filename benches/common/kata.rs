@@ -190,3 +190,27 @@ impl KataListener {
         self.sandbox.lock().unwrap().uevent_watchers.clear();
     }
 }
+
+/// The `i`th of the paths that waiters on nothing use: under other root complexes, so that
+/// nothing a bench injects ever touches them.
+pub fn unrelated_path(i: usize) -> pciplug::PciPath {
+    format!(
+        "pci{:04x}:00/{:02x}/{:02x}",
+        0x100 + i / 1024,
+        (i / 32) % 32,
+        i % 32
+    )
+    .parse()
+    .expect("a well-formed PCI path")
+}
+
+/// What Kata's agent would resolve [`unrelated_path`]`(i)` to (below `pci0000:00`, which its
+/// regex names).
+pub fn unrelated_relpath(i: usize) -> String {
+    format!(
+        "/0000:00:1f.7/0000:{:02x}:{:02x}.0/0000:ff:{:02x}.0",
+        i / 1024 + 1,
+        (i / 32) % 32,
+        i % 32
+    )
+}
