@@ -7,9 +7,15 @@
 //! inside that call, so the figure includes the injection itself and is an upper bound);
 //! the waiter reads the clock as soon as its wait returns. Needs root (or user namespaces);
 //! skipped with a message otherwise.
+//!
+//! `benches/profile/wake.sh` records the kernel's scheduler and system-call tracepoints while
+//! this bench runs and splits every sample into kernel delivery, the listener's own work and
+//! the waiter's wake-up (BENCHMARKS.md, "What bounds the figures that are not met").
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,6 +36,20 @@ fn block_add(shapes: &Shapes, d: &Device) -> Vec<u8> {
     add.into_iter()
         .find(|x| x.starts_with(b"add@") && x.windows(16).any(|w| w == b"SUBSYSTEM=block\0"))
         .expect("a block add in the shape")
+}
+
+/// The one choreography of the three variants before each injection: the injecting thread
+/// spins until the measuring thread is about to block (`armed`) and `ready` holds, then sleeps
+/// 200 us so that the waiter is parked, as a real waiter would be. Alike in all three, so that
+/// the scheduler places the threads alike: a wake-up that crosses to the other vCPU costs
+/// 20-30 us more on this kind of VM (benches/profile/wake.sh), and the variants must not
+/// differ in how often that happens through the bench's own steps.
+fn wait_armed(armed: &AtomicBool, ready: impl Fn() -> bool) {
+    while !(armed.load(Ordering::Acquire) && ready()) {
+        thread::yield_now();
+    }
+    armed.store(false, Ordering::Relaxed);
+    thread::sleep(Duration::from_micros(200));
 }
 
 /// Latencies in microseconds, sorted.
@@ -56,9 +76,12 @@ fn pciplug(shapes: &Shapes, devices: &[Device], sysfs: &std::path::Path) -> Vec<
         == OTHERS as u64));
     let (go_tx, go_rx) = channel::<PciPath>();
     let (done_tx, done_rx) = channel::<Instant>();
+    let armed = Arc::new(AtomicBool::new(false));
     let m = monitor.clone();
+    let a = Arc::clone(&armed);
     let measuring = thread::spawn(move || {
         for path in go_rx {
+            a.store(true, Ordering::Release);
             let r = m.wait_block(&path, Duration::from_secs(10));
             let t1 = Instant::now();
             r.expect("the disk appeared");
@@ -70,10 +93,8 @@ fn pciplug(shapes: &Shapes, devices: &[Device], sysfs: &std::path::Path) -> Vec<
     for d in devices {
         let datagram = block_add(shapes, d);
         go_tx.send(d.path.parse().unwrap()).unwrap();
-        while monitor.stats().waiters <= OTHERS as u64 {
-            thread::yield_now();
-        }
-        thread::sleep(Duration::from_micros(200)); // parked, as a real waiter would be
+        // Registered: a datagram applied before would answer the wait's first check.
+        wait_armed(&armed, || monitor.stats().waiters > OTHERS as u64);
         let t0 = Instant::now();
         injector.inject(&datagram).unwrap();
         let t1 = done_rx.recv().unwrap();
@@ -104,8 +125,11 @@ fn kata(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
         .collect();
     let (go_tx, go_rx) = channel::<Receiver<common::kata::KataUevent>>();
     let (done_tx, done_rx) = channel::<Instant>();
+    let armed = Arc::new(AtomicBool::new(false));
+    let a = Arc::clone(&armed);
     let measuring = thread::spawn(move || {
         for rx in go_rx {
+            a.store(true, Ordering::Release);
             let r = rx.recv_timeout(Duration::from_secs(10));
             let t1 = Instant::now();
             r.expect("the disk appeared");
@@ -120,7 +144,7 @@ fn kata(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
         go_tx
             .send(listener.watch(VirtioBlkPciMatcher::new(rel)))
             .unwrap();
-        thread::sleep(Duration::from_micros(200));
+        wait_armed(&armed, || true);
         let t0 = Instant::now();
         injector.inject(&datagram).unwrap();
         let t1 = done_rx.recv().unwrap();
@@ -155,8 +179,11 @@ fn floor(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
     });
     let (go_tx, go_rx) = channel::<()>();
     let (done_tx, done_rx) = channel::<Instant>();
+    let armed = Arc::new(AtomicBool::new(false));
+    let a = Arc::clone(&armed);
     let waiting = thread::spawn(move || {
         for () in go_rx {
+            a.store(true, Ordering::Release);
             let r = rx.recv();
             let t1 = Instant::now();
             r.expect("a datagram");
@@ -168,7 +195,7 @@ fn floor(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
     for d in devices {
         let datagram = block_add(shapes, d);
         go_tx.send(()).unwrap();
-        thread::sleep(Duration::from_micros(200));
+        wait_armed(&armed, || true);
         let t0 = Instant::now();
         injector.inject(&datagram).unwrap();
         let t1 = done_rx.recv().unwrap();

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Split every sample of the wake bench into the segments a kernel trace shows.
+
+Input: `perf script -F comm,tid,cpu,time,event,trace` of a `perf record -a` of
+`benches/wake.rs` with the events `wake.sh` asks for. The bench injects one datagram per
+sample with `sendto` from its main thread: one probe, then the same number of samples for
+pciplug, the Kata-style listener and the floor, in that order.
+
+For each sample, in trace time (microseconds):
+  A. the main thread enters `sendto` -> the receiving thread returns from `poll`
+     (the kernel queues the uevent and wakes the receiver);
+  B. the receiver returns from `poll` -> it enters the `futex` call that wakes the waiter
+     (recvfrom, then pciplug: parse, apply, wake bookkeeping; the floor: a channel send);
+  C. that `futex` call is entered -> the waiter returns from its own `futex` wait
+     (the waiter's wake-up, on the receiver's CPU or on the other one).
+Each wake-up is split by where the woken thread ran: on the waker's CPU, or on the other one
+(an idle vCPU woken by an inter-processor interrupt, through the hypervisor).
+The bench's own figure ends when the waiter reads the clock, a few instructions after C.
+"""
+
+import re
+import sys
+
+LINE = re.compile(r"^\s*(.*?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)$")
+FUTEX_WAKE = "op: 0x00000081"  # FUTEX_WAKE | FUTEX_PRIVATE_FLAG
+
+
+def load(path):
+    events = []
+    with open(path) as f:
+        for line in f:
+            m = LINE.match(line)
+            if m:
+                _, tid, cpu, t, name, trace = m.groups()
+                events.append((int(tid), int(cpu), float(t) * 1e6, name, trace))
+    return events
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def sample(events, i, main):
+    """The segments of the sample whose sendto is events[i], or None if the trace lost some."""
+    t0, cpu_main = events[i][2], events[i][1]
+    j = i + 1
+    receiver = t_poll = t_wake = cpu_r = None
+    mprotect = False
+    while j < len(events):
+        tid, cpu, t, name, trace = events[j]
+        if receiver is None:
+            if name == "syscalls:sys_exit_poll" and tid != main:
+                receiver, t_poll, cpu_poll = tid, t, cpu
+        elif t_wake is None:
+            if tid == receiver and name == "syscalls:sys_enter_mprotect":
+                mprotect = True
+            if tid == receiver and name == "syscalls:sys_enter_futex" and FUTEX_WAKE in trace:
+                t_wake, cpu_r = t, cpu
+        elif name == "syscalls:sys_exit_futex" and tid not in (main, receiver):
+            return {
+                "total": t - t0,
+                "A": t_poll - t0,
+                "B": t_wake - t_poll,
+                "C": t - t_wake,
+                "receiver_same_cpu": cpu_poll == cpu_main,
+                "same_cpu": cpu == cpu_r,
+                "heap_growth": mprotect,
+            }
+        if name == "syscalls:sys_enter_sendto" and tid == main:
+            return None  # the next sample started: this one is incomplete
+        j += 1
+    return None
+
+
+def line(label, values):
+    if not values:
+        return f"   {label:60s}    (none)"
+    return (
+        f"   {label:60s} p50 {pct(values, 50):6.1f}  p90 {pct(values, 90):6.1f}"
+        f"  p99 {pct(values, 99):6.1f} us"
+    )
+
+
+def main():
+    events = load(sys.argv[1])
+    sends = [i for i, e in enumerate(events) if e[3] == "syscalls:sys_enter_sendto"]
+    if not sends:
+        sys.exit("no sendto in the trace: was it recorded with wake.sh's events?")
+    main_tid = events[sends[0]][0]
+    sends = [i for i in sends if events[i][0] == main_tid][1:]  # the first is the probe
+    if len(sends) % 3:
+        sys.exit(f"{len(sends)} injections after the probe, not three equal phases")
+    n = len(sends) // 3
+    for k, name in enumerate(["pciplug", "Kata-style", "floor"]):
+        rows = [sample(events, i, main_tid) for i in sends[k * n:(k + 1) * n]]
+        rows = [r for r in rows if r]
+        print(f"== {name}: {len(rows)} of {n} samples complete in the trace")
+        print(line("total (sendto -> waiter out of futex)", [r["total"] for r in rows]))
+        print(line("A  sendto -> receiver out of poll", [r["A"] for r in rows]))
+        for same, where in [(True, "on the sender's CPU"), (False, "on the other CPU")]:
+            s = [r["A"] for r in rows if r["receiver_same_cpu"] == same]
+            share = 100 * len(s) / max(1, len(rows))
+            print(line(f"   receiver woke {where} ({share:.0f}%): A", s))
+        print(line("B  receiver: out of poll -> futex wake", [r["B"] for r in rows]))
+        print(line("   B, samples without heap growth (no mprotect)",
+                   [r["B"] for r in rows if not r["heap_growth"]]))
+        grew = [r["B"] for r in rows if r["heap_growth"]]
+        print(line(f"   B, samples with heap growth ({len(grew)})", grew))
+        print(line("C  futex wake -> waiter out of futex", [r["C"] for r in rows]))
+        for same, where in [(True, "on the receiver's CPU"), (False, "on the other CPU")]:
+            s = [r for r in rows if r["same_cpu"] == same]
+            share = 100 * len(s) / max(1, len(rows))
+            print(line(f"   waiter woke {where} ({share:.0f}%): C", [r["C"] for r in s]))
+        crossings = [
+            ("no wake-up crossed CPUs", lambda r: r["receiver_same_cpu"] and r["same_cpu"]),
+            ("one crossed", lambda r: r["receiver_same_cpu"] != r["same_cpu"]),
+            ("both crossed", lambda r: not r["receiver_same_cpu"] and not r["same_cpu"]),
+        ]
+        for label, keep in crossings:
+            s = [r["total"] for r in rows if keep(r)]
+            share = 100 * len(s) / max(1, len(rows))
+            print(line(f"   total, {label} ({share:.0f}%)", s))
+
+
+if __name__ == "__main__":
+    main()
