@@ -3,7 +3,7 @@
 //! other paths; pciplug's `Monitor::wait_block` against a Kata-style watcher list.
 //!
 //! Each sample: a thread starts waiting for a new disk and is parked; the clock starts just
-//! before the injecting `sendmsg` (the kernel queues the uevent on the listener's socket
+//! before the injecting `sendto` (the kernel queues the uevent on the listener's socket
 //! inside that call, so the figure includes the injection itself and is an upper bound);
 //! the waiter reads the clock as soon as its wait returns. Needs root (or user namespaces);
 //! skipped with a message otherwise.
