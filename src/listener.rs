@@ -31,8 +31,8 @@ use crate::path::PciPath;
 use crate::registry::{BlockDevice, Change, DevType, NetInterface, Outcome, Registry, Transport};
 use crate::sysfs::Sysfs;
 use crate::uevent::MAX_DATAGRAM;
-use crate::wait::sync::Mutex as StateLock;
-use crate::wait::{State, Status, Waiters, Wanted, wait_for};
+use crate::wait::sync::{Mutex as StateLock, MutexGuard as StateGuard};
+use crate::wait::{State, Status, Waiters, Wakeups, Wanted, wait_for};
 
 /// Configures and starts a [`Monitor`].
 #[derive(Clone, Debug)]
@@ -434,9 +434,8 @@ fn handle_datagram(shared: &Shared, sysfs: &Sysfs, sender: u32, bytes: &[u8]) {
     match st.registry.apply_datagram(sender, bytes) {
         Outcome::Applied(changes) => {
             let heads = unresolved_subsystems(&changes);
-            publish(shared, &st, changes);
+            publish(shared, st, changes);
             if !heads.is_empty() {
-                drop(st);
                 resolve_nvme_heads(shared, sysfs, &heads);
             }
         }
@@ -505,22 +504,32 @@ fn resolve_nvme_heads(shared: &Shared, sysfs: &Sysfs, subsystems: &[String]) {
     for link in &links {
         changes.extend(link.apply_to(&mut st.registry));
     }
-    publish(shared, &st, changes);
+    publish(shared, st, changes);
 }
 
-/// Wakes the waiters of every path that changed and hands the changes to subscribers.
-/// Called with the state lock held, so waiters see the state the changes describe.
-fn publish(shared: &Shared, st: &State, changes: Vec<Change>) {
+/// Hands the changes to subscribers, releases the state lock, then wakes the waiters of every
+/// path that changed. Subscribers get the changes under the state lock, so that one that
+/// subscribes gets exactly those applied after it did. Waiters are woken once the lock is
+/// released (see `wait.rs`): one that runs at once on this CPU finds the lock free.
+fn publish(shared: &Shared, st: StateGuard<'_, State>, changes: Vec<Change>) {
+    let mut wakeups = Wakeups::default();
     let mut last = None;
     for c in &changes {
         if let Some(p) = c.path() {
-            // Consecutive changes are usually about one path; wake it once.
+            // Consecutive changes are usually about one path; note it once.
             if last != Some(p) {
-                st.waiters.wake(&p);
+                wakeups.add(&st.waiters, &p);
                 last = Some(p);
             }
         }
     }
+    send_to_subscribers(shared, changes);
+    drop(st);
+    wakeups.wake();
+}
+
+/// Hands `changes` to every subscriber; called with the state lock held.
+fn send_to_subscribers(shared: &Shared, changes: Vec<Change>) {
     let mut subs = shared.subscribers.lock();
     if subs.is_empty() {
         return;
@@ -583,7 +592,7 @@ fn resync(socket: &UeventSocket, sysfs: &Sysfs, shared: &Shared, buf: &mut [u8])
         changes = changes.len(),
         "resynced from sysfs after lost uevents"
     );
-    publish(shared, &st, changes);
+    publish(shared, st, changes);
     None
 }
 

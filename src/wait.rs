@@ -7,6 +7,11 @@
 //! waiter of a path to leave removes its slot, so a million timed-out waits leave nothing
 //! behind.
 //!
+//! The listener finds the slots to bump under the state lock, as it applies the event
+//! ([`Wakeups`]), and bumps them after releasing it: a waiter woken on the listener's own CPU
+//! runs at once, preempting the listener, and must then find the state lock free rather than
+//! hand the CPU back to the listener to release it (BENCHMARKS.md, bench 3).
+//!
 //! A waiter sleeps on its slot's own small lock, not on the state lock: stopping the listener
 //! marks every slot stopped and empties the table, and each woken waiter returns its error
 //! without taking the state lock again, so a thousand waiters are released at once rather
@@ -28,7 +33,7 @@ use sync::{Condvar, Mutex};
 /// when the protocol is model-checked.
 #[cfg(not(all(test, feature = "model-check")))]
 pub(crate) mod sync {
-    pub(crate) use parking_lot::{Condvar, Mutex};
+    pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
 }
 
 /// loom's lock and condition variable behind parking_lot's interface. Time is not modelled:
@@ -124,11 +129,15 @@ pub(crate) struct Slot {
     cv: Condvar,
 }
 
-/// What a sleeping waiter looks at. Changed only with the state lock held too (lock order:
-/// state, then signal), so that a waiter that read it under the state lock misses nothing.
+/// What a sleeping waiter looks at. Lock order: state, then signal.
 #[derive(Debug, Default)]
 struct Signal {
-    /// Bumped at every change at the path; a waiter sleeps while it is what it last saw.
+    /// Bumped after every change at the path, once the listener has released the state lock,
+    /// on the slots that were in the table when the change was applied. A waiter sleeps while
+    /// it is what it last saw. None is missed: a waiter whose slot was in the table then read
+    /// its `seen` before the change and is bumped past it; one that registered after the
+    /// change found the change in the registry at its check. A slot bumped after its waiters
+    /// left, or one bump too many, only makes a waiter look at the registry again.
     generation: u64,
     /// Set once, when the listener stops; the slot is then out of the table.
     stopped: Option<String>,
@@ -175,7 +184,9 @@ impl Waiters {
         }
     }
 
-    /// Wakes the waiters of `path`, if any. Called with the state lock held.
+    /// Wakes the waiters of `path`, if any, at once. Called with the state lock held; the
+    /// listener uses [`Wakeups`] instead, to wake after releasing it.
+    #[cfg(all(test, not(feature = "model-check")))]
     pub(crate) fn wake(&self, path: &PciPath) {
         if let Some((slot, _)) = self.slots.get(path) {
             slot.bump();
@@ -199,6 +210,30 @@ impl Waiters {
     /// Number of registered waiters.
     pub(crate) fn waiters(&self) -> usize {
         self.slots.values().map(|s| s.1).sum()
+    }
+}
+
+/// The slots of the paths a change touched, found under the state lock and bumped after it
+/// is released ([`Wakeups::wake`]). Allocates only when somebody waits on a changed path.
+#[derive(Debug, Default)]
+pub(crate) struct Wakeups(Vec<Arc<Slot>>);
+
+impl Wakeups {
+    /// Notes the slot of `path`, if anybody waits there. Called with the state lock held, right
+    /// after the change at `path` was applied.
+    pub(crate) fn add(&mut self, waiters: &Waiters, path: &PciPath) {
+        if let Some((slot, _)) = waiters.slots.get(path)
+            && !self.0.iter().any(|s| Arc::ptr_eq(s, slot))
+        {
+            self.0.push(Arc::clone(slot));
+        }
+    }
+
+    /// Wakes the waiters of every slot noted. Called after releasing the state lock.
+    pub(crate) fn wake(self) {
+        for slot in self.0 {
+            slot.bump();
+        }
     }
 }
 
@@ -365,7 +400,10 @@ mod tests {
             assert!(
                 matches!(pciplug_changes, crate::registry::Outcome::Applied(ref c) if !c.is_empty())
             );
-            s.waiters.wake(&p("02/00"));
+            let mut wakeups = Wakeups::default();
+            wakeups.add(&s.waiters, &p("02/00"));
+            drop(s);
+            wakeups.wake();
         }
         assert_eq!(waiter.join().unwrap().unwrap(), "vda");
         assert_eq!(st.lock().waiters.paths(), 0, "the waiter unregistered");
@@ -482,11 +520,15 @@ mod model {
         })
     }
 
-    /// What the listener does for one event: apply and wake, under the state lock.
+    /// What the listener does for one event: apply and note the slots to wake under the state
+    /// lock, then wake them after releasing it.
     fn listener_applies(st: &Mutex<State>) {
         let mut s = st.lock();
         s.registry.apply_datagram(0, VDA);
-        s.waiters.wake(&path());
+        let mut wakeups = Wakeups::default();
+        wakeups.add(&s.waiters, &path());
+        drop(s);
+        wakeups.wake();
     }
 
     #[test]
