@@ -293,7 +293,8 @@ pub(crate) fn wait_for<T>(
         return Ok(t);
     }
     // 2. Register, and note the slot's generation, still under the lock the listener applies
-    //    events and bumps slots under: a change after the check above bumps it past `seen`.
+    //    events under: a change applied after the check above finds the slot in the table,
+    //    and the listener bumps it past `seen` once it has released the lock.
     let slot = st.waiters.register(path);
     let mut seen = slot.generation();
     loop {
