@@ -10,7 +10,8 @@
 //!
 //! `benches/profile/wake.sh` records the kernel's scheduler and system-call tracepoints while
 //! this bench runs and splits every sample into kernel delivery, the listener's own work and
-//! the waiter's wake-up (BENCHMARKS.md, "What bounds the figures that are not met").
+//! the waiter's wake-up (BENCHMARKS.md, "What bounds the figures that are at the edge or not
+//! met").
 
 mod common;
 
