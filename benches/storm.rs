@@ -272,12 +272,6 @@ fn main() {
 }
 
 fn run() {
-    if let Err(e) = Injector::new().and_then(|i| {
-        i.inject(b"add@/bench/probe\0ACTION=add\0DEVPATH=/bench/probe\0SUBSYSTEM=bench\0")
-    }) {
-        println!("SKIPPED storm: the kernel refuses uevent injection here: {e}");
-        return;
-    }
     let shapes = Shapes::load();
     // Bridges in root slots of domains 1 and 2, 32 functions behind each; all disks.
     let all = synth::tree_in(1, DEVICES + DEVICES / 32 + 2, 32, 2);

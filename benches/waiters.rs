@@ -140,12 +140,6 @@ fn main() {
 }
 
 fn run() {
-    if let Err(e) = Injector::new().and_then(|i| {
-        i.inject(b"add@/bench/probe\0ACTION=add\0DEVPATH=/bench/probe\0SUBSYSTEM=bench\0")
-    }) {
-        println!("SKIPPED waiters: the kernel refuses uevent injection here: {e}");
-        return;
-    }
     let shapes = Shapes::load();
     let datagrams = stream(&shapes);
     let sysfs = tempfile::tempdir().unwrap();

@@ -39,18 +39,53 @@ fn block_add(shapes: &Shapes, d: &Device) -> Vec<u8> {
         .expect("a block add in the shape")
 }
 
-/// The one choreography of the three variants before each injection: the injecting thread
-/// spins until the measuring thread is about to block (`armed`) and `ready` holds, then sleeps
-/// 200 us so that the waiter is parked, as a real waiter would be. Alike in all three, so that
-/// the scheduler places the threads alike: a wake-up that crosses to the other vCPU costs
-/// 20-30 us more on this kind of VM (benches/profile/wake.sh), and the variants must not
-/// differ in how often that happens through the bench's own steps.
-fn wait_armed(armed: &AtomicBool, ready: impl Fn() -> bool) {
-    while !(armed.load(Ordering::Acquire) && ready()) {
-        thread::yield_now();
+/// The sample loop the three variants share; latencies in microseconds, sorted.
+///
+/// For each device: `arm` prepares, on this thread, what the measuring thread will wait on
+/// (a path, a registered watcher); the measuring thread then runs `wait` until the disk is
+/// there. Before each injection this thread spins until the measuring thread is about to block
+/// and `ready` holds, then sleeps 200 us so that the waiter is parked, as a real waiter would
+/// be. The steps are the same for all three variants so that the scheduler places their
+/// threads alike: a wake-up that crosses to the other vCPU costs 20-30 us more on this kind of
+/// VM (benches/profile/wake.sh), and the variants must not differ in how often that happens
+/// through the bench's own steps.
+fn samples<W: Send + 'static>(
+    shapes: &Shapes,
+    devices: &[Device],
+    arm: impl Fn(&Device) -> W,
+    wait: impl Fn(W) + Send + 'static,
+    ready: impl Fn() -> bool,
+) -> Vec<f64> {
+    let (go_tx, go_rx) = channel::<W>();
+    let (done_tx, done_rx) = channel::<Instant>();
+    let armed = Arc::new(AtomicBool::new(false));
+    let a = Arc::clone(&armed);
+    let measuring = thread::spawn(move || {
+        for w in go_rx {
+            a.store(true, Ordering::Release);
+            wait(w);
+            done_tx.send(Instant::now()).unwrap();
+        }
+    });
+    let injector = Injector::new().unwrap();
+    let mut lat = Vec::with_capacity(devices.len());
+    for d in devices {
+        let datagram = block_add(shapes, d);
+        go_tx.send(arm(d)).unwrap();
+        while !(armed.load(Ordering::Acquire) && ready()) {
+            thread::yield_now();
+        }
+        armed.store(false, Ordering::Relaxed);
+        thread::sleep(Duration::from_micros(200));
+        let t0 = Instant::now();
+        injector.inject(&datagram).unwrap();
+        let t1 = done_rx.recv().unwrap();
+        lat.push((t1 - t0).as_secs_f64() * 1e6);
     }
-    armed.store(false, Ordering::Relaxed);
-    thread::sleep(Duration::from_micros(200));
+    drop(go_tx);
+    measuring.join().unwrap();
+    lat.sort_by(f64::total_cmp);
+    lat
 }
 
 /// Latencies in microseconds, sorted.
@@ -75,39 +110,22 @@ fn pciplug(shapes: &Shapes, devices: &[Device], sysfs: &std::path::Path) -> Vec<
         .stats()
         .waiters
         == OTHERS as u64));
-    let (go_tx, go_rx) = channel::<PciPath>();
-    let (done_tx, done_rx) = channel::<Instant>();
-    let armed = Arc::new(AtomicBool::new(false));
     let m = monitor.clone();
-    let a = Arc::clone(&armed);
-    let measuring = thread::spawn(move || {
-        for path in go_rx {
-            a.store(true, Ordering::Release);
-            let r = m.wait_block(&path, Duration::from_secs(10));
-            let t1 = Instant::now();
-            r.expect("the disk appeared");
-            done_tx.send(t1).unwrap();
-        }
-    });
-    let injector = Injector::new().unwrap();
-    let mut lat = Vec::with_capacity(devices.len());
-    for d in devices {
-        let datagram = block_add(shapes, d);
-        go_tx.send(d.path.parse().unwrap()).unwrap();
+    let lat = samples(
+        shapes,
+        devices,
+        |d| d.path.parse::<PciPath>().unwrap(),
+        move |path| {
+            m.wait_block(&path, Duration::from_secs(10))
+                .expect("the disk appeared");
+        },
         // Registered: a datagram applied before would answer the wait's first check.
-        wait_armed(&armed, || monitor.stats().waiters > OTHERS as u64);
-        let t0 = Instant::now();
-        injector.inject(&datagram).unwrap();
-        let t1 = done_rx.recv().unwrap();
-        lat.push((t1 - t0).as_secs_f64() * 1e6);
-    }
-    drop(go_tx);
-    measuring.join().unwrap();
+        || monitor.stats().waiters > OTHERS as u64,
+    );
     monitor.shutdown();
     for h in others {
         let _ = h.join();
     }
-    lat.sort_by(f64::total_cmp);
     lat
 }
 
@@ -124,40 +142,23 @@ fn kata(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
                 .unwrap()
         })
         .collect();
-    let (go_tx, go_rx) = channel::<Receiver<common::kata::KataUevent>>();
-    let (done_tx, done_rx) = channel::<Instant>();
-    let armed = Arc::new(AtomicBool::new(false));
-    let a = Arc::clone(&armed);
-    let measuring = thread::spawn(move || {
-        for rx in go_rx {
-            a.store(true, Ordering::Release);
-            let r = rx.recv_timeout(Duration::from_secs(10));
-            let t1 = Instant::now();
-            r.expect("the disk appeared");
-            done_tx.send(t1).unwrap();
-        }
-    });
-    let injector = Injector::new().unwrap();
-    let mut lat = Vec::with_capacity(devices.len());
-    for d in devices {
-        let datagram = block_add(shapes, d);
-        let rel = d.devpath.strip_prefix("/devices/pci0000:00").unwrap();
-        go_tx
-            .send(listener.watch(VirtioBlkPciMatcher::new(rel)))
-            .unwrap();
-        wait_armed(&armed, || true);
-        let t0 = Instant::now();
-        injector.inject(&datagram).unwrap();
-        let t1 = done_rx.recv().unwrap();
-        lat.push((t1 - t0).as_secs_f64() * 1e6);
-    }
-    drop(go_tx);
-    measuring.join().unwrap();
+    let lat = samples(
+        shapes,
+        devices,
+        |d| {
+            let rel = d.devpath.strip_prefix("/devices/pci0000:00").unwrap();
+            listener.watch(VirtioBlkPciMatcher::new(rel))
+        },
+        |rx: Receiver<common::kata::KataUevent>| {
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("the disk appeared");
+        },
+        || true,
+    );
     listener.stop();
     for h in others {
         let _ = h.join();
     }
-    lat.sort_by(f64::total_cmp);
     lat
 }
 
@@ -178,35 +179,15 @@ fn floor(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
             }
         }
     });
-    let (go_tx, go_rx) = channel::<()>();
-    let (done_tx, done_rx) = channel::<Instant>();
-    let armed = Arc::new(AtomicBool::new(false));
-    let a = Arc::clone(&armed);
-    let waiting = thread::spawn(move || {
-        for () in go_rx {
-            a.store(true, Ordering::Release);
-            let r = rx.recv();
-            let t1 = Instant::now();
-            r.expect("a datagram");
-            done_tx.send(t1).unwrap();
-        }
-    });
-    let injector = Injector::new().unwrap();
-    let mut lat = Vec::with_capacity(devices.len());
-    for d in devices {
-        let datagram = block_add(shapes, d);
-        go_tx.send(()).unwrap();
-        wait_armed(&armed, || true);
-        let t0 = Instant::now();
-        injector.inject(&datagram).unwrap();
-        let t1 = done_rx.recv().unwrap();
-        lat.push((t1 - t0).as_secs_f64() * 1e6);
-    }
-    drop(go_tx);
-    waiting.join().unwrap();
+    let lat = samples(
+        shapes,
+        devices,
+        |_| (),
+        move |()| rx.recv().expect("a datagram"),
+        || true,
+    );
     stopper.stop();
     receiver.join().unwrap();
-    lat.sort_by(f64::total_cmp);
     lat
 }
 
@@ -216,12 +197,6 @@ fn main() {
 }
 
 fn run() {
-    if let Err(e) = Injector::new().and_then(|i| {
-        i.inject(b"add@/bench/probe\0ACTION=add\0DEVPATH=/bench/probe\0SUBSYSTEM=bench\0")
-    }) {
-        println!("SKIPPED wake: the kernel refuses uevent injection here: {e}");
-        return;
-    }
     let shapes = Shapes::load();
     // Disks below pci0000:00 (the root bus Kata's matcher names), one per sample.
     let devices: Vec<Device> = synth::tree(4000, 16, 3)

@@ -339,13 +339,27 @@ pub(crate) fn wait_for<T>(
     }
 }
 
-#[cfg(all(test, not(feature = "model-check")))]
-mod tests {
+/// What the unit tests and the loom models share: a state, a waiter on 02/00, and the
+/// listener's step for one event, run with std's or loom's threads and locks alike.
+#[cfg(test)]
+mod fixtures {
     use super::*;
-    use std::thread;
-    use std::time::Duration;
+    use crate::registry::Outcome;
+    #[cfg(feature = "model-check")]
+    pub(super) use loom::thread;
+    #[cfg(not(feature = "model-check"))]
+    pub(super) use std::thread;
 
-    fn state() -> Arc<Mutex<State>> {
+    pub(super) const VDA: &[u8] =
+        b"add@/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda\0\
+        ACTION=add\0DEVPATH=/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda\0\
+        SUBSYSTEM=block\0DEVNAME=vda\0DEVTYPE=disk\0DISKSEQ=1\0SEQNUM=1\0";
+
+    pub(super) fn path() -> PciPath {
+        "02/00".parse().unwrap()
+    }
+
+    pub(super) fn state() -> Arc<Mutex<State>> {
         Arc::new(Mutex::new(State {
             registry: Registry::new(),
             waiters: Waiters::default(),
@@ -353,9 +367,42 @@ mod tests {
         }))
     }
 
-    const VDA: &[u8] = b"add@/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda\0\
-        ACTION=add\0DEVPATH=/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda\0\
-        SUBSYSTEM=block\0DEVNAME=vda\0DEVTYPE=disk\0DISKSEQ=1\0SEQNUM=1\0";
+    /// A thread waiting for the disk at 02/00 until `deadline` (`None`: for ever).
+    pub(super) fn waiter(
+        st: &Arc<Mutex<State>>,
+        deadline: Option<Instant>,
+    ) -> thread::JoinHandle<Result<String>> {
+        let st = Arc::clone(st);
+        thread::spawn(move || {
+            let want = Wanted {
+                what: "block disk",
+                path: path(),
+            };
+            wait_for(&st, want, deadline, |r| {
+                r.disk(&path()).map(|b| b.name.to_string())
+            })
+        })
+    }
+
+    /// What the listener does for one event: apply `VDA` and note the slots to wake under the
+    /// state lock, then wake them after releasing it.
+    pub(super) fn listener_applies(st: &Mutex<State>) -> Outcome {
+        let mut s = st.lock();
+        let outcome = s.registry.apply_datagram(0, VDA);
+        let mut wakeups = Wakeups::default();
+        wakeups.add(&s.waiters, &path());
+        drop(s);
+        wakeups.wake();
+        outcome
+    }
+}
+
+#[cfg(all(test, not(feature = "model-check")))]
+mod tests {
+    use super::fixtures::{VDA, listener_applies, state, waiter};
+    use super::*;
+    use std::thread;
+    use std::time::Duration;
 
     fn p(s: &str) -> PciPath {
         s.parse().unwrap()
@@ -383,29 +430,15 @@ mod tests {
     #[test]
     fn a_waiter_is_woken_by_a_change_at_its_path() {
         let st = state();
-        let st2 = Arc::clone(&st);
-        let waiter = thread::spawn(move || {
-            let want = Wanted {
-                what: "block disk",
-                path: p("02/00"),
-            };
-            wait_for(&st2, want, None, |r| disk_name(r, &p("02/00")))
-        });
+        let waiter = waiter(&st, None);
         // Wait until it is registered, then apply and wake as the listener does.
         while st.lock().waiters.waiters() == 0 {
             thread::yield_now();
         }
-        {
-            let mut s = st.lock();
-            let pciplug_changes = s.registry.apply_datagram(0, VDA);
-            assert!(
-                matches!(pciplug_changes, crate::registry::Outcome::Applied(ref c) if !c.is_empty())
-            );
-            let mut wakeups = Wakeups::default();
-            wakeups.add(&s.waiters, &p("02/00"));
-            drop(s);
-            wakeups.wake();
-        }
+        let pciplug_changes = listener_applies(&st);
+        assert!(
+            matches!(pciplug_changes, crate::registry::Outcome::Applied(ref c) if !c.is_empty())
+        );
         assert_eq!(waiter.join().unwrap().unwrap(), "vda");
         assert_eq!(st.lock().waiters.paths(), 0, "the waiter unregistered");
     }
@@ -457,14 +490,7 @@ mod tests {
     #[test]
     fn stopping_wakes_waiters_with_an_error() {
         let st = state();
-        let st2 = Arc::clone(&st);
-        let waiter = thread::spawn(move || {
-            let want = Wanted {
-                what: "block disk",
-                path: p("02/00"),
-            };
-            wait_for(&st2, want, None, |r| disk_name(r, &p("02/00")))
-        });
+        let waiter = waiter(&st, None);
         while st.lock().waiters.waiters() == 0 {
             thread::yield_now();
         }
@@ -484,53 +510,9 @@ mod tests {
 /// `loom::model`, so the other tests are left out of that build).
 #[cfg(all(test, feature = "model-check"))]
 mod model {
+    use super::fixtures::{listener_applies, state, thread, waiter};
     use super::*;
-    use loom::thread;
     use std::time::Duration;
-
-    const VDA: &[u8] = b"add@/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda\0\
-        ACTION=add\0DEVPATH=/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda\0\
-        SUBSYSTEM=block\0DEVNAME=vda\0DEVTYPE=disk\0DISKSEQ=1\0SEQNUM=1\0";
-
-    fn path() -> PciPath {
-        "02/00".parse().unwrap()
-    }
-
-    fn state() -> Arc<Mutex<State>> {
-        Arc::new(Mutex::new(State {
-            registry: Registry::new(),
-            waiters: Waiters::default(),
-            status: Status::Running,
-        }))
-    }
-
-    /// A waiter on 02/00, in a loom thread.
-    fn waiter(
-        st: &Arc<Mutex<State>>,
-        deadline: Option<Instant>,
-    ) -> thread::JoinHandle<Result<String>> {
-        let st = Arc::clone(st);
-        thread::spawn(move || {
-            let want = Wanted {
-                what: "block disk",
-                path: path(),
-            };
-            wait_for(&st, want, deadline, |r| {
-                r.disk(&path()).map(|b| b.name.to_string())
-            })
-        })
-    }
-
-    /// What the listener does for one event: apply and note the slots to wake under the state
-    /// lock, then wake them after releasing it.
-    fn listener_applies(st: &Mutex<State>) {
-        let mut s = st.lock();
-        s.registry.apply_datagram(0, VDA);
-        let mut wakeups = Wakeups::default();
-        wakeups.add(&s.waiters, &path());
-        drop(s);
-        wakeups.wake();
-    }
 
     #[test]
     fn model_a_waiter_never_misses_the_event_it_waits_for() {

@@ -201,13 +201,7 @@ fn a_rename_onto_a_name_already_held_reports_the_old_name_gone() {
     let Outcome::Applied(changes) = reg.apply_datagram(0, &mv) else {
         panic!("the rename was not applied");
     };
-    let names: Vec<String> = reg
-        .get(&common::p("04/00"))
-        .unwrap()
-        .net
-        .iter()
-        .map(|n| n.name.to_string())
-        .collect();
+    let names = common::net_names(&reg, "04/00");
     assert_eq!(names, ["ens4"]);
     // A watcher, or a waiter woken by the changes, must learn that eth0 went.
     assert!(

@@ -113,13 +113,7 @@ fn a_move_renames_the_interface() {
         matches!(&changes[..], [Change::NetRenamed { old, net, .. }] if &**old == "eth0" && &*net.name == "ens4"),
         "{changes:?}"
     );
-    let names: Vec<_> = reg
-        .get(&p("04/00"))
-        .unwrap()
-        .net
-        .iter()
-        .map(|n| n.name.to_string())
-        .collect();
+    let names = net_names(&reg, "04/00");
     assert_eq!(names, ["ens4"]);
     // The rename again is a duplicate.
     assert!(matches!(reg.apply_datagram(0, &mv), Outcome::Applied(c) if c.is_empty()));

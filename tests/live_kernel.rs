@@ -377,21 +377,7 @@ fn list_agrees_with_this_machines_sysfs() {
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         functions += 1;
-        let path = v["path"].as_str().unwrap().to_owned();
-        for b in v["block"].as_array().unwrap() {
-            got.insert((
-                path.clone(),
-                "block".to_owned(),
-                b["name"].as_str().unwrap().to_owned(),
-            ));
-        }
-        for n in v["net"].as_array().unwrap() {
-            got.insert((
-                path.clone(),
-                "net".to_owned(),
-                n["name"].as_str().unwrap().to_owned(),
-            ));
-        }
+        got.extend(common::json_children(&v));
     }
     assert_eq!(got, machine_children());
     assert_eq!(

@@ -192,19 +192,8 @@ fn replay_json_prints_the_final_state_sorted_by_path() {
                 let devtype = b["devtype"].as_str().unwrap();
                 assert!(devtype == "disk" || devtype == "partition", "{b}");
                 assert!(b["diskseq"].is_u64(), "{b}");
-                tied.insert((
-                    path.clone(),
-                    "block".to_owned(),
-                    b["name"].as_str().unwrap().to_owned(),
-                ));
             }
-            for n in v["net"].as_array().unwrap() {
-                tied.insert((
-                    path.clone(),
-                    "net".to_owned(),
-                    n["name"].as_str().unwrap().to_owned(),
-                ));
-            }
+            tied.extend(common::json_children(v));
             paths.push(common::p(&path));
         }
         let mut sorted = paths.clone();

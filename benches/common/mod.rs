@@ -8,24 +8,16 @@ pub mod kata;
 pub mod netns;
 pub mod synth;
 
+#[path = "../../tests/common/fixtures.rs"]
+mod fixtures;
+#[allow(unused_imports)] // as dead_code above: each binary uses its own subset
+pub use fixtures::{FIXTURES, fixture_path};
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::Criterion;
 use pciplug::Recording;
-
-/// Every shipped real recording (as `tests/common` lists them).
-pub const FIXTURES: [&str; 5] = [
-    "q35-acpi-hotplug",
-    "q35-nvme-multipath-off",
-    "q35-coldplug-trigger",
-    "pc-i440fx-hotplug",
-    "q35-root-bus-negative",
-];
-
-pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/real-hotplug/{name}.uevents"))
-}
 
 /// The datagrams of every real recording, one `Vec` per recording (each is one guest), as
 /// `(sender port, bytes)`.

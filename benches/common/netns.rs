@@ -4,8 +4,9 @@
 //!
 //! The bench binary re-executes itself under `unshare --user --map-root-user --net` with the
 //! same arguments and relays what the child prints. Where the namespaces cannot be made (no
-//! `unshare`, user namespaces refused to this user), it prints `SKIPPED <bench>: <why>` and
-//! succeeds: these benches need root, or user namespaces, for the live socket.
+//! `unshare`, user namespaces refused to this user) or the kernel refuses a probe uevent
+//! injected there, it prints `SKIPPED <bench>: <why>` and succeeds: these benches need root,
+//! or user namespaces, for the live socket.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -17,6 +18,8 @@ const CHILD_ENV: &str = "PCIPLUG_BENCH_NETNS_CHILD";
 const PARENT_NETNS_ENV: &str = "PCIPLUG_BENCH_PARENT_NETNS";
 /// Printed by the child first, so that the parent can tell unshare's failures from the bench's.
 const STARTED: &str = "netns child started";
+/// Injected by the child before the bench runs, to see that the kernel takes injected uevents.
+const PROBE: &[u8] = b"add@/bench/probe\0ACTION=add\0DEVPATH=/bench/probe\0SUBSYSTEM=bench\0";
 
 /// Runs `body` in a private user + network namespace, in a child process.
 pub fn in_private_netns(bench: &str, body: impl FnOnce()) {
@@ -45,6 +48,11 @@ fn in_netns(bench: &str, as_root: bool, body: impl FnOnce()) {
             "refusing to inject outside a private netns"
         );
         println!("{STARTED}");
+        // Some kernels (or seccomp profiles) refuse injection even in a namespace of our own.
+        if let Err(e) = pciplug::netlink::Injector::new().and_then(|i| i.inject(PROBE)) {
+            println!("SKIPPED {bench}: the kernel refuses uevent injection here: {e}");
+            return;
+        }
         body();
         return;
     }

@@ -4,28 +4,18 @@
 
 pub mod datagram_oracle;
 pub mod fake_sysfs;
+mod fixtures;
 pub mod netns;
 pub mod path_oracle;
 pub mod registry_ops;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use pciplug::recording::Record;
 use pciplug::{PciPath, Recording, Registry};
 
-/// Every shipped real recording.
-pub const FIXTURES: [&str; 5] = [
-    "q35-acpi-hotplug",
-    "q35-nvme-multipath-off",
-    "q35-coldplug-trigger",
-    "pc-i440fx-hotplug",
-    "q35-root-bus-negative",
-];
-
-pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/real-hotplug/{name}.uevents"))
-}
+#[allow(unused_imports)] // as dead_code above: each binary uses its own subset
+pub use fixtures::{FIXTURES, fixture_path};
 
 /// One entry of a "guest sysfs after step N" listing: what the guest's own sysfs showed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -210,6 +200,32 @@ pub fn snapshot(reg: &Registry) -> Vec<String> {
 
 pub fn p(s: &str) -> PciPath {
     s.parse().unwrap()
+}
+
+/// The `(path, "block" | "net", name)` children of one `--json` line of `list` or `replay`.
+pub fn json_children(v: &serde_json::Value) -> Vec<(String, String, String)> {
+    let path = v["path"].as_str().unwrap();
+    let mut out = Vec::new();
+    for kind in ["block", "net"] {
+        for c in v[kind].as_array().unwrap() {
+            out.push((
+                path.to_owned(),
+                kind.to_owned(),
+                c["name"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// The names of the interfaces of the function at `path`, in the registry's order.
+pub fn net_names(reg: &Registry, path: &str) -> Vec<String> {
+    reg.get(&p(path))
+        .unwrap_or_else(|| panic!("no PCI function at {path}"))
+        .net
+        .iter()
+        .map(|n| n.name.to_string())
+        .collect()
 }
 
 /// Splits a datagram into its NUL-separated fields (header first).
