@@ -7,12 +7,23 @@ use std::io::Write;
 use std::process::Command;
 
 use common::*;
+use pciplug::recording::Record;
 use pciplug::registry::Outcome;
 use pciplug::{Change, Registry};
 use proptest::prelude::*;
 
 fn acpi() -> Fixture {
     Fixture::load("q35-acpi-hotplug")
+}
+
+/// The first datagram of the ACPI recording with `DEVNAME=vda`.
+fn vda_add() -> Record {
+    acpi()
+        .recording
+        .records
+        .into_iter()
+        .find(|r| field(&r.datagram, "DEVNAME").as_deref() == Some("vda"))
+        .unwrap()
 }
 
 #[test]
@@ -208,13 +219,7 @@ fn truncated_datagrams_are_refused_and_lose_nothing() {
 
 #[test]
 fn foreign_and_contradictory_datagrams_are_refused_by_kind() {
-    let f = acpi();
-    let vda = f
-        .recording
-        .records
-        .iter()
-        .find(|r| field(&r.datagram, "DEVNAME").as_deref() == Some("vda"))
-        .unwrap();
+    let vda = vda_add();
     let kind = |d: &[u8]| match Registry::new().apply_datagram(0, d) {
         Outcome::Malformed(e) => e.kind(),
         other => panic!("accepted: {other:?}"),
@@ -249,13 +254,7 @@ fn foreign_and_contradictory_datagrams_are_refused_by_kind() {
 
 #[test]
 fn unknown_actions_are_ignored_and_counted() {
-    let f = acpi();
-    let vda = f
-        .recording
-        .records
-        .iter()
-        .find(|r| field(&r.datagram, "DEVNAME").as_deref() == Some("vda"))
-        .unwrap();
+    let vda = vda_add();
     let text = String::from_utf8(vda.datagram.clone())
         .unwrap()
         .replace("add@", "frobnicate@")
