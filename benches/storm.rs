@@ -28,8 +28,9 @@ use std::sync::mpsc::channel;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pciplug::netlink::{Injector, SocketOptions};
+use pciplug::netlink::SocketOptions;
 use pciplug::sysfs::Sysfs;
+use pciplug::testing::Injector;
 use pciplug::{Monitor, Registry};
 
 use common::kata::KataListener;

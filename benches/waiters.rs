@@ -16,7 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use pciplug::Monitor;
-use pciplug::netlink::Injector;
+use pciplug::testing::Injector;
 
 use common::kata::{KataListener, VirtioBlkPciMatcher, unrelated_path, unrelated_relpath};
 use common::netns::{self, median, thread_cpu_ns, thread_named, wait_until};

@@ -21,7 +21,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pciplug::netlink::Injector;
+use pciplug::testing::Injector;
 use pciplug::{Monitor, PciPath};
 
 use common::kata::{KataListener, VirtioBlkPciMatcher, unrelated_path, unrelated_relpath};

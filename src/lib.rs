@@ -39,17 +39,19 @@
 #![deny(missing_docs)]
 
 mod error;
-mod listener;
+mod monitor;
 pub mod netlink;
 pub mod path;
 pub mod recording;
 pub mod registry;
 pub mod sysfs;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod uevent;
 mod wait;
 
 pub use error::{Error, Result};
-pub use listener::{Monitor, MonitorBuilder, MonitorStats};
+pub use monitor::{Monitor, MonitorBuilder, MonitorStats};
 pub use path::{Bdf, Hop, PciPath, RootComplex};
 pub use recording::Recording;
 pub use registry::{

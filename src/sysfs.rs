@@ -485,11 +485,6 @@ fn subsystem_links(root: &Path, class_entry: &Path) -> Result<Vec<NvmeLink>> {
     Ok(links)
 }
 
-/// The fake tree builder shared with the integration tests.
-#[cfg(test)]
-#[path = "../tests/common/fake_sysfs.rs"]
-mod fake_sysfs;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,7 +492,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::os::unix::fs::symlink;
 
-    use super::fake_sysfs::*;
+    use crate::testing::fake_sysfs::*;
 
     fn p(s: &str) -> PciPath {
         s.parse().unwrap()

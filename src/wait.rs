@@ -1,4 +1,4 @@
-//! The waiter protocol: check, register, wait until the deadline, unregister.
+//! The waiter protocol: check, register, sleep until a change or the deadline, unregister.
 //!
 //! Waiters and the listener share one mutex around the registry (the state lock). Each PCI
 //! path somebody waits on has a [`Slot`] in a table kept under that lock; the listener bumps
@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::monitor::state::{State, Status};
 use crate::path::PciPath;
 use crate::registry::Registry;
 use sync::{Condvar, Mutex};
@@ -237,35 +238,6 @@ impl Wakeups {
     }
 }
 
-/// Whether the listener still runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Status {
-    Running,
-    /// Stopped for good; the reason is given to every waiter.
-    Stopped(String),
-}
-
-/// Everything behind the state lock.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) registry: Registry,
-    pub(crate) waiters: Waiters,
-    pub(crate) status: Status,
-}
-
-impl State {
-    /// Stops for good: every waiter, present and future, gets [`Error::ListenerStopped`]
-    /// with `why`. Keeps the first reason if it was stopped already.
-    pub(crate) fn stop(&mut self, why: String) {
-        if self.status == Status::Running {
-            self.status = Status::Stopped(why);
-        }
-        if let Status::Stopped(why) = &self.status {
-            self.waiters.stop_all(why);
-        }
-    }
-}
-
 /// What a wait is for, for the timeout message ("no block disk at 02/00 within 3s: ...").
 pub(crate) struct Wanted<'a> {
     pub(crate) what: &'a str,
@@ -283,14 +255,9 @@ pub(crate) fn wait_for<T>(
     let start = Instant::now();
     let path = wanted.path;
     let mut st = state.lock();
-    // 1. Check: a listener that stopped can no longer vouch for its registry, which grows
-    //    staler by the second; otherwise the answer may be there already (a device present
-    //    before the wait).
-    if let Status::Stopped(why) = &st.status {
-        return Err(Error::ListenerStopped(why.clone()));
-    }
-    if let Some(t) = answer(&st.registry) {
-        return Ok(t);
+    // 1. Check: the answer may be there already (a device present before the wait).
+    if let Some(done) = check(&st, &answer) {
+        return done;
     }
     // 2. Register, and note the slot's generation, still under the lock the listener applies
     //    events under: a change applied after the check above finds the slot in the table,
@@ -299,33 +266,14 @@ pub(crate) fn wait_for<T>(
     let mut seen = slot.generation();
     loop {
         drop(st);
-        // 3. Sleep on the slot until its generation moves, the listener stops, or the
-        //    deadline passes. The deadline was fixed once, so a spurious wakeup loops back
-        //    here without extending it.
-        let timed_out = {
-            let mut signal = slot.signal.lock();
-            let mut timed_out = false;
-            while signal.generation == seen && signal.stopped.is_none() && !timed_out {
-                match deadline {
-                    Some(d) => timed_out = slot.cv.wait_until(&mut signal, d).timed_out(),
-                    None => slot.cv.wait(&mut signal),
-                }
-            }
-            // Stopped: the table was emptied for us; return without the state lock.
-            if let Some(why) = &signal.stopped {
-                return Err(Error::ListenerStopped(why.clone()));
-            }
-            seen = signal.generation;
-            timed_out
-        };
+        // 3. Sleep on the slot, without the state lock.
+        let timed_out = sleep(&slot, &mut seen, deadline)?;
         // 4. Look at the registry again.
         st = state.lock();
-        if let Status::Stopped(why) = &st.status {
+        let result = match check(&st, &answer) {
             // Stopped while this waiter was on its way here; nothing to unregister.
-            return Err(Error::ListenerStopped(why.clone()));
-        }
-        let result = match answer(&st.registry) {
-            Some(t) => Ok(t),
+            Some(Err(stopped)) => return Err(stopped),
+            Some(Ok(t)) => Ok(t),
             None if timed_out => Err(Error::Timeout {
                 wanted: format!("{} at {path}", wanted.what),
                 waited: start.elapsed(),
@@ -337,6 +285,36 @@ pub(crate) fn wait_for<T>(
         st.waiters.unregister(&path);
         return result;
     }
+}
+
+/// Steps 1 and 4 of [`wait_for`], under the state lock: the answer if it is there, or the
+/// error of a stopped listener, which can no longer vouch for its registry (it grows staler
+/// by the second); `None` to go on waiting.
+fn check<T>(st: &State, answer: &impl Fn(&Registry) -> Option<T>) -> Option<Result<T>> {
+    if let Status::Stopped(why) = &st.status {
+        return Some(Err(Error::ListenerStopped(why.clone())));
+    }
+    answer(&st.registry).map(Ok)
+}
+
+/// Step 3 of [`wait_for`]: sleeps on `slot` until its generation moves past `seen`, the
+/// listener stops, or the deadline passes; says whether the deadline passed. The deadline was
+/// fixed once, so a spurious wakeup loops back here without extending it. When stopped, the
+/// table was emptied for us: returns the error without the state lock.
+fn sleep(slot: &Slot, seen: &mut u64, deadline: Option<Instant>) -> Result<bool> {
+    let mut signal = slot.signal.lock();
+    let mut timed_out = false;
+    while signal.generation == *seen && signal.stopped.is_none() && !timed_out {
+        match deadline {
+            Some(d) => timed_out = slot.cv.wait_until(&mut signal, d).timed_out(),
+            None => slot.cv.wait(&mut signal),
+        }
+    }
+    if let Some(why) = &signal.stopped {
+        return Err(Error::ListenerStopped(why.clone()));
+    }
+    *seen = signal.generation;
+    Ok(timed_out)
 }
 
 /// What the unit tests and the loom models share: a state, a waiter on 02/00, and the

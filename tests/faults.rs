@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use common::fake_sysfs::{FakeSysfs, VDA, q35};
 use common::netns::{in_private_netns, without_seqnum};
 use common::*;
-use pciplug::netlink::Injector;
 use pciplug::sysfs::Sysfs;
+use pciplug::testing::Injector;
 use pciplug::{Error, Monitor, Registry};
 
 /// The datagrams of the steps `steps` of a recording, ready to inject.

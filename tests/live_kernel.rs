@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use common::fake_sysfs::{FakeSysfs, q35};
 use common::netns::{in_private_netns, without_seqnum};
 use common::*;
-use pciplug::netlink::Injector;
 use pciplug::sysfs::Sysfs;
+use pciplug::testing::Injector;
 use pciplug::{Error, Monitor, PciPath, Registry};
 
 fn recording(name: &str) -> Vec<Vec<u8>> {

@@ -17,7 +17,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use pciplug::netlink::{Injector, Received, RecvBufferOption, SocketOptions, UeventSocket};
+use pciplug::netlink::{Received, RecvBufferOption, SocketOptions, UeventSocket};
+use pciplug::testing::Injector;
 use pciplug::uevent::{Action, Datagram};
 
 /// A receive buffer larger than any uevent (the kernel's limit is 2048 bytes).

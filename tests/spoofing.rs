@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::netns::{in_private_netns, without_seqnum};
 use common::*;
-use pciplug::netlink::Injector;
 use pciplug::registry::{MalformedKinds, Outcome};
+use pciplug::testing::Injector;
 use pciplug::uevent::MAX_DATAGRAM;
 use pciplug::{Monitor, Registry};
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::netns::{in_private_netns, without_seqnum};
 use common::*;
-use pciplug::netlink::Injector;
+use pciplug::testing::Injector;
 use pciplug::{Error, Monitor, PciPath};
 
 /// Paths the storm plugs disks at, each with its own disk name (names are reused across

@@ -1,5 +1,5 @@
 //! Running a bench in a private user + network namespace, where it may inject uevents through
-//! the kernel (`pciplug::netlink::Injector`) and only it sees them, as `tests/common/netns.rs`
+//! the kernel (`pciplug::testing::Injector`) and only it sees them, as `tests/common/netns.rs`
 //! does for the tests.
 //!
 //! The bench binary re-executes itself under `unshare --user --map-root-user --net` with the
@@ -49,7 +49,7 @@ fn in_netns(bench: &str, as_root: bool, body: impl FnOnce()) {
         );
         println!("{STARTED}");
         // Some kernels (or seccomp profiles) refuse injection even in a namespace of our own.
-        if let Err(e) = pciplug::netlink::Injector::new().and_then(|i| i.inject(PROBE)) {
+        if let Err(e) = pciplug::testing::Injector::new().and_then(|i| i.inject(PROBE)) {
             println!("SKIPPED {bench}: the kernel refuses uevent injection here: {e}");
             return;
         }

@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod datagram_oracle;
-pub mod fake_sysfs;
 mod fixtures;
 pub mod netns;
 pub mod path_oracle;
@@ -16,6 +15,9 @@ use pciplug::{PciPath, Recording, Registry};
 
 #[allow(unused_imports)] // as dead_code above: each binary uses its own subset
 pub use fixtures::{FIXTURES, fixture_path};
+/// The fake sysfs trees, from the library's test support.
+#[allow(unused_imports)] // as dead_code above: each binary uses its own subset
+pub use pciplug::testing::fake_sysfs;
 
 /// One entry of a "guest sysfs after step N" listing: what the guest's own sysfs showed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

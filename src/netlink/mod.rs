@@ -40,29 +40,23 @@
 //! listener wakes up for nothing at every timeout. With the eventfd, shutdown takes one
 //! wake-up and an idle listener sleeps.
 //!
-//! # Test support
-//!
-//! [`Injector`] (hidden from the docs) asks the kernel to broadcast a uevent, so tests can put
-//! real kernel datagrams (sender port 0, kernel `SEQNUM`) on the wire without touching a
-//! device. It needs `CAP_SYS_ADMIN` over the network namespace and must only be used in a
-//! private one: see its documentation.
-//!
-//! This is the one module of the crate that calls into libc; each `unsafe` block says why it
-//! is sound.
-#![allow(unsafe_code)]
+//! The system calls themselves are in the private `sys` module, the one place of the crate
+//! allowed `unsafe`. Tests put real kernel datagrams on the wire with
+//! `pciplug::testing::Injector` (feature `test-support`).
+
+pub(crate) mod sys;
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use netlink_sys::protocols::NETLINK_KOBJECT_UEVENT;
 use netlink_sys::{Socket, SocketAddr};
 
 use crate::error::{Error, Result};
+use sys::{getsockopt_int, new_eventfd, poll, pollfd, recv_from, setsockopt_int};
 
 /// The multicast group the kernel sends uevents to (`1 << 0`); udevd uses group 2.
 const KERNEL_GROUP: u32 = 1;
@@ -296,61 +290,90 @@ impl UeventSocket {
         self.recv_until(buf, Some(deadline))
     }
 
-    /// The one waiting loop: poll both descriptors until the deadline, then read.
+    /// The one waiting loop: wait until a descriptor is ready or the deadline passes, then
+    /// read; a wake-up with nothing to read goes back to waiting.
     fn recv_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<Received> {
         loop {
-            // 1. Wait until the socket or the eventfd is ready, or the deadline passes. The
-            //    first pass always polls, so a zero timeout still reads what is queued.
-            let timeout_ms = deadline.map_or(-1, |d| {
-                poll_timeout_ms(d.saturating_duration_since(Instant::now()))
-            });
-            let mut fds = [pollfd(self.stop.as_fd()), pollfd(self.socket.as_fd())];
-            match poll(&mut fds, timeout_ms) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            let [stop, socket] = fds;
-            // 2. A stop wins over queued datagrams, so shutdown is bounded even under a flood.
-            if stop.revents != 0 {
-                return Ok(Received::Stopped);
-            }
-            // 3. Nothing ready: the deadline passed (the timeout is rounded up, so poll does
-            //    not return early; if it did, we would simply poll again).
-            if socket.revents == 0 {
-                match deadline {
-                    Some(d) if Instant::now() >= d => return Ok(Received::TimedOut),
-                    _ => continue,
+            match self.wait_ready(deadline)? {
+                Ready::Stopped => return Ok(Received::Stopped),
+                Ready::TimedOut => return Ok(Received::TimedOut),
+                Ready::Again => continue,
+                Ready::Readable => {
+                    if let Some(received) = self.read_datagram(buf)? {
+                        return Ok(received);
+                    }
                 }
-            }
-            // 4. Readable, or an error is pending (POLLERR is how ENOBUFS shows in poll). Read
-            //    without blocking: if someone else took the datagram, go back to waiting.
-            match recv_from(
-                self.socket.as_fd(),
-                buf,
-                libc::MSG_TRUNC | libc::MSG_DONTWAIT,
-            ) {
-                Ok((len, source)) => {
-                    return Ok(Received::Datagram(Envelope {
-                        len,
-                        truncated: len > buf.len(),
-                        sender_port: source.nl_pid,
-                        groups: source.nl_groups,
-                    }));
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Received::Overflow),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
             }
         }
     }
+
+    /// Step 1: `poll` the eventfd and the socket until one is ready or the deadline passes.
+    /// Every call polls, so a zero timeout still finds what is queued.
+    fn wait_ready(&self, deadline: Option<Instant>) -> io::Result<Ready> {
+        let timeout_ms = deadline.map_or(-1, |d| {
+            poll_timeout_ms(d.saturating_duration_since(Instant::now()))
+        });
+        let mut fds = [pollfd(self.stop.as_fd()), pollfd(self.socket.as_fd())];
+        match poll(&mut fds, timeout_ms) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Ready::Again),
+            Err(e) => return Err(e),
+        }
+        let [stop, socket] = fds;
+        // A stop wins over queued datagrams, so shutdown is bounded even under a flood.
+        if stop.revents != 0 {
+            return Ok(Ready::Stopped);
+        }
+        if socket.revents != 0 {
+            // Readable, or an error is pending (POLLERR is how ENOBUFS shows in poll).
+            return Ok(Ready::Readable);
+        }
+        // Nothing ready: the deadline passed (the timeout is rounded up, so poll does not
+        // return early; if it did, we simply poll again).
+        match deadline {
+            Some(d) if Instant::now() >= d => Ok(Ready::TimedOut),
+            _ => Ok(Ready::Again),
+        }
+    }
+
+    /// Step 2: read one datagram without blocking. `None` when there was nothing to read after
+    /// all (another thread took the datagram, or a signal interrupted the read).
+    fn read_datagram(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        match recv_from(
+            self.socket.as_fd(),
+            buf,
+            libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+        ) {
+            Ok((len, source)) => Ok(Some(Received::Datagram(Envelope {
+                len,
+                truncated: len > buf.len(),
+                sender_port: source.nl_pid,
+                groups: source.nl_groups,
+            }))),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(Some(Received::Overflow)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What [`UeventSocket::wait_ready`] found.
+enum Ready {
+    /// The eventfd is readable: a [`Stopper`] was used.
+    Stopped,
+    /// The deadline passed with nothing to read.
+    TimedOut,
+    /// The socket has a datagram or a pending error.
+    Readable,
+    /// Interrupted, or woken early: wait again.
+    Again,
 }
 
 impl AsFd for UeventSocket {
@@ -365,124 +388,6 @@ impl AsRawFd for UeventSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
-}
-
-/// Test support: makes the kernel broadcast a uevent of your choosing.
-///
-/// The kernel (`lib/kobject_uevent.c`, `uevent_net_rcv_skb`, Linux >= 4.18) accepts a
-/// netlink request sent to port 0 on `NETLINK_KOBJECT_UEVENT`, appends `SEQNUM=<n>\0` (the
-/// next value of the machine-wide uevent counter, `/sys/kernel/uevent_seqnum`), and
-/// broadcasts the result to group 1 **of the sender's network namespace**, from port 0: for
-/// every listener it is indistinguishable from a real uevent.
-///
-/// What the kernel checks, and nothing more:
-/// * the message is a request (`NLM_F_REQUEST`) of type >= `NLMSG_MIN_TYPE` (0x10); other
-///   messages are skipped silently (and acknowledged as a success). [`inject`](Self::inject)
-///   always sends type 0x10 with `NLM_F_REQUEST | NLM_F_ACK`;
-/// * the sender has `CAP_SYS_ADMIN` in the user namespace that owns the network namespace,
-///   else `EPERM`;
-/// * the 16-byte netlink header, the payload and the `SEQNUM=<n>\0` it appends fit in 2048
-///   bytes (`UEVENT_BUFFER_SIZE`), else `EINVAL`.
-///
-/// The payload itself is **not** validated: not the `ACTION@DEVPATH` header, not `ACTION=`,
-/// `DEVPATH=` or `SUBSYSTEM=`, not a `SEQNUM=` already present (the kernel adds a second one).
-/// So a test can also inject malformed datagrams. A well-formed payload is
-/// `ACTION@DEVPATH\0ACTION=..\0DEVPATH=..\0SUBSYSTEM=..\0` with no `SEQNUM`, ending in NUL
-/// (the kernel appends `SEQNUM=` right after the last byte).
-///
-/// **Use it only in a private network namespace** (`unshare --user --map-root-user --net`):
-/// in the initial one, udevd and every other listener on the machine would act on the event.
-/// A network namespace owned by a new user namespace also does not receive the machine's
-/// real uevents (the kernel sends those only to namespaces owned by the initial user
-/// namespace), so the test sees only what it injects.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct Injector {
-    /// Bound to a kernel-chosen port and no group: it receives only the kernel's acks.
-    socket: Socket,
-    /// Sequence number of the next request, to match its ack.
-    next_seq: AtomicU32,
-}
-
-impl Injector {
-    /// Opens the socket the requests go out on (no privilege needed until [`inject`](Self::inject)).
-    pub fn new() -> io::Result<Injector> {
-        let mut socket = Socket::new(NETLINK_KOBJECT_UEVENT)?;
-        socket.bind_auto()?;
-        Ok(Injector {
-            socket,
-            next_seq: AtomicU32::new(1),
-        })
-    }
-
-    /// Asks the kernel to broadcast `payload` + `SEQNUM=<n>\0` as a uevent, and waits for its
-    /// answer.
-    ///
-    /// When this returns `Ok`, the datagram is already queued on every listening socket of the
-    /// namespace (the kernel handles the request synchronously, before acknowledging it), or
-    /// was dropped for a listener whose buffer was full. Errors: `EPERM` without
-    /// `CAP_SYS_ADMIN` over the namespace, `EINVAL` when the uevent would exceed 2048 bytes.
-    pub fn inject(&self, payload: &[u8]) -> io::Result<()> {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let request = uevent_request(payload, seq)?;
-        let sent = self.socket.send_to(&request, &SocketAddr::new(0, 0), 0)?;
-        if sent != request.len() {
-            return Err(io::Error::other(format!(
-                "sent {sent} of {} bytes of the uevent request",
-                request.len()
-            )));
-        }
-        // The kernel processed the request inside sendto, so its ack is queued already; do not
-        // wait for it (an ack that never comes must not hang a test).
-        let mut ack = [0u8; 4096];
-        loop {
-            let (len, source) = recv_from(self.socket.as_fd(), &mut ack, libc::MSG_DONTWAIT)
-                .map_err(|e| {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        io::Error::other("the kernel did not acknowledge the uevent request")
-                    } else {
-                        e
-                    }
-                })?;
-            if source.nl_pid != 0 {
-                continue;
-            }
-            match parse_ack(&ack[..len.min(ack.len())], seq) {
-                Some(0) => return Ok(()),
-                Some(errno) => return Err(io::Error::from_raw_os_error(errno)),
-                None => continue,
-            }
-        }
-    }
-}
-
-/// Builds the netlink request that asks the kernel to broadcast `payload` as a uevent.
-fn uevent_request(payload: &[u8], seq: u32) -> io::Result<Vec<u8>> {
-    const HEADER: usize = mem::size_of::<libc::nlmsghdr>();
-    let len = u32::try_from(HEADER + payload.len())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EMSGSIZE))?;
-    let mut request = Vec::with_capacity(HEADER + payload.len());
-    // struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid }, native endian.
-    request.extend_from_slice(&len.to_ne_bytes());
-    request.extend_from_slice(&(libc::NLMSG_MIN_TYPE as u16).to_ne_bytes());
-    request.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
-    request.extend_from_slice(&seq.to_ne_bytes());
-    request.extend_from_slice(&0u32.to_ne_bytes());
-    request.extend_from_slice(payload);
-    Ok(request)
-}
-
-/// The errno (0 for success) of the kernel's `NLMSG_ERROR` answer to request `seq`, if
-/// `reply` is one.
-fn parse_ack(reply: &[u8], seq: u32) -> Option<i32> {
-    let u16_at = |i: usize| Some(u16::from_ne_bytes(reply.get(i..i + 2)?.try_into().ok()?));
-    let u32_at = |i: usize| Some(u32::from_ne_bytes(reply.get(i..i + 4)?.try_into().ok()?));
-    // nlmsghdr, then struct nlmsgerr { int error; struct nlmsghdr msg; ... }.
-    if i32::from(u16_at(4)?) != libc::NLMSG_ERROR || u32_at(8)? != seq {
-        return None;
-    }
-    let error = u32_at(16)? as i32;
-    Some(error.checked_neg().unwrap_or(i32::MAX))
 }
 
 /// Sets the receive buffer: `SO_RCVBUFFORCE`, or `SO_RCVBUF` when that is not permitted.
@@ -523,132 +428,6 @@ fn poll_timeout_ms(remaining: Duration) -> libc::c_int {
     libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
 }
 
-fn pollfd(fd: BorrowedFd<'_>) -> libc::pollfd {
-    libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }
-}
-
-/// `poll(2)` on descriptors borrowed by the caller for the duration of the call.
-fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
-    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structs for the whole
-    // call, and the kernel writes only their `revents` fields. The descriptors in it come
-    // from `BorrowedFd`s of the caller, so they are open.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
-/// `recvfrom(2)` on a netlink socket: the returned length (the datagram's full length with
-/// `MSG_TRUNC`) and the source address.
-fn recv_from(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-    flags: libc::c_int,
-) -> io::Result<(usize, libc::sockaddr_nl)> {
-    // SAFETY: sockaddr_nl is plain old data (integers only), for which all-zero is valid.
-    let mut source: libc::sockaddr_nl = unsafe { mem::zeroed() };
-    // A socklen_t, not a usize cast to one: the kernel reads and writes exactly 4 bytes here.
-    let mut source_len = mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and the kernel writes at most that
-    // many (MSG_TRUNC changes only the return value); `source` and `source_len` are live
-    // locals whose sizes match what is passed; `fd` is borrowed, hence open, for the call.
-    let n = unsafe {
-        libc::recvfrom(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            flags,
-            (&raw mut source).cast(),
-            &mut source_len,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // An unfilled address would read as port 0, the kernel: refuse rather than believe it.
-    if source_len as usize != mem::size_of::<libc::sockaddr_nl>()
-        || i32::from(source.nl_family) != libc::AF_NETLINK
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "recvfrom returned a {source_len}-byte source address of family {}, not a netlink one",
-                source.nl_family
-            ),
-        ));
-    }
-    Ok((n as usize, source))
-}
-
-fn setsockopt_int(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the option value points to a live c_int and its true size is passed; the kernel
-    // only reads it. `fd` is borrowed, hence open, for the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&raw const value).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn getsockopt_int(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are live locals, `len` holds the size of `value`, and the kernel
-    // writes at most `len` bytes to it. `fd` is borrowed, hence open, for the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if len as usize != mem::size_of::<libc::c_int>() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("getsockopt returned {len} bytes for an int option"),
-        ));
-    }
-    Ok(value)
-}
-
-/// A non-blocking, close-on-exec eventfd with a zero counter.
-fn new_eventfd() -> io::Result<File> {
-    // SAFETY: eventfd takes no pointers; it returns a new descriptor or -1.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by eventfd, is open, and nothing else owns it.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,7 +444,6 @@ mod tests {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<UeventSocket>();
         send_sync::<Stopper>();
-        send_sync::<Injector>();
     }
 
     #[test]
@@ -696,40 +474,6 @@ mod tests {
         };
         assert_eq!(long.bytes(&buf).len(), 8);
         assert!(!long.is_from_kernel());
-    }
-
-    #[test]
-    fn uevent_request_is_a_type_0x10_request_with_ack() {
-        let r = uevent_request(b"add@/x\0", 9).unwrap();
-        assert_eq!(r.len(), 16 + 7);
-        assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 23);
-        assert_eq!(u16::from_ne_bytes(r[4..6].try_into().unwrap()), 0x10);
-        assert_eq!(u16::from_ne_bytes(r[6..8].try_into().unwrap()), 0x1 | 0x4);
-        assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 9);
-        assert_eq!(&r[16..], b"add@/x\0");
-    }
-
-    fn ack(seq: u32, error: i32) -> Vec<u8> {
-        let mut a = Vec::new();
-        a.extend_from_slice(&36u32.to_ne_bytes());
-        a.extend_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
-        a.extend_from_slice(&0u16.to_ne_bytes());
-        a.extend_from_slice(&seq.to_ne_bytes());
-        a.extend_from_slice(&1234u32.to_ne_bytes());
-        a.extend_from_slice(&error.to_ne_bytes());
-        a.extend_from_slice(&[0u8; 16]);
-        a
-    }
-
-    #[test]
-    fn acks_give_the_errno_of_the_matching_request() {
-        assert_eq!(parse_ack(&ack(5, 0), 5), Some(0));
-        assert_eq!(parse_ack(&ack(5, -libc::EPERM), 5), Some(libc::EPERM));
-        assert_eq!(parse_ack(&ack(5, -libc::EINVAL), 6), None);
-        assert_eq!(parse_ack(&ack(5, 0)[..18], 5), None);
-        let mut not_error = ack(5, 0);
-        not_error[4] = 0x10;
-        assert_eq!(parse_ack(&not_error, 5), None);
     }
 
     // Opening and stopping need no privilege and do not depend on what the machine sends.

@@ -1,7 +1,6 @@
 //! A fake sysfs tree for tests of the sysfs walker: real directories, `uevent` files and
-//! relative links laid out as the kernel's. Shared by `src/sysfs.rs`'s unit tests (through
-//! `#[path]`) and the integration tests, so it depends only on std and tempfile.
-#![allow(dead_code)] // each user takes its own subset
+//! relative links laid out as the kernel's. Every method panics on an I/O error: it is test
+//! support, and a test that cannot build its tree must fail loudly.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -14,6 +13,12 @@ pub struct FakeSysfs {
     dir: tempfile::TempDir,
 }
 
+impl Default for FakeSysfs {
+    fn default() -> FakeSysfs {
+        FakeSysfs::new()
+    }
+}
+
 impl FakeSysfs {
     /// An empty tree with `bus/pci/devices`, the one directory a scan requires.
     pub fn new() -> FakeSysfs {
@@ -22,6 +27,7 @@ impl FakeSysfs {
         FakeSysfs { dir }
     }
 
+    /// The root of the tree, to pass as a sysfs root.
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
@@ -84,11 +90,16 @@ impl FakeSysfs {
     }
 }
 
+/// The virtio-blk disk at 02/00 in [`q35`].
 pub const VDA: &str = "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vda";
+/// The partitioned virtio-blk disk at 03/00/01 in [`q35`].
 pub const VDB: &str =
     "/devices/pci0000:00/0000:00:03.0/0000:02:00.0/0000:03:01.0/virtio1/block/vdb";
+/// The virtio-net interface at 04/00 in [`q35`].
 pub const ETH0: &str = "/devices/pci0000:00/0000:00:04.0/0000:05:00.0/virtio3/net/eth0";
+/// The NVMe PCI function at 06/00 in [`q35`].
 pub const NVME_FN: &str = "/devices/pci0000:00/0000:00:06.0/0000:07:00.0";
+/// The NVMe subsystem of [`NVME_FN`]'s controller in [`q35`].
 pub const SUBSYS: &str = "/devices/virtual/nvme-subsystem/nvme-subsys0";
 
 /// The q35 topology of `fixtures/real-hotplug/README.md` (coldplug scenario plus the
@@ -96,6 +107,25 @@ pub const SUBSYS: &str = "/devices/virtual/nvme-subsystem/nvme-subsys0";
 /// at 04/00, NVMe with native multipath at 06/00; plus a loop device and `lo`.
 pub fn q35() -> FakeSysfs {
     let t = FakeSysfs::new();
+    q35_functions(&t);
+    q35_disks_and_net(&t);
+    q35_nvme(&t);
+    // Not below PCI: not returned.
+    t.class_device(
+        "block",
+        "/devices/virtual/block/loop0",
+        &["MAJOR=7", "MINOR=0", "DEVNAME=loop0", "DEVTYPE=disk"],
+    );
+    t.class_device(
+        "net",
+        "/devices/virtual/net/lo",
+        &["INTERFACE=lo", "IFINDEX=1"],
+    );
+    t
+}
+
+/// The PCI functions of [`q35`]: host bridge, root ports, a bridge, the devices.
+fn q35_functions(t: &FakeSysfs) {
     let rp = "1B36:000C"; // pcie-root-port
     t.pci(
         "/devices/pci0000:00/0000:00:00.0",
@@ -132,7 +162,10 @@ pub fn q35() -> FakeSysfs {
         Some("virtio-pci"),
     );
     t.pci(NVME_FN, "1B36:0010", "10802", Some("nvme"));
+}
 
+/// The virtio disks (one partitioned) and the interface of [`q35`].
+fn q35_disks_and_net(t: &FakeSysfs) {
     // vda: a kernel whose uevent file has no DISKSEQ; the attribute has it.
     t.class_device(
         "block",
@@ -167,7 +200,10 @@ pub fn q35() -> FakeSysfs {
         );
     }
     t.class_device("net", ETH0, &["INTERFACE=eth0", "IFINDEX=2"]);
+}
 
+/// The NVMe controller of [`q35`], its hidden path disk, its subsystem and multipath head.
+fn q35_nvme(t: &FakeSysfs) {
     let ctrl = format!("{NVME_FN}/nvme/nvme0");
     t.class_device("nvme", &ctrl, &["MAJOR=241", "MINOR=0", "DEVNAME=nvme0"]);
     // The hidden per-path disk: under the controller, listed in class/block, no uevent.
@@ -194,17 +230,4 @@ pub fn q35() -> FakeSysfs {
         ],
     );
     t.attr(&head, "hidden", "0\n");
-
-    // Not below PCI: not returned.
-    t.class_device(
-        "block",
-        "/devices/virtual/block/loop0",
-        &["MAJOR=7", "MINOR=0", "DEVNAME=loop0", "DEVTYPE=disk"],
-    );
-    t.class_device(
-        "net",
-        "/devices/virtual/net/lo",
-        &["INTERFACE=lo", "IFINDEX=1"],
-    );
-    t
 }

@@ -1,0 +1,119 @@
+//! [`MonitorBuilder`]: the options of a [`Monitor`], and the start-up order that loses no event.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+
+use parking_lot::Mutex;
+
+use super::state::{State, StateLock, Status};
+use super::thread::Listener;
+use super::{Counters, Inner, Monitor, Shared};
+use crate::error::{Error, Result};
+use crate::netlink::SocketOptions;
+use crate::registry::Registry;
+use crate::sysfs::Sysfs;
+#[cfg(any(test, feature = "test-support"))]
+use crate::testing::FaultHook;
+use crate::wait::Waiters;
+
+/// Configures and starts a [`Monitor`].
+#[derive(Clone, Debug)]
+pub struct MonitorBuilder {
+    sysfs_root: PathBuf,
+    recv_buffer: usize,
+    coldplug: bool,
+    #[cfg(any(test, feature = "test-support"))]
+    fault_hook: Option<FaultHook>,
+}
+
+impl Default for MonitorBuilder {
+    fn default() -> Self {
+        MonitorBuilder {
+            sysfs_root: PathBuf::from("/sys"),
+            recv_buffer: crate::netlink::DEFAULT_RECV_BUFFER,
+            coldplug: true,
+            #[cfg(any(test, feature = "test-support"))]
+            fault_hook: None,
+        }
+    }
+}
+
+impl MonitorBuilder {
+    /// Where sysfs is mounted. Default `/sys`.
+    pub fn sysfs_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.sysfs_root = root.into();
+        self
+    }
+
+    /// The socket's receive buffer in bytes. Default 128 MiB, as udevd; set with
+    /// `SO_RCVBUFFORCE` when permitted, else `SO_RCVBUF` (capped by `net.core.rmem_max`).
+    pub fn recv_buffer(mut self, bytes: usize) -> Self {
+        self.recv_buffer = bytes;
+        self
+    }
+
+    /// Whether to scan sysfs for the devices present before the listener started.
+    /// Default `true`. Without it (tests), the registry starts empty, and an overflow is
+    /// still resynced from sysfs.
+    pub fn coldplug(mut self, yes: bool) -> Self {
+        self.coldplug = yes;
+        self
+    }
+
+    /// Test support (feature `test-support`): `hook` sees every datagram the listener
+    /// receives, before it is handled. An `Err` is treated as a receive error (the listener
+    /// stops with it); a panic panics the listener thread. Lets tests check that waiters
+    /// learn of a listener that failed. Default: none.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn fault_hook(
+        mut self,
+        hook: impl Fn(&[u8]) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.fault_hook = Some(FaultHook::new(hook));
+        self
+    }
+
+    /// Binds the socket, scans sysfs, and starts the listener thread.
+    ///
+    /// Fails if the socket cannot be opened or sysfs cannot be read.
+    pub fn start(self) -> Result<Monitor> {
+        // 1. Subscribe first: from here on no event can be missed.
+        let socket = SocketOptions::new().recv_buffer(self.recv_buffer).open()?;
+        let sysfs = Sysfs::new(&self.sysfs_root);
+        // 2. Scan: the devices present now, read after the subscription.
+        let mut registry = Registry::new();
+        if self.coldplug {
+            sysfs.scan()?.apply_to(&mut registry);
+        }
+        let shared = Arc::new(Shared {
+            state: StateLock::new(State {
+                registry,
+                waiters: Waiters::default(),
+                status: Status::Running,
+            }),
+            subscribers: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        });
+        let stopper = socket.stopper();
+        let listener = Listener {
+            socket,
+            sysfs,
+            shared: Arc::clone(&shared),
+            #[cfg(any(test, feature = "test-support"))]
+            fault_hook: self.fault_hook,
+        };
+        // 3. Only now read the events queued since step 1, in the thread.
+        let thread = thread::Builder::new()
+            .name("pciplug-uevents".into())
+            .spawn(move || listener.run())
+            .map_err(|e| Error::io("spawning the uevent listener thread", e))?;
+        Ok(Monitor {
+            inner: Arc::new(Inner {
+                shared,
+                stopper,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}

@@ -1,0 +1,271 @@
+//! [`Monitor`]: the handle to the live registry, and its waits.
+//!
+//! Start-up is race-free ([`MonitorBuilder::start`]): the socket is bound first, then sysfs
+//! is scanned (coldplug), and only then does the listener thread read the events that
+//! queued meanwhile. An event that happened during the scan is therefore applied after it;
+//! applying one the scan already saw changes nothing, and a device removed during the scan
+//! is removed again by its queued `remove`.
+//!
+//! The thread (`thread.rs`) receives, applies and wakes; when the kernel reports that events
+//! were lost (`ENOBUFS`), it drains what is queued, rescans sysfs and reconciles, so the
+//! registry converges to the truth and every waiter whose answer appeared meanwhile is woken.
+//! However it ends (shut down, a receive error, even a panic), it marks the monitor stopped
+//! and wakes every waiter, so that no wait hangs on a listener that is gone.
+
+mod builder;
+pub(crate) mod state;
+mod thread;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::netlink::Stopper;
+use crate::path::PciPath;
+use crate::registry::{BlockDevice, Change, NetInterface, Registry};
+use crate::wait::{Wanted, wait_for};
+pub use builder::MonitorBuilder;
+use state::{StateLock, Status};
+
+/// A live registry of the guest's PCI devices, kept by a uevent thread, with blocking waits.
+///
+/// `Monitor` is a cheap, `Send + Sync` handle: clone it into every thread that waits. When
+/// the last handle is dropped, or [`Monitor::shutdown`] is called, the thread stops (within
+/// the time it takes to notice an eventfd), the socket is closed, and pending waiters get
+/// [`Error::ListenerStopped`](crate::Error::ListenerStopped).
+///
+/// The waits come in the family style of crossbeam: `wait_block(path, timeout)`,
+/// `wait_block_deadline(path, deadline)`, `try_block(path)`; likewise for `net` and for the
+/// removal of a path. A wait returns at once if the answer is already there.
+#[derive(Clone, Debug)]
+pub struct Monitor {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    stopper: Stopper,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: StateLock,
+    /// `watch` subscribers. Lock order: `state` before `subscribers`.
+    subscribers: Mutex<Vec<Sender<Change>>>,
+    counters: Counters,
+}
+
+/// What the listener saw besides what the registry counts.
+#[derive(Debug, Default)]
+struct Counters {
+    truncated: AtomicU64,
+    overflows: AtomicU64,
+    resyncs: AtomicU64,
+    resync_failures: AtomicU64,
+    dropped_changes: AtomicU64,
+}
+
+/// Counts of what the listener saw, for `watch --stats` and for tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MonitorStats {
+    /// Datagrams received, by outcome (from the registry).
+    #[serde(flatten)]
+    pub registry: crate::registry::Stats,
+    /// Datagrams longer than the receive buffer (also not applied).
+    pub truncated: u64,
+    /// Times the kernel reported lost events (`ENOBUFS`).
+    pub overflows: u64,
+    /// Sysfs rescans that reconciled the registry after an overflow.
+    pub resyncs: u64,
+    /// Rescans that failed (the registry may be stale until the next one).
+    pub resync_failures: u64,
+    /// Changes not delivered to a `watch` subscriber that did not keep up.
+    pub dropped_changes: u64,
+    /// Threads waiting right now.
+    pub waiters: u64,
+    /// Distinct PCI paths being waited on right now (the size of the waiter table).
+    pub waiting_paths: u64,
+}
+
+/// Changes a subscriber may fall behind by before it misses some.
+const SUBSCRIBER_BACKLOG: usize = 65536;
+
+impl Monitor {
+    /// A builder with the defaults (`/sys`, a 128 MiB buffer, coldplug on).
+    pub fn builder() -> MonitorBuilder {
+        MonitorBuilder::default()
+    }
+
+    /// Starts a monitor with the defaults.
+    pub fn start() -> Result<Monitor> {
+        MonitorBuilder::default().start()
+    }
+
+    /// The whole block device at `path` (a disk, not a partition), waiting up to `timeout`.
+    ///
+    /// With native NVMe multipath, this is the namespace head (`nvme0n1`), never the hidden
+    /// per-path disk.
+    pub fn wait_block(&self, path: &PciPath, timeout: Duration) -> Result<BlockDevice> {
+        self.wait_block_deadline(path, deadline_after(timeout))
+    }
+
+    /// Like [`wait_block`](Self::wait_block), until `deadline` (`None`: for ever).
+    pub fn wait_block_deadline(
+        &self,
+        path: &PciPath,
+        deadline: impl Into<Option<Instant>>,
+    ) -> Result<BlockDevice> {
+        self.wait(path, "block disk", deadline.into(), |r| {
+            r.disk(path).cloned()
+        })
+    }
+
+    /// The whole block device at `path` if it is there now.
+    pub fn try_block(&self, path: &PciPath) -> Option<BlockDevice> {
+        self.inner.shared.state.lock().registry.disk(path).cloned()
+    }
+
+    /// The network interface at `path`, waiting up to `timeout`.
+    pub fn wait_net(&self, path: &PciPath, timeout: Duration) -> Result<NetInterface> {
+        self.wait_net_deadline(path, deadline_after(timeout))
+    }
+
+    /// Like [`wait_net`](Self::wait_net), until `deadline` (`None`: for ever).
+    pub fn wait_net_deadline(
+        &self,
+        path: &PciPath,
+        deadline: impl Into<Option<Instant>>,
+    ) -> Result<NetInterface> {
+        self.wait(path, "network interface", deadline.into(), |r| {
+            r.net(path).cloned()
+        })
+    }
+
+    /// The network interface at `path` if it is there now.
+    pub fn try_net(&self, path: &PciPath) -> Option<NetInterface> {
+        self.inner.shared.state.lock().registry.net(path).cloned()
+    }
+
+    /// Waits up to `timeout` until no PCI function is at `path`.
+    pub fn wait_removed(&self, path: &PciPath, timeout: Duration) -> Result<()> {
+        self.wait_removed_deadline(path, deadline_after(timeout))
+    }
+
+    /// Like [`wait_removed`](Self::wait_removed), until `deadline` (`None`: for ever).
+    pub fn wait_removed_deadline(
+        &self,
+        path: &PciPath,
+        deadline: impl Into<Option<Instant>>,
+    ) -> Result<()> {
+        self.wait(path, "removal of the PCI device", deadline.into(), |r| {
+            r.get(path).is_none().then_some(())
+        })
+    }
+
+    fn wait<T>(
+        &self,
+        path: &PciPath,
+        what: &str,
+        deadline: Option<Instant>,
+        answer: impl Fn(&Registry) -> Option<T>,
+    ) -> Result<T> {
+        let wanted = Wanted { what, path: *path };
+        wait_for(&self.inner.shared.state, wanted, deadline, answer)
+    }
+
+    /// A copy of the registry as it is now.
+    pub fn registry(&self) -> Registry {
+        self.inner.shared.state.lock().registry.clone()
+    }
+
+    /// Runs `f` on the registry under the lock (for cheap reads without a copy).
+    pub fn with_registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
+        f(&self.inner.shared.state.lock().registry)
+    }
+
+    /// Every change the registry makes from now on, in order. A subscriber that falls more
+    /// than 65536 changes behind misses the excess (counted in
+    /// [`MonitorStats::dropped_changes`]).
+    pub fn subscribe(&self) -> Receiver<Change> {
+        let (tx, rx) = crossbeam_channel::bounded(SUBSCRIBER_BACKLOG);
+        let _state = self.inner.shared.state.lock(); // no change is applied while subscribing
+        self.inner.shared.subscribers.lock().push(tx);
+        rx
+    }
+
+    /// What the listener saw so far.
+    pub fn stats(&self) -> MonitorStats {
+        let shared = &self.inner.shared;
+        let st = shared.state.lock();
+        let c = &shared.counters;
+        MonitorStats {
+            registry: st.registry.stats(),
+            truncated: c.truncated.load(Ordering::Relaxed),
+            overflows: c.overflows.load(Ordering::Relaxed),
+            resyncs: c.resyncs.load(Ordering::Relaxed),
+            resync_failures: c.resync_failures.load(Ordering::Relaxed),
+            dropped_changes: c.dropped_changes.load(Ordering::Relaxed),
+            waiters: st.waiters.waiters() as u64,
+            waiting_paths: st.waiters.paths() as u64,
+        }
+    }
+
+    /// `Some(reason)` once the listener has stopped (shut down or failed).
+    pub fn stopped(&self) -> Option<String> {
+        match &self.inner.shared.state.lock().status {
+            Status::Running => None,
+            Status::Stopped(why) => Some(why.clone()),
+        }
+    }
+
+    /// Stops the listener thread, closes the socket and wakes every pending waiter with
+    /// [`Error::ListenerStopped`](crate::Error::ListenerStopped); later waits fail the same way at once, since the registry
+    /// is no longer kept. Idempotent; also done when the last handle is dropped.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        self.stopper.stop();
+        let thread = self.thread.lock().take();
+        if let Some(t) = thread
+            && t.join().is_err()
+        {
+            tracing::error!("the uevent listener thread panicked");
+        }
+        // The thread marks itself stopped; if it had already failed, its reason is kept.
+        self.shared.state.lock().stop("shut down".into());
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    // A timeout too large to represent is no timeout.
+    Instant::now().checked_add(timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handle_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Monitor>();
+    }
+}

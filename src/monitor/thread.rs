@@ -1,0 +1,350 @@
+//! The listener thread: receive -> apply -> wake; on overflow, drain -> rescan -> reconcile.
+
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crossbeam_channel::TrySendError;
+
+use super::Shared;
+use super::state::StateGuard;
+use crate::netlink::{Received, UeventSocket};
+use crate::registry::{BlockDevice, Change, DevType, Outcome, Registry, Transport};
+use crate::sysfs::Sysfs;
+#[cfg(any(test, feature = "test-support"))]
+use crate::testing::FaultHook;
+use crate::uevent::MAX_DATAGRAM;
+use crate::wait::Wakeups;
+
+/// What the listener thread owns: the socket it reads, the sysfs it rescans, the state it
+/// keeps.
+pub(super) struct Listener {
+    pub(super) socket: UeventSocket,
+    pub(super) sysfs: Sysfs,
+    pub(super) shared: Arc<Shared>,
+    #[cfg(any(test, feature = "test-support"))]
+    pub(super) fault_hook: Option<FaultHook>,
+}
+
+/// What one receive step leaves the loop to do.
+enum Step {
+    /// Handled (applied, ignored or counted): receive the next one.
+    Next,
+    /// The kernel lost events (counted already): resync.
+    Overflow,
+    /// Nothing queued (only from the zero-timeout receives of a resync).
+    Drained,
+    /// The thread must stop, for this reason.
+    Stop(String),
+}
+
+/// Which NVMe multipath heads to look up in sysfs after a change.
+#[derive(Debug, PartialEq, Eq)]
+enum Untied {
+    /// None appeared.
+    Nothing,
+    /// The heads of these subsystems appeared untied to a PCI path.
+    Subsystems(Vec<String>),
+    /// A controller appeared, possibly after its heads: look again at every untied head.
+    EveryHead,
+}
+
+impl Listener {
+    /// The thread's body: listens until it must stop, then marks the monitor stopped and
+    /// wakes every waiter, whatever ended it, a panic included.
+    pub(super) fn run(self) {
+        // A panic (a bug) must not leave waiters parked for ever on a listener that is gone.
+        // The state lock is not poisoned by it (parking_lot), so the registry stays readable.
+        let why =
+            panic::catch_unwind(AssertUnwindSafe(|| self.listen())).unwrap_or_else(|payload| {
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                tracing::error!("the uevent listener thread panicked: {what}");
+                format!("the uevent listener thread panicked: {what}")
+            });
+        self.shared.state.lock().stop(why);
+        // Dropping the senders ends every subscriber's stream.
+        self.shared.subscribers.lock().clear();
+    }
+
+    /// Receive, apply, wake; resync on overflow. Returns why it stopped.
+    fn listen(&self) -> String {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        loop {
+            let received = self.socket.recv(&mut buf);
+            match self.step(received, &buf) {
+                Step::Next | Step::Drained => {}
+                Step::Overflow => {
+                    tracing::warn!(
+                        "uevent socket overflowed (ENOBUFS): events were lost; resyncing"
+                    );
+                    if let Some(why) = self.resync(&mut buf) {
+                        return why;
+                    }
+                }
+                Step::Stop(why) => return why,
+            }
+        }
+    }
+
+    /// The one receive step, for the listening loop and a resync's drain alike: a datagram
+    /// goes through the fault hook (tests), is counted and skipped if truncated, else
+    /// applied; an overflow is counted.
+    fn step(&self, received: io::Result<Received>, buf: &[u8]) -> Step {
+        let counters = &self.shared.counters;
+        match received {
+            Ok(Received::Datagram(env)) => {
+                if let Err(e) = self.fault(env.bytes(buf)) {
+                    return stop_on_error(&e);
+                }
+                if env.truncated {
+                    counters.truncated.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(len = env.len, "truncated uevent datagram skipped");
+                } else {
+                    self.handle_datagram(env.sender_port, env.bytes(buf));
+                }
+                Step::Next
+            }
+            Ok(Received::Overflow) => {
+                counters.overflows.fetch_add(1, Ordering::Relaxed);
+                Step::Overflow
+            }
+            Ok(Received::TimedOut) => Step::Drained,
+            Ok(Received::Stopped) => Step::Stop("shut down".to_owned()),
+            Err(e) => stop_on_error(&e),
+        }
+    }
+
+    /// The test's fault hook, if any, on a datagram's bytes.
+    #[cfg(any(test, feature = "test-support"))]
+    fn fault(&self, bytes: &[u8]) -> io::Result<()> {
+        self.fault_hook.as_ref().map_or(Ok(()), |h| h.check(bytes))
+    }
+
+    /// Without test support there is no fault hook.
+    #[cfg(not(any(test, feature = "test-support")))]
+    #[inline(always)]
+    fn fault(&self, _bytes: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn handle_datagram(&self, sender: u32, bytes: &[u8]) {
+        let shared = &*self.shared;
+        let mut st = shared.state.lock();
+        match st.registry.apply_datagram(sender, bytes) {
+            Outcome::Applied(changes) => {
+                let untied = untied_heads(&changes);
+                publish(shared, st, changes);
+                if untied != Untied::Nothing {
+                    self.resolve_nvme_heads(untied);
+                }
+            }
+            Outcome::Ignored(_) => {}
+            Outcome::Spoofed { sender } => {
+                tracing::warn!(
+                    sender,
+                    "uevent from a process, not the kernel: not believed"
+                )
+            }
+            Outcome::Malformed(e) => tracing::warn!("malformed uevent skipped: {e}"),
+            Outcome::Unplaceable(e) => tracing::warn!("uevent skipped: {e}"),
+        }
+    }
+
+    /// Ties NVMe multipath heads to their controllers' PCI paths, with what sysfs says. The
+    /// sysfs reads happen outside the lock.
+    fn resolve_nvme_heads(&self, untied: Untied) {
+        let shared = &*self.shared;
+        let subsystems = match untied {
+            Untied::Nothing => return,
+            Untied::Subsystems(subsystems) => subsystems,
+            Untied::EveryHead => {
+                let st = shared.state.lock();
+                let mut subsystems: Vec<String> = st
+                    .registry
+                    .unresolved_nvme_heads()
+                    .map(|(s, _)| s.to_owned())
+                    .collect();
+                subsystems.dedup();
+                subsystems
+            }
+        };
+        let mut links = Vec::new();
+        for sub in &subsystems {
+            match self.sysfs.nvme_links_of(sub) {
+                Ok(l) => links.extend(l),
+                Err(e) => tracing::warn!("resolving NVMe heads of {sub}: {e}"),
+            }
+        }
+        if links.is_empty() {
+            return;
+        }
+        let mut st = shared.state.lock();
+        let mut changes = Vec::new();
+        for link in &links {
+            changes.extend(link.apply_to(&mut st.registry));
+        }
+        publish(shared, st, changes);
+    }
+
+    /// After an overflow: drain what is queued (the kernel drops new events until the queue
+    /// is empty), rescan sysfs, and reconcile. Returns `Some(reason)` if the thread must stop.
+    fn resync(&self, buf: &mut [u8]) -> Option<String> {
+        // 1. Drain, with the same step as the listening loop; a further overflow is counted.
+        loop {
+            let received = self.socket.recv_timeout(buf, Duration::ZERO);
+            match self.step(received, buf) {
+                Step::Next | Step::Overflow => {}
+                Step::Drained => break,
+                Step::Stop(why) => return Some(why),
+            }
+        }
+        // 2. Rescan. Events from now on queue in the socket and are applied after the
+        //    reconcile, exactly as at start-up.
+        let truth = self.rescan()?;
+        // 3. Reconcile, and wake whoever waits on a path that changed.
+        let shared = &*self.shared;
+        let mut st = shared.state.lock();
+        let changes = st.registry.reconcile(truth);
+        shared.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            changes = changes.len(),
+            "resynced from sysfs after lost uevents"
+        );
+        publish(shared, st, changes);
+        None
+    }
+
+    /// A registry of what sysfs shows now; `None` (counted and logged) if it cannot be read.
+    fn rescan(&self) -> Option<Registry> {
+        match self.sysfs.scan() {
+            Ok(snapshot) => {
+                let mut r = Registry::new();
+                snapshot.apply_to(&mut r);
+                Some(r)
+            }
+            Err(e) => {
+                self.shared
+                    .counters
+                    .resync_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!("resync after lost uevents failed: {e}; the registry may be stale");
+                None
+            }
+        }
+    }
+}
+
+/// A receive error ends the thread, with this reason.
+fn stop_on_error(e: &io::Error) -> Step {
+    tracing::error!("receiving uevents: {e}");
+    Step::Stop(format!("receiving uevents: {e}"))
+}
+
+/// The NVMe multipath heads, or a controller, that appeared untied in `changes`.
+fn untied_heads(changes: &[Change]) -> Untied {
+    let mut subs: Vec<String> = Vec::new();
+    for c in changes {
+        match c {
+            Change::BlockAdded {
+                path: None,
+                block:
+                    BlockDevice {
+                        devtype: DevType::Disk,
+                        transport: Transport::NvmeMultipath { subsystem },
+                        ..
+                    },
+            } if !subs.iter().any(|s| **s == **subsystem) => subs.push(subsystem.to_string()),
+            Change::NvmeAdded { .. } => return Untied::EveryHead,
+            _ => {}
+        }
+    }
+    if subs.is_empty() {
+        Untied::Nothing
+    } else {
+        Untied::Subsystems(subs)
+    }
+}
+
+/// Hands the changes to subscribers, releases the state lock, then wakes the waiters of every
+/// path that changed. Subscribers get the changes under the state lock, so that one that
+/// subscribes gets exactly those applied after it did. Waiters are woken once the lock is
+/// released (see `wait.rs`): one that runs at once on this CPU finds the lock free.
+fn publish(shared: &Shared, st: StateGuard<'_>, changes: Vec<Change>) {
+    let mut wakeups = Wakeups::default();
+    let mut last = None;
+    for c in &changes {
+        if let Some(p) = c.path() {
+            // Consecutive changes are usually about one path; note it once.
+            if last != Some(p) {
+                wakeups.add(&st.waiters, &p);
+                last = Some(p);
+            }
+        }
+    }
+    send_to_subscribers(shared, changes);
+    drop(st);
+    wakeups.wake();
+}
+
+/// Hands `changes` to every subscriber; called with the state lock held.
+fn send_to_subscribers(shared: &Shared, changes: Vec<Change>) {
+    let mut subs = shared.subscribers.lock();
+    if subs.is_empty() {
+        return;
+    }
+    for c in changes {
+        subs.retain(|tx| match tx.try_send(c.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                shared
+                    .counters
+                    .dropped_changes
+                    .fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvme_heads_that_appear_untied_are_resolved_per_subsystem() {
+        let head = BlockDevice {
+            name: "nvme0n1".into(),
+            devtype: DevType::Disk,
+            major: None,
+            minor: None,
+            diskseq: Some(6),
+            partn: None,
+            disk: None,
+            transport: Transport::NvmeMultipath {
+                subsystem: "nvme-subsys0".into(),
+            },
+            devpath: "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1".into(),
+        };
+        let changes = vec![
+            Change::BlockAdded {
+                path: None,
+                block: head.clone(),
+            },
+            Change::BlockAdded {
+                path: None,
+                block: head,
+            },
+        ];
+        assert_eq!(
+            untied_heads(&changes),
+            Untied::Subsystems(vec!["nvme-subsys0".to_owned()])
+        );
+    }
+}

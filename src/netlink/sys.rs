@@ -1,0 +1,137 @@
+//! The socket's system calls: `poll`, `recvfrom`, `setsockopt`/`getsockopt`, `eventfd`.
+//!
+//! The one module of the crate allowed `unsafe`; every block says why it is sound. Each
+//! function is a safe wrapper that borrows its descriptors for the call, and a new
+//! descriptor goes into an owning type at once.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+pub(crate) fn pollfd(fd: BorrowedFd<'_>) -> libc::pollfd {
+    libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// `poll(2)` on descriptors borrowed by the caller for the duration of the call.
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structs for the whole
+    // call, and the kernel writes only their `revents` fields. The descriptors in it come
+    // from `BorrowedFd`s of the caller, so they are open.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// `recvfrom(2)` on a netlink socket: the returned length (the datagram's full length with
+/// `MSG_TRUNC`) and the source address.
+pub(crate) fn recv_from(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, libc::sockaddr_nl)> {
+    // SAFETY: sockaddr_nl is plain old data (integers only), for which all-zero is valid.
+    let mut source: libc::sockaddr_nl = unsafe { mem::zeroed() };
+    // A socklen_t, not a usize cast to one: the kernel reads and writes exactly 4 bytes here.
+    let mut source_len = mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and the kernel writes at most that
+    // many (MSG_TRUNC changes only the return value); `source` and `source_len` are live
+    // locals whose sizes match what is passed; `fd` is borrowed, hence open, for the call.
+    let n = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags,
+            (&raw mut source).cast(),
+            &mut source_len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // An unfilled address would read as port 0, the kernel: refuse rather than believe it.
+    if source_len as usize != mem::size_of::<libc::sockaddr_nl>()
+        || i32::from(source.nl_family) != libc::AF_NETLINK
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "recvfrom returned a {source_len}-byte source address of family {}, not a netlink one",
+                source.nl_family
+            ),
+        ));
+    }
+    Ok((n as usize, source))
+}
+
+pub(crate) fn setsockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value points to a live c_int and its true size is passed; the kernel
+    // only reads it. `fd` is borrowed, hence open, for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub(crate) fn getsockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live locals, `len` holds the size of `value`, and the kernel
+    // writes at most `len` bytes to it. `fd` is borrowed, hence open, for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if len as usize != mem::size_of::<libc::c_int>() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("getsockopt returned {len} bytes for an int option"),
+        ));
+    }
+    Ok(value)
+}
+
+/// A non-blocking, close-on-exec eventfd with a zero counter.
+pub(crate) fn new_eventfd() -> io::Result<File> {
+    // SAFETY: eventfd takes no pointers; it returns a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by eventfd, is open, and nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}

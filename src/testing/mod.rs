@@ -1,0 +1,41 @@
+//! Test support, only with the `test-support` feature: what pciplug's own tests and benches
+//! use to drive the real kernel path and to build sysfs trees. A user's build never has it.
+//!
+//! - [`Injector`] asks the kernel to broadcast a uevent, so a test puts real kernel
+//!   datagrams (sender port 0, kernel `SEQNUM`) on the wire without touching a device. It
+//!   needs `CAP_SYS_ADMIN` over the network namespace and must only be used in a private one.
+//! - [`fake_sysfs`] lays out a sysfs tree in a temporary directory.
+//! - `MonitorBuilder::fault_hook` (this feature only) makes the listener fail on a datagram.
+
+pub mod fake_sysfs;
+mod injector;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+pub use injector::Injector;
+
+/// What `MonitorBuilder::fault_hook` calls with each datagram.
+type FaultFn = dyn Fn(&[u8]) -> io::Result<()> + Send + Sync;
+
+/// A test's stand-in for a failing receive: see `MonitorBuilder::fault_hook`.
+#[derive(Clone)]
+pub(crate) struct FaultHook(Arc<FaultFn>);
+
+impl FaultHook {
+    pub(crate) fn new(hook: impl Fn(&[u8]) -> io::Result<()> + Send + Sync + 'static) -> Self {
+        FaultHook(Arc::new(hook))
+    }
+
+    /// Runs the hook on a datagram's bytes.
+    pub(crate) fn check(&self, bytes: &[u8]) -> io::Result<()> {
+        (self.0)(bytes)
+    }
+}
+
+impl fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FaultHook")
+    }
+}
