@@ -120,11 +120,6 @@ impl Sysfs {
         Sysfs { root: root.into() }
     }
 
-    /// The root, as given.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Reads every device present now: see the [module documentation](self).
     ///
     /// Fails only if the tree cannot be read (`bus/pci/devices` missing or unreadable, an I/O
@@ -181,30 +176,6 @@ impl Sysfs {
         let mut links = subsystem_links(&root, &dir)?;
         links.sort();
         Ok(links)
-    }
-
-    /// The subsystem of NVMe controller `controller` (`nvme0`), if it is below a PCI function
-    /// and already linked into one.
-    ///
-    /// The kernel offers no link from a controller to its subsystem, so this looks for
-    /// `<root>/class/nvme-subsystem/*/<controller>` (as nvme-cli does). The controller's own
-    /// `add` comes before the kernel creates that link; its `change` with
-    /// `NVME_EVENT=connected` comes after.
-    pub fn nvme_link_of_controller(&self, controller: &str) -> Result<Option<NvmeLink>> {
-        if !is_controller_name(controller) {
-            return Err(Error::io(
-                format!("looking up the NVMe subsystem of {controller:?}"),
-                io::Error::new(io::ErrorKind::InvalidInput, "not an NVMe controller name"),
-            ));
-        }
-        let root = self.canonical_root()?;
-        for dir in list_class(&self.root.join("class/nvme-subsystem"))? {
-            let links = subsystem_links(&root, &dir)?;
-            if let Some(link) = links.into_iter().find(|l| l.controller == controller) {
-                return Ok(Some(link));
-            }
-        }
-        Ok(None)
     }
 
     fn canonical_root(&self) -> Result<PathBuf> {
@@ -345,71 +316,18 @@ fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
     let Some((dir, devpath)) = resolve(root, link)? else {
         return Ok(None);
     };
-    let kept = match PciPath::from_devpath(&devpath) {
-        Ok(Some((_, end))) => kind != Kind::Function || end == devpath.len(),
-        Ok(None) => kind == Kind::Block && devpath.starts_with(NVME_HEADS),
-        Err(e) => {
-            tracing::debug!("{}: not placeable, skipped: {e}", link.display());
-            false
-        }
-    };
-    if !kept {
+    if !is_kept(link, &devpath, kind) {
         return Ok(None);
     }
-
-    let subsystem = match fs::read_link(dir.join("subsystem")) {
-        Ok(target) => match target.file_name().and_then(|n| n.to_str()) {
-            Some(name) => name.to_owned(),
-            None => {
-                tracing::warn!("{devpath}: subsystem link {target:?} has no name; skipped");
-                return Ok(None);
-            }
-        },
-        Err(e) if is_gone(&e) => {
-            tracing::debug!("{devpath}: gone before its subsystem was read ({e})");
-            return Ok(None);
-        }
-        Err(e) => {
-            return Err(Error::io(
-                format!("reading {}", dir.join("subsystem").display()),
-                e,
-            ));
-        }
+    let Some(subsystem) = read_subsystem(&dir, &devpath)? else {
+        return Ok(None);
     };
-    let mut env = match attr(&dir.join("uevent"))? {
-        Attr::Value(text) => parse_uevent_file(&text),
-        Attr::Absent => {
-            tracing::debug!("{devpath}: gone before its uevent file was read");
-            return Ok(None);
-        }
-        Attr::Skip => return Ok(None),
+    let Some(mut env) = read_fields(&dir, &devpath)? else {
+        return Ok(None);
     };
-
-    if kind == Kind::Block {
-        match attr(&dir.join("hidden"))? {
-            // Absent on kernels before 5.10, which had no hidden disks in sysfs.
-            Attr::Value(v) if v.trim() == "1" => return Ok(None),
-            Attr::Value(_) | Attr::Absent => {}
-            Attr::Skip => return Ok(None),
-        }
-        if !env.contains_key("DISKSEQ") {
-            // Kernels >= 5.15 have `diskseq` on the disk; a partition's events carry its disk's.
-            let disk_dir = match env.get("DEVTYPE").map(String::as_str) {
-                Some("partition") => dir.parent().unwrap_or(&dir),
-                _ => &dir,
-            };
-            match attr(&disk_dir.join("diskseq"))? {
-                Attr::Value(v) => {
-                    if let Ok(seq) = v.trim().parse::<u64>() {
-                        env.insert("DISKSEQ".to_owned(), seq.to_string());
-                    }
-                }
-                Attr::Absent => {}
-                Attr::Skip => return Ok(None),
-            }
-        }
+    if kind == Kind::Block && !add_block_facts(&dir, &mut env)? {
+        return Ok(None);
     }
-
     // The fields every kernel datagram carries, except SEQNUM.
     env.insert("ACTION".to_owned(), Action::Add.as_str().to_owned());
     env.insert("DEVPATH".to_owned(), devpath.clone());
@@ -420,6 +338,83 @@ fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
             tracing::warn!("{}: skipped: {e}", link.display());
             Ok(None)
         }
+    }
+}
+
+/// Whether a device listed as `kind` is one the registry keeps: a PCI function itself (not
+/// something below one listed in `bus/pci/devices`), a class device below a PCI function, or
+/// an NVMe multipath head.
+fn is_kept(link: &Path, devpath: &str, kind: Kind) -> bool {
+    match PciPath::from_devpath(devpath) {
+        Ok(Some((_, end))) => kind != Kind::Function || end == devpath.len(),
+        Ok(None) => kind == Kind::Block && devpath.starts_with(NVME_HEADS),
+        Err(e) => {
+            tracing::debug!("{}: not placeable, skipped: {e}", link.display());
+            false
+        }
+    }
+}
+
+/// The name the device's `subsystem` link points to; `None` (logged) if the device went away
+/// or the link has no name.
+fn read_subsystem(dir: &Path, devpath: &str) -> Result<Option<String>> {
+    match fs::read_link(dir.join("subsystem")) {
+        Ok(target) => match target.file_name().and_then(|n| n.to_str()) {
+            Some(name) => Ok(Some(name.to_owned())),
+            None => {
+                tracing::warn!("{devpath}: subsystem link {target:?} has no name; skipped");
+                Ok(None)
+            }
+        },
+        Err(e) if is_gone(&e) => {
+            tracing::debug!("{devpath}: gone before its subsystem was read ({e})");
+            Ok(None)
+        }
+        Err(e) => Err(Error::io(
+            format!("reading {}", dir.join("subsystem").display()),
+            e,
+        )),
+    }
+}
+
+/// The fields of the device's `uevent` file; `None` if the device is skipped.
+fn read_fields(dir: &Path, devpath: &str) -> Result<Option<HashMap<String, String>>> {
+    match attr(&dir.join("uevent"))? {
+        Attr::Value(text) => Ok(Some(parse_uevent_file(&text))),
+        Attr::Absent => {
+            tracing::debug!("{devpath}: gone before its uevent file was read");
+            Ok(None)
+        }
+        Attr::Skip => Ok(None),
+    }
+}
+
+/// What a block device's attributes add to its `uevent` fields: `false` if it is hidden
+/// (an NVMe per-path disk) or went away, else adds `DISKSEQ` when the fields lack it.
+fn add_block_facts(dir: &Path, env: &mut HashMap<String, String>) -> Result<bool> {
+    match attr(&dir.join("hidden"))? {
+        // Absent on kernels before 5.10, which had no hidden disks in sysfs.
+        Attr::Value(v) if v.trim() == "1" => return Ok(false),
+        Attr::Value(_) | Attr::Absent => {}
+        Attr::Skip => return Ok(false),
+    }
+    if env.contains_key("DISKSEQ") {
+        return Ok(true);
+    }
+    // Kernels >= 5.15 have `diskseq` on the disk; a partition's events carry its disk's.
+    let disk_dir = match env.get("DEVTYPE").map(String::as_str) {
+        Some("partition") => dir.parent().unwrap_or(dir),
+        _ => dir,
+    };
+    match attr(&disk_dir.join("diskseq"))? {
+        Attr::Value(v) => {
+            if let Ok(seq) = v.trim().parse::<u64>() {
+                env.insert("DISKSEQ".to_owned(), seq.to_string());
+            }
+            Ok(true)
+        }
+        Attr::Absent => Ok(true),
+        Attr::Skip => Ok(false),
     }
 }
 
@@ -724,7 +719,7 @@ mod tests {
     }
 
     #[test]
-    fn nvme_links_are_found_per_subsystem_and_per_controller() {
+    fn nvme_links_are_found_per_subsystem() {
         let t = q35();
         // A second path to the same subsystem, on another root port (multipath).
         let second = "/devices/pci0000:00/0000:00:05.0/0000:06:00.0";
@@ -761,12 +756,6 @@ mod tests {
         let e = s.nvme_links_of("../../devices").unwrap_err();
         assert!(e.to_string().contains("not a subsystem name"), "{e}");
 
-        let l = s.nvme_link_of_controller("nvme1").unwrap().unwrap();
-        assert_eq!((l.path, l.subsystem.as_str()), (p("05/00"), "nvme-subsys0"));
-        assert_eq!(s.nvme_link_of_controller("nvme2").unwrap(), None);
-        assert_eq!(s.nvme_link_of_controller("nvme7").unwrap(), None);
-        assert!(s.nvme_link_of_controller("nvme0n1").is_err());
-
         // Both paths lead to the head.
         let r = registry_of(&s.scan().unwrap());
         for path in ["05/00", "06/00"] {
@@ -791,12 +780,6 @@ mod tests {
                 .nvme_links_of("nvme-subsys0")
                 .unwrap()
                 .is_empty()
-        );
-        assert_eq!(
-            Sysfs::new(t.root())
-                .nvme_link_of_controller("nvme0")
-                .unwrap(),
-            None
         );
     }
 
