@@ -51,6 +51,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::devpath;
 use crate::error::{Error, Result};
 use crate::path::PciPath;
 use crate::registry::{Change, Registry};
@@ -59,9 +60,6 @@ use crate::uevent::{Action, Uevent, is_safe_device_name};
 /// The largest attribute file read. Sysfs attributes are at most a page; a bigger file is not
 /// a sysfs attribute, and reading it whole is not worth the memory.
 const MAX_ATTR: u64 = 64 * 1024;
-
-/// Where NVMe multipath heads live; the only block devices kept that are not below PCI.
-const NVME_HEADS: &str = "/devices/virtual/nvme-subsystem/";
 
 /// A sysfs tree to read from: `/sys`, or another mount of it in a container or a test.
 ///
@@ -347,7 +345,7 @@ fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
     };
     let kept = match PciPath::from_devpath(&devpath) {
         Ok(Some((_, end))) => kind != Kind::Function || end == devpath.len(),
-        Ok(None) => kind == Kind::Block && devpath.starts_with(NVME_HEADS),
+        Ok(None) => kind == Kind::Block && devpath::is_nvme_subsystem_path(&devpath),
         Err(e) => {
             tracing::debug!("{}: not placeable, skipped: {e}", link.display());
             false
@@ -434,8 +432,7 @@ fn parse_uevent_file(text: &str) -> HashMap<String, String> {
 
 /// `nvme<N>`: a controller, as named in a subsystem directory (heads are `nvme<N>n<M>`).
 fn is_controller_name(name: &str) -> bool {
-    name.strip_prefix("nvme")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    devpath::is_nvme_controller_name(name)
 }
 
 /// The links to controllers below a PCI function in one subsystem directory (given as the
