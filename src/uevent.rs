@@ -97,6 +97,36 @@ impl Action {
     }
 }
 
+/// What an action means to a registry of present devices. [`Action::effect`] is the one
+/// place the kernel's actions are classified; the registry matches on this, never on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// The object is there, with the facts the event carries (`add`, `change`, `move`,
+    /// `online`, `bind`): no event depends on another having come first.
+    Present,
+    /// The object is gone (`remove`), with everything below it.
+    Gone,
+    /// A device's driver let go of it (`unbind`): what the driver made is gone, the device
+    /// stays. To a child it means nothing.
+    Unbound,
+    /// Nothing the registry keeps changed (`offline`).
+    Nothing,
+}
+
+impl Action {
+    /// What this action means to the registry.
+    pub(crate) fn effect(self) -> Effect {
+        match self {
+            Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
+                Effect::Present
+            }
+            Action::Remove => Effect::Gone,
+            Action::Unbind => Effect::Unbound,
+            Action::Offline => Effect::Nothing,
+        }
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -753,6 +783,13 @@ impl<'a> UeventRef<'a> {
     }
     pub(crate) fn sysname(&self) -> &'a str {
         devpath::last_component(self.devpath)
+    }
+    /// For a `move` (a rename) with a `DEVPATH_OLD`, the object's name before it.
+    pub(crate) fn old_sysname(&self) -> Option<&'a str> {
+        (self.action == Action::Move)
+            .then(|| self.get(Key::DevpathOld))
+            .flatten()
+            .map(devpath::last_component)
     }
 }
 

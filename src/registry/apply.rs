@@ -4,7 +4,7 @@ use super::model::{NetInterface, NvmeController, PciDevice, PciIds};
 use super::{Change, Registry, insert_exact};
 use crate::devpath;
 use crate::path::{Bdf, DevpathError, PciPath};
-use crate::uevent::{Action, Key, UeventRef};
+use crate::uevent::{Effect, Key, UeventRef};
 
 impl Registry {
     /// [`Registry::apply`] of an event borrowed from its datagram.
@@ -34,9 +34,9 @@ impl Registry {
     // ---- PCI functions -------------------------------------------------------------------
 
     fn apply_pci(&mut self, ev: &UeventRef<'_>, path: PciPath, changes: &mut Vec<Change>) {
-        match ev.action() {
-            Action::Remove => self.remove_subtree(&path, changes),
-            Action::Unbind => {
+        match ev.action().effect() {
+            Effect::Gone => self.remove_subtree(&path, changes),
+            Effect::Unbound => {
                 if let Some(mut dev) = self.devices.get_mut(&path)
                     && dev.driver.take().is_some()
                 {
@@ -45,7 +45,7 @@ impl Registry {
                 // The children were created by the driver's probe and cannot outlive it.
                 self.clear_children(&path, changes);
             }
-            Action::Add | Action::Change | Action::Bind | Action::Move | Action::Online => {
+            Effect::Present => {
                 self.ensure_device(path, ev.devpath(), changes); // `apply` checked it ends here
                 let Some(mut dev) = self.devices.get_mut(&path) else {
                     return; // not placeable as a function; ensure_device logged nothing to add
@@ -63,7 +63,7 @@ impl Registry {
                     });
                 }
             }
-            Action::Offline => {}
+            Effect::Nothing => {}
         }
     }
 
@@ -160,25 +160,19 @@ impl Registry {
             return;
         }
         let name = ev.get(Key::Interface).unwrap_or_else(|| ev.sysname());
-        match ev.action() {
-            Action::Remove => self.remove_net(path, name, changes),
-            Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
+        match ev.action().effect() {
+            Effect::Gone => self.remove_net(path, name, changes),
+            Effect::Present => {
                 let net = NetInterface {
                     name: name.into(),
                     ifindex: ev.get_u64(Key::Ifindex).and_then(|i| u32::try_from(i).ok()),
                     devpath: ev.devpath().into(),
                 };
                 self.ensure_device(path, &ev.devpath()[..end], changes);
-                let old_name = match ev.action() {
-                    Action::Move => ev
-                        .get(Key::DevpathOld)
-                        .map(devpath::last_component)
-                        .filter(|o| *o != name),
-                    _ => None,
-                };
+                let old_name = ev.old_sysname().filter(|o| *o != name);
                 self.insert_net(path, net, old_name, changes);
             }
-            Action::Unbind | Action::Offline => {}
+            Effect::Unbound | Effect::Nothing => {}
         }
     }
 
@@ -243,8 +237,8 @@ impl Registry {
         let Some(name) = devpath::nvme_controller_node(rest) else {
             return;
         };
-        match ev.action() {
-            Action::Remove => {
+        match ev.action().effect() {
+            Effect::Gone => {
                 let Some(mut dev) = self.devices.get_mut(&path) else {
                     return;
                 };
@@ -257,7 +251,7 @@ impl Registry {
                     changes.push(Change::NvmeRemoved { path, controller });
                 }
             }
-            Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
+            Effect::Present => {
                 self.ensure_device(path, &ev.devpath()[..end], changes);
                 let Some(mut dev) = self.devices.get_mut(&path) else {
                     return;
@@ -273,7 +267,7 @@ impl Registry {
                     changes.push(Change::NvmeAdded { path, controller });
                 }
             }
-            Action::Unbind | Action::Offline => {}
+            Effect::Unbound | Effect::Nothing => {}
         }
     }
 }

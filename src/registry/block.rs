@@ -4,7 +4,7 @@ use super::model::{BlockDevice, DevType, Transport};
 use super::{Change, Owner, Registry, insert_exact};
 use crate::devpath;
 use crate::path::PciPath;
-use crate::uevent::{Action, Key, UeventRef};
+use crate::uevent::{Effect, Key, UeventRef};
 
 impl Registry {
     // ---- block devices below a PCI function ---------------------------------------------
@@ -20,23 +20,18 @@ impl Registry {
         if devpath::is_hidden_nvme_path(name) {
             return; // the per-path disk behind a multipath head: never reported
         }
-        match ev.action() {
-            Action::Remove => self.remove_block(path, name, ev.get_u64(Key::Diskseq), changes),
-            Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
-                if ev.action() == Action::Move
-                    && let Some(old) = ev.get(Key::DevpathOld)
-                {
-                    let old_name = devpath::last_component(old);
-                    if old_name != name {
-                        self.remove_block(path, old_name, None, changes);
-                    }
+        match ev.action().effect() {
+            Effect::Gone => self.remove_block(path, name, ev.get_u64(Key::Diskseq), changes),
+            Effect::Present => {
+                if let Some(old_name) = ev.old_sysname().filter(|o| *o != name) {
+                    self.remove_block(path, old_name, None, changes);
                 }
                 let transport = transport(&ev.devpath()[end..]);
                 let block = block_device(ev, name, transport);
                 self.ensure_device(path, &ev.devpath()[..end], changes);
                 self.insert_block(Owner::Pci(path), block, changes);
             }
-            Action::Unbind | Action::Offline => {}
+            Effect::Unbound | Effect::Nothing => {}
         }
     }
 
@@ -182,16 +177,16 @@ impl Registry {
             return;
         };
         let name = block_name(ev);
-        match ev.action() {
-            Action::Remove => self.remove_head(name, ev.get_u64(Key::Diskseq), changes),
-            Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
+        match ev.action().effect() {
+            Effect::Gone => self.remove_head(name, ev.get_u64(Key::Diskseq), changes),
+            Effect::Present => {
                 let transport = Transport::NvmeMultipath {
                     subsystem: subsystem.into(),
                 };
                 let block = block_device(ev, name, transport);
                 self.insert_block(Owner::NvmeSubsystem, block, changes);
             }
-            Action::Unbind | Action::Offline => {}
+            Effect::Unbound | Effect::Nothing => {}
         }
     }
 
@@ -391,6 +386,7 @@ fn transport(rest: &str) -> Transport {
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use crate::uevent::Action;
 
     #[test]
     fn a_reused_name_with_a_new_diskseq_replaces_the_disk() {
