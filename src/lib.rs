@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod devpath;
 mod error;
 mod monitor;
 pub mod netlink;

@@ -51,6 +51,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::devpath;
 use crate::error::{Error, Result};
 use crate::path::PciPath;
 use crate::registry::{Change, Registry};
@@ -59,9 +60,6 @@ use crate::uevent::{Action, Uevent, is_safe_device_name};
 /// The largest attribute file read. Sysfs attributes are at most a page; a bigger file is not
 /// a sysfs attribute, and reading it whole is not worth the memory.
 const MAX_ATTR: u64 = 64 * 1024;
-
-/// Where NVMe multipath heads live; the only block devices kept that are not below PCI.
-const NVME_HEADS: &str = "/devices/virtual/nvme-subsystem/";
 
 /// A sysfs tree to read from: `/sys`, or another mount of it in a container or a test.
 ///
@@ -347,7 +345,7 @@ fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
 fn is_kept(link: &Path, devpath: &str, kind: Kind) -> bool {
     match PciPath::from_devpath(devpath) {
         Ok(Some((_, end))) => kind != Kind::Function || end == devpath.len(),
-        Ok(None) => kind == Kind::Block && devpath.starts_with(NVME_HEADS),
+        Ok(None) => kind == Kind::Block && devpath::is_nvme_subsystem_path(devpath),
         Err(e) => {
             tracing::debug!("{}: not placeable, skipped: {e}", link.display());
             false
@@ -427,12 +425,6 @@ fn parse_uevent_file(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// `nvme<N>`: a controller, as named in a subsystem directory (heads are `nvme<N>n<M>`).
-fn is_controller_name(name: &str) -> bool {
-    name.strip_prefix("nvme")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// The links to controllers below a PCI function in one subsystem directory (given as the
 /// `class/nvme-subsystem/<name>` entry). A subsystem that went away has none.
 fn subsystem_links(root: &Path, class_entry: &Path) -> Result<Vec<NvmeLink>> {
@@ -451,7 +443,10 @@ fn subsystem_links(root: &Path, class_entry: &Path) -> Result<Vec<NvmeLink>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
         let name = entry.file_name();
-        let Some(controller) = name.to_str().filter(|n| is_controller_name(n)) else {
+        let Some(controller) = name
+            .to_str()
+            .filter(|n| devpath::is_nvme_controller_name(n))
+        else {
             continue;
         };
         // The controller is a link; a directory of that name would be something else.
@@ -789,10 +784,6 @@ mod tests {
         let keys: BTreeSet<&str> = env.keys().map(String::as_str).collect();
         assert_eq!(keys, BTreeSet::from(["MAJOR", "DEVNAME", "EMPTY"]));
         assert_eq!(env["EMPTY"], "");
-        assert!(is_controller_name("nvme12"));
-        assert!(!is_controller_name("nvme"));
-        assert!(!is_controller_name("nvme0n1"));
-        assert!(!is_controller_name("nvme-subsys0"));
     }
 
     #[test]

@@ -37,6 +37,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::devpath::{self, find_byte};
+
 /// The largest datagram accepted.
 ///
 /// The kernel builds a uevent in a 2048-byte environment buffer (`UEVENT_BUFFER_SIZE`) plus
@@ -91,6 +93,36 @@ impl Action {
             Action::Offline => "offline",
             Action::Bind => "bind",
             Action::Unbind => "unbind",
+        }
+    }
+}
+
+/// What an action means to a registry of present devices. [`Action::effect`] is the one
+/// place the kernel's actions are classified; the registry matches on this, never on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// The object is there, with the facts the event carries (`add`, `change`, `move`,
+    /// `online`, `bind`): no event depends on another having come first.
+    Present,
+    /// The object is gone (`remove`), with everything below it.
+    Gone,
+    /// A device's driver let go of it (`unbind`): what the driver made is gone, the device
+    /// stays. To a child it means nothing.
+    Unbound,
+    /// Nothing the registry keeps changed (`offline`).
+    Nothing,
+}
+
+impl Action {
+    /// What this action means to the registry.
+    pub(crate) fn effect(self) -> Effect {
+        match self {
+            Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
+                Effect::Present
+            }
+            Action::Remove => Effect::Gone,
+            Action::Unbind => Effect::Unbound,
+            Action::Offline => Effect::Nothing,
         }
     }
 }
@@ -321,7 +353,7 @@ fn validate<'a>(datagram: &'a [u8], event: &mut UeventRef<'a>) -> Result<Checked
     let Some(action) = header.action else {
         return Ok(Checked::Ignored(Ignored::UnknownAction));
     };
-    if !devpath_may_concern_registry(header.devpath) {
+    if !devpath::may_concern_registry(header.devpath) {
         return Ok(Checked::Ignored(Ignored::Unrelated));
     }
     event.action = action;
@@ -342,30 +374,6 @@ fn kobject_parse(
 ) -> Result<kobject_uevent::UEvent, UeventError> {
     kobject_uevent::UEvent::from_netlink_packet(datagram)
         .map_err(|e| UeventError::BadField(format!("{}: {e}", String::from_utf8_lossy(header.raw))))
-}
-
-/// The cheap test on the header: can an event with this devpath concern the registry?
-///
-/// PCI functions and everything below them have a `pciDDDD:BB` root complex component
-/// (`/devices/pci0000:00/...`, or `/devices/platform/*.pcie/pci0000:00/...` on arm64); NVMe
-/// multipath namespace heads live under `/devices/virtual/nvme-subsystem/`.
-fn devpath_may_concern_registry(devpath: &[u8]) -> bool {
-    if devpath.starts_with(b"/devices/virtual/") {
-        return devpath.starts_with(b"/devices/virtual/nvme-subsystem/");
-    }
-    // A `/pci` anywhere; from slash to slash (building a substring searcher for every
-    // datagram costs more than the search).
-    if !devpath.starts_with(b"/devices/") {
-        return false;
-    }
-    let mut slash = 0;
-    while slash < devpath.len() {
-        if devpath[slash + 1..].starts_with(b"pci") {
-            return true;
-        }
-        slash = find_byte(devpath, slash + 1, b'/');
-    }
-    false
 }
 
 /// The `ACTION@DEVPATH` header, read without allocating.
@@ -491,7 +499,7 @@ fn read_fields<'a>(
     if devpath.as_bytes() != header.devpath {
         return Err(mismatch("DEVPATH", devpath));
     }
-    if !is_canonical_devpath(devpath.as_bytes()) {
+    if !devpath::is_canonical(devpath.as_bytes()) {
         return Err(UeventError::BadDevpath(devpath.to_owned()));
     }
     let subsystem = subsystem.ok_or_else(|| missing("SUBSYSTEM"))?;
@@ -506,25 +514,6 @@ fn read_fields<'a>(
     event.devpath = devpath;
     event.subsystem = subsystem;
     Ok(kobject_rejects)
-}
-
-fn is_canonical_devpath(p: &[u8]) -> bool {
-    if p.len() < 2 || p[0] != b'/' {
-        return false;
-    }
-    // The components between slashes: none empty (no `//`, no trailing `/`), none `.` or `..`.
-    let mut slash = 0;
-    loop {
-        let next = find_byte(p, slash + 1, b'/');
-        let c = &p[slash + 1..next];
-        if c.is_empty() || c == b"." || c == b".." {
-            return false;
-        }
-        if next == p.len() {
-            return true;
-        }
-        slash = next;
-    }
 }
 
 /// True if `name` can safely be put after `/dev/` or used as an interface name: not empty,
@@ -549,7 +538,7 @@ impl Uevent {
         env: HashMap<String, String>,
     ) -> Result<Uevent, UeventError> {
         let devpath = devpath.into();
-        if !is_canonical_devpath(devpath.as_bytes()) {
+        if !devpath::is_canonical(devpath.as_bytes()) {
             return Err(UeventError::BadDevpath(devpath));
         }
         let u = Uevent {
@@ -599,12 +588,8 @@ impl Uevent {
     }
     /// The last component of the devpath (`vda`, `0000:01:00.0`, `eth0`).
     pub fn sysname(&self) -> &str {
-        sysname(&self.devpath)
+        devpath::last_component(&self.devpath)
     }
-}
-
-fn sysname(devpath: &str) -> &str {
-    devpath.rsplit('/').next().unwrap_or(devpath)
 }
 
 /// The keys the registry reads besides `ACTION`, `DEVPATH` and `SUBSYSTEM`.
@@ -663,32 +648,6 @@ impl Key {
             Key::DevpathOld => "DEVPATH_OLD",
         }
     }
-}
-
-/// The index of the first `needle` in `b` at or after `from`, or `b.len()` if there is none.
-///
-/// Eight bytes at a time with the classic zero-byte test. Fields and devpath components are
-/// 5 to 100 bytes long, where `memchr`'s vectorised search (or `str::split`'s) spends more on
-/// setting up than on searching: this halved the cost of reading a datagram.
-pub(crate) fn find_byte(b: &[u8], from: usize, needle: u8) -> usize {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let spread = LO * u64::from(needle);
-    let mut i = from;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-        ]) ^ spread;
-        // Exact for the lowest matching byte, which is the one wanted.
-        let hit = w.wrapping_sub(LO) & !w & HI;
-        if hit != 0 {
-            return i + (hit.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    b.get(i..)
-        .and_then(|rest| rest.iter().position(|&c| c == needle))
-        .map_or(b.len(), |p| i + p)
 }
 
 /// What a field's key is to [`read_fields`].
@@ -799,7 +758,7 @@ impl<'a> UeventRef<'a> {
             }
         }
         if let Some(old) = self.get(Key::DevpathOld)
-            && !is_canonical_devpath(old.as_bytes())
+            && !devpath::is_canonical(old.as_bytes())
         {
             return Err(bad(Key::DevpathOld, old));
         }
@@ -823,7 +782,14 @@ impl<'a> UeventRef<'a> {
         self.get(key).and_then(|v| v.parse().ok())
     }
     pub(crate) fn sysname(&self) -> &'a str {
-        sysname(self.devpath)
+        devpath::last_component(self.devpath)
+    }
+    /// For a `move` (a rename) with a `DEVPATH_OLD`, the object's name before it.
+    pub(crate) fn old_sysname(&self) -> Option<&'a str> {
+        (self.action == Action::Move)
+            .then(|| self.get(Key::DevpathOld))
+            .flatten()
+            .map(devpath::last_component)
     }
 }
 
@@ -1114,21 +1080,6 @@ mod tests {
                 matches!(Field::of(other.as_bytes()), Field::Other),
                 "{other}"
             );
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn find_byte_finds_what_a_plain_search_finds(
-            bytes in proptest::collection::vec(proptest::sample::select(vec![0u8, b'/', b'a', 0x80, 0xff, 0x2f ^ 0x80]), 0..70),
-            from in 0usize..72,
-            needle in proptest::sample::select(vec![0u8, b'/', 0x80]),
-        ) {
-            let want = bytes
-                .get(from..)
-                .and_then(|rest| rest.iter().position(|&b| b == needle))
-                .map_or(bytes.len(), |p| from + p);
-            proptest::prop_assert_eq!(find_byte(&bytes, from, needle), want);
         }
     }
 }

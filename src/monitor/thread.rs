@@ -316,6 +316,7 @@ fn send_to_subscribers(shared: &Shared, changes: Vec<Change>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devpath;
 
     #[test]
     fn nvme_heads_that_appear_untied_are_resolved_per_subsystem() {
@@ -330,7 +331,7 @@ mod tests {
             transport: Transport::NvmeMultipath {
                 subsystem: "nvme-subsys0".into(),
             },
-            devpath: "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1".into(),
+            devpath: format!("{}nvme-subsys0/nvme0n1", devpath::NVME_SUBSYSTEMS).into(),
         };
         let changes = vec![
             Change::BlockAdded {
