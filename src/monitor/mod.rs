@@ -227,8 +227,9 @@ impl Monitor {
     }
 
     /// Stops the listener thread, closes the socket and wakes every pending waiter with
-    /// [`Error::ListenerStopped`](crate::Error::ListenerStopped); later waits fail the same way at once, since the registry
-    /// is no longer kept. Idempotent; also done when the last handle is dropped.
+    /// [`Error::ListenerStopped`](crate::Error::ListenerStopped); later waits fail the same
+    /// way at once, since the registry is no longer kept. Idempotent; also done when the last
+    /// handle is dropped.
     pub fn shutdown(&self) {
         self.inner.shutdown();
     }
