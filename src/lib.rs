@@ -35,6 +35,14 @@
 //! NVMe namespace heads with native multipath live under `/devices/virtual/nvme-subsystem/`
 //! and uevents do not say which controller they belong to; the registry keeps them per
 //! subsystem until [`Registry::link_nvme_controller`] ties them to a path with what sysfs says.
+//!
+//! # Features
+//!
+//! - `test-support` (off): the `testing` module (a uevent injector for private network
+//!   namespaces, fake sysfs trees) and `MonitorBuilder::fault_hook`, for pciplug's own tests
+//!   and benches. A user's build never needs it.
+//! - `model-check` (off): runs the waiter protocol's unit tests on loom's models
+//!   (`cargo test --lib --features model-check model`); changes nothing outside the tests.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

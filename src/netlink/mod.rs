@@ -10,8 +10,10 @@
 //! Only the kernel sends from netlink port id 0. A process with `CAP_NET_ADMIN` over the
 //! network namespace can also send to group 1, and the kernel stamps such a datagram with the
 //! sender's own (non-zero) port id, so [`Envelope::sender_port`] is enough to tell a forgery
-//! apart; **the caller drops every datagram whose [`Envelope::is_from_kernel`] is false**.
-//! `SO_PASSCRED` credentials are not needed for that: the port id is set by the kernel, not
+//! apart. The socket reports the sender and does not judge it: the check is the registry's
+//! intake ([`Registry::apply_datagram`](crate::Registry::apply_datagram) is given the sender
+//! and believes port 0 only), and a caller that parses datagrams itself must drop every one
+//! whose [`Envelope::is_from_kernel`] is false. `SO_PASSCRED` credentials are not needed for that: the port id is set by the kernel, not
 //! the sender (udevd needs credentials only for group 2, where every sender is userspace).
 //!
 //! # Losing events

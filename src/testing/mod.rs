@@ -5,7 +5,8 @@
 //!   datagrams (sender port 0, kernel `SEQNUM`) on the wire without touching a device. It
 //!   needs `CAP_SYS_ADMIN` over the network namespace and must only be used in a private one.
 //! - [`fake_sysfs`] lays out a sysfs tree in a temporary directory.
-//! - `MonitorBuilder::fault_hook` (this feature only) makes the listener fail on a datagram.
+//! - [`MonitorBuilder::fault_hook`](crate::MonitorBuilder::fault_hook) (this feature only)
+//!   makes the listener fail on a datagram.
 
 pub mod fake_sysfs;
 mod injector;
