@@ -1,118 +1,150 @@
 //! [`diff`]: the changes that take one registry to another, what a resync reports.
 
-use super::model::{BlockDevice, PciDevice};
+use std::collections::BTreeSet;
+
+use super::model::{BlockDevice, NetInterface, NvmeController, PciDevice};
 use super::{Change, Registry};
 use crate::path::PciPath;
 
 /// The changes that take `old` to `new`, device by device, in path order: removals of what
-/// is gone (children first), then additions of what is new.
+/// is gone (children first), then additions of what is new; then the NVMe heads tied to no
+/// path.
 pub(super) fn diff(old: &Registry, new: &Registry) -> Vec<Change> {
     let mut changes = Vec::new();
-    let paths: std::collections::BTreeSet<PciPath> =
-        old.devices().chain(new.devices()).map(|d| d.path).collect();
+    let paths: BTreeSet<PciPath> = old.devices().chain(new.devices()).map(|d| d.path).collect();
     for path in paths {
-        let (o, n) = (old.get(&path), new.get(&path));
-        let same_fn = matches!((o, n), (Some(a), Some(b)) if a.devpath == b.devpath);
-        let blocks = |r: &Registry, present: bool| -> Vec<BlockDevice> {
-            if present {
-                r.block_devices(&path).into_iter().cloned().collect()
-            } else {
-                Vec::new()
-            }
-        };
-        let (ob, nb) = (
-            blocks(old, o.is_some()),
-            blocks(new, n.is_some() && (same_fn || o.is_none())),
-        );
-        let key = |b: &BlockDevice| (b.name.clone(), b.diskseq);
-        for b in ob
-            .iter()
-            .rev()
-            .filter(|b| !same_fn || !nb.iter().any(|x| key(x) == key(b)))
-        {
-            changes.push(Change::BlockRemoved {
-                path: Some(path),
-                block: b.clone(),
-            });
-        }
-        let nets = |d: Option<&PciDevice>| d.map(|d| d.net.clone()).unwrap_or_default();
-        let (on, nn) = (nets(o), nets(n));
-        for net in on.iter().filter(|x| !same_fn || !nn.contains(x)) {
-            changes.push(Change::NetRemoved {
-                path,
-                net: net.clone(),
-            });
-        }
-        let ctrls = |d: Option<&PciDevice>| d.map(|d| d.nvme.clone()).unwrap_or_default();
-        let (oc, nc) = (ctrls(o), ctrls(n));
-        for c in oc
-            .iter()
-            .filter(|x| !same_fn || !nc.iter().any(|y| y.name == x.name))
-        {
-            changes.push(Change::NvmeRemoved {
-                path,
-                controller: c.clone(),
-            });
-        }
-        if let Some(d) = o.filter(|_| !same_fn) {
-            changes.push(Change::DeviceRemoved { path, bdf: d.bdf });
-        }
-        let Some(d) = n else { continue };
-        if !same_fn {
-            changes.push(Change::DeviceAdded { path, bdf: d.bdf });
-        }
-        let old_driver = o.filter(|_| same_fn).and_then(|d| d.driver.clone());
-        match (&old_driver, &d.driver) {
-            (Some(_), None) => changes.push(Change::DriverUnbound { path }),
-            (_, Some(drv)) if old_driver.as_ref() != Some(drv) => {
-                changes.push(Change::DriverBound {
-                    path,
-                    driver: drv.clone(),
-                })
-            }
-            _ => {}
-        }
-        let nb = blocks(new, true);
-        let ob = if same_fn { ob } else { Vec::new() };
-        for c in nc
-            .iter()
-            .filter(|x| !same_fn || !oc.iter().any(|y| y.name == x.name))
-        {
-            changes.push(Change::NvmeAdded {
-                path,
-                controller: c.clone(),
-            });
-        }
-        for net in nn.iter().filter(|x| !same_fn || !on.contains(x)) {
-            changes.push(Change::NetAdded {
-                path,
-                net: net.clone(),
-            });
-        }
-        for b in nb.iter().filter(|b| !ob.iter().any(|x| key(x) == key(b))) {
-            changes.push(Change::BlockAdded {
-                path: Some(path),
-                block: b.clone(),
-            });
-        }
+        diff_device(old, new, path, &mut changes);
     }
     let heads = |r: &Registry| -> Vec<BlockDevice> {
         r.unresolved_nvme_heads().map(|(_, h)| h.clone()).collect()
     };
     let (oh, nh) = (heads(old), heads(new));
-    for h in oh.iter().filter(|h| !nh.contains(h)) {
+    for h in missing(&oh, &nh, PartialEq::eq) {
         changes.push(Change::BlockRemoved {
             path: None,
             block: h.clone(),
         });
     }
-    for h in nh.iter().filter(|h| !oh.contains(h)) {
+    for h in missing(&nh, &oh, PartialEq::eq) {
         changes.push(Change::BlockAdded {
             path: None,
             block: h.clone(),
         });
     }
     changes
+}
+
+/// The items of `items` that `others` has no match for, as `same` matches them, in order.
+fn missing<'a, T>(
+    items: &'a [T],
+    others: &'a [T],
+    same: fn(&T, &T) -> bool,
+) -> impl DoubleEndedIterator<Item = &'a T> {
+    items
+        .iter()
+        .filter(move |x| !others.iter().any(|y| same(x, y)))
+}
+
+/// What hangs below one function, as a registry reports it.
+#[derive(Default)]
+struct Children {
+    block: Vec<BlockDevice>,
+    net: Vec<NetInterface>,
+    nvme: Vec<NvmeController>,
+}
+
+impl Children {
+    fn of(r: &Registry, device: Option<&PciDevice>) -> Children {
+        let Some(d) = device else {
+            return Children::default();
+        };
+        Children {
+            block: r.block_devices(&d.path).into_iter().cloned().collect(),
+            net: d.net.clone(),
+            nvme: d.nvme.clone(),
+        }
+    }
+}
+
+/// The same disk: a name reused by a new disk (another DISKSEQ) is another disk.
+fn same_block(a: &BlockDevice, b: &BlockDevice) -> bool {
+    (&a.name, a.diskseq) == (&b.name, b.diskseq)
+}
+
+fn same_controller(a: &NvmeController, b: &NvmeController) -> bool {
+    a.name == b.name
+}
+
+/// The changes at one path: its children that went, the function if it went or was
+/// replaced, the function if it came, its driver, its children that came.
+fn diff_device(old: &Registry, new: &Registry, path: PciPath, changes: &mut Vec<Change>) {
+    let (o, n) = (old.get(&path), new.get(&path));
+    // The same function still there; otherwise (absent, or another function now at the
+    // path) nothing below it is kept and everything is reported again.
+    let same_fn = matches!((o, n), (Some(a), Some(b)) if a.devpath == b.devpath);
+    let (was, is) = (Children::of(old, o), Children::of(new, n));
+    let none = Children::default();
+    let (kept_was, kept_is) = if same_fn { (&was, &is) } else { (&none, &none) };
+
+    // Partitions before their disks, as the kernel reports them.
+    for block in missing(&was.block, &kept_is.block, same_block).rev() {
+        changes.push(Change::BlockRemoved {
+            path: Some(path),
+            block: block.clone(),
+        });
+    }
+    for net in missing(&was.net, &kept_is.net, PartialEq::eq) {
+        changes.push(Change::NetRemoved {
+            path,
+            net: net.clone(),
+        });
+    }
+    for controller in missing(&was.nvme, &kept_is.nvme, same_controller) {
+        changes.push(Change::NvmeRemoved {
+            path,
+            controller: controller.clone(),
+        });
+    }
+    if let Some(d) = o.filter(|_| !same_fn) {
+        changes.push(Change::DeviceRemoved { path, bdf: d.bdf });
+    }
+
+    let Some(d) = n else { return };
+    if !same_fn {
+        changes.push(Change::DeviceAdded { path, bdf: d.bdf });
+    }
+    diff_driver(o.filter(|_| same_fn), d, changes);
+    for controller in missing(&is.nvme, &kept_was.nvme, same_controller) {
+        changes.push(Change::NvmeAdded {
+            path,
+            controller: controller.clone(),
+        });
+    }
+    for net in missing(&is.net, &kept_was.net, PartialEq::eq) {
+        changes.push(Change::NetAdded {
+            path,
+            net: net.clone(),
+        });
+    }
+    for block in missing(&is.block, &kept_was.block, same_block) {
+        changes.push(Change::BlockAdded {
+            path: Some(path),
+            block: block.clone(),
+        });
+    }
+}
+
+/// A driver bound or unbound between `old` (the same function, if it was there) and `new`.
+fn diff_driver(old: Option<&PciDevice>, new: &PciDevice, changes: &mut Vec<Change>) {
+    let path = new.path;
+    match (old.and_then(|d| d.driver.as_ref()), &new.driver) {
+        (Some(_), None) => changes.push(Change::DriverUnbound { path }),
+        (was, Some(driver)) if was != Some(driver) => changes.push(Change::DriverBound {
+            path,
+            driver: driver.clone(),
+        }),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
