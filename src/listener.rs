@@ -439,15 +439,7 @@ fn handle_datagram(shared: &Shared, sysfs: &Sysfs, sender: u32, bytes: &[u8]) {
                 resolve_nvme_heads(shared, sysfs, &heads);
             }
         }
-        Outcome::Ignored(_) => {}
-        Outcome::Spoofed { sender } => {
-            tracing::warn!(
-                sender,
-                "uevent from a process, not the kernel: not believed"
-            )
-        }
-        Outcome::Malformed(e) => tracing::warn!("malformed uevent skipped: {e}"),
-        Outcome::Unplaceable(e) => tracing::warn!("uevent skipped: {e}"),
+        skipped => skipped.log(&""),
     }
 }
 

@@ -32,7 +32,8 @@
 //! by udevd to multicast group 2, never by the kernel), has an `ACTION@DEVPATH` header that
 //! agrees with its `ACTION=` and `DEVPATH=` fields, and names a devpath without `.`/`..`
 //! components. Actions the kernel may add in future are ignored (and counted by the caller),
-//! not errors. Checking the *sender* (port id 0 is the kernel) is the socket's job.
+//! not errors. Checking the *sender* (port id 0 is the kernel) is the crate's `is_from_kernel` rule,
+//! applied by [`Registry::apply_datagram`] to every datagram it is fed.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -232,23 +233,74 @@ pub enum UeventError {
     },
 }
 
-impl UeventError {
-    /// A short stable name for the kind of defect, for counters and logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            UeventError::Empty => "empty",
-            UeventError::TooLarge { .. } => "too-large",
-            UeventError::Libudev { .. } => "libudev",
-            UeventError::NoNulEnd { .. } => "no-nul-end",
-            UeventError::BadHeader(_) => "bad-header",
-            UeventError::NotUtf8 { .. } => "not-utf8",
-            UeventError::BadField(_) => "bad-field",
-            UeventError::Missing { .. } => "missing-key",
-            UeventError::HeaderMismatch { .. } => "header-mismatch",
-            UeventError::BadDevpath(_) => "bad-devpath",
-            UeventError::BadValue { .. } => "bad-value",
+/// The one table of malformed-datagram kinds, one row per [`UeventError`] variant:
+/// `(variant, counter field, name, description)`. [`UeventError::kind`] and the registry's
+/// `MalformedKinds` counters (which `watch --stats` lists) are generated from it, so a new
+/// kind of defect is added here once, and a variant missing here does not compile.
+///
+/// Called with the name of a macro that takes the rows.
+macro_rules! malformed_kinds_table {
+    ($then:ident) => {
+        $then! {
+            (Empty, empty, "empty", "Zero bytes."),
+            (TooLarge, too_large, "too-large", "Larger than the kernel can send."),
+            (Libudev, libudev, "libudev", "udevd's libudev format, not the kernel's."),
+            (NoNulEnd, no_nul_end, "no-nul-end", "Not ending in NUL."),
+            (BadHeader, bad_header, "bad-header", "No `ACTION@DEVPATH` header."),
+            (NotUtf8, not_utf8, "not-utf8", "Not UTF-8."),
+            (BadField, bad_field, "bad-field", "A field without `=`."),
+            (Missing, missing_key, "missing-key", "A required key missing."),
+            (
+                HeaderMismatch,
+                header_mismatch,
+                "header-mismatch",
+                "`ACTION=` or `DEVPATH=` contradicting the header."
+            ),
+            (
+                BadDevpath,
+                bad_devpath,
+                "bad-devpath",
+                "A devpath with `.`, `..` or empty components."
+            ),
+            (
+                BadValue,
+                bad_value,
+                "bad-value",
+                "A value that is not a number or a safe device name."
+            ),
         }
-    }
+    };
+}
+pub(crate) use malformed_kinds_table;
+
+/// [`UeventError::kind`], from [`malformed_kinds_table`].
+macro_rules! kind_names {
+    ($(($variant:ident, $field:ident, $name:literal, $doc:literal)),* $(,)?) => {
+        impl UeventError {
+            /// A short stable name for the kind of defect, for counters and logs.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(UeventError::$variant { .. } => $name,)*
+                }
+            }
+        }
+    };
+}
+malformed_kinds_table!(kind_names);
+
+/// The netlink port id the kernel sends from; any other sender is a process.
+pub(crate) const KERNEL_PORT_ID: u32 = 0;
+
+/// The sender check, the one rule: a datagram is believed only if it came from netlink port
+/// id 0, the kernel. A process with `CAP_NET_ADMIN` in the namespace can multicast to the
+/// uevent group, but the kernel stamps its datagrams with the sender's own non-zero port id.
+///
+/// The socket reports the port id and does not filter; [`Registry::apply_datagram`] applies
+/// this rule to everything it is fed, live or replayed.
+///
+/// [`Registry::apply_datagram`]: crate::Registry::apply_datagram
+pub(crate) fn is_from_kernel(sender_port: u32) -> bool {
+    sender_port == KERNEL_PORT_ID
 }
 
 /// A parsed uevent that concerns the registry.
