@@ -159,15 +159,38 @@ fn read_fields<'a>(
             });
         }
     };
-    let header_str = || String::from_utf8_lossy(header.raw).into_owned();
-    let (mut action, mut devpath, mut subsystem, mut seqnum) = (None, None, None, None);
-    let mut kobject_rejects = false;
     // Between the header's NUL and the final NUL; empty for a header-only datagram. Both
     // ends are next to an ASCII NUL, hence on character boundaries.
     let body = text
         .get(header.raw.len() + 1..text.len() - 1)
         .unwrap_or_default();
-    // One pass from NUL to NUL; every cut is next to an ASCII byte, so on a boundary.
+    let required = scan_fields(body, header, event)?;
+    let (devpath, subsystem) = required.check(header)?;
+    event.devpath = devpath;
+    event.subsystem = subsystem;
+    Ok(required.kobject_rejects)
+}
+
+/// The fields every kernel uevent carries, as [`scan_fields`] found them (the last of each).
+#[derive(Default)]
+struct Required<'a> {
+    action: Option<&'a str>,
+    devpath: Option<&'a str>,
+    subsystem: Option<&'a str>,
+    seqnum: Option<&'a str>,
+    /// See [`read_fields`].
+    kobject_rejects: bool,
+}
+
+/// One pass over the `KEY=VALUE` fields of `body`, from NUL to NUL: the registry's keys go
+/// into `event`, the required ones are returned.
+fn scan_fields<'a>(
+    body: &'a str,
+    header: &Header<'a>,
+    event: &mut UeventRef<'a>,
+) -> Result<Required<'a>, UeventError> {
+    let mut found = Required::default();
+    // Every cut is next to an ASCII byte, so on a character boundary.
     let mut start = 0;
     while start <= body.len() {
         let end = find_byte(body.as_bytes(), start, 0);
@@ -183,55 +206,63 @@ fn read_fields<'a>(
         let (key, value) = (&field[..eq], &field[eq + 1..]);
         match Field::of(key.as_bytes()) {
             Field::Action => {
-                kobject_rejects |= value.as_bytes() != header.action_raw
+                found.kobject_rejects |= value.as_bytes() != header.action_raw
                     && Action::from_bytes(value.as_bytes()).is_none();
-                action = Some(value);
+                found.action = Some(value);
             }
-            Field::Devpath => devpath = Some(value),
-            Field::Subsystem => subsystem = Some(value),
+            Field::Devpath => found.devpath = Some(value),
+            Field::Subsystem => found.subsystem = Some(value),
             Field::Seqnum => {
                 // Up to 19 digits always fit a u64; anything else is left to `parse`.
                 let fits =
                     (1..=19).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit());
-                kobject_rejects |= !fits && value.parse::<u64>().is_err();
-                seqnum = Some(value);
+                found.kobject_rejects |= !fits && value.parse::<u64>().is_err();
+                found.seqnum = Some(value);
             }
             Field::Known(k) => event.values[k as usize] = Some(value),
             Field::Other => {}
         }
     }
-    let missing = |key| UeventError::Missing {
-        header: header_str(),
-        key,
-    };
-    let mismatch = |key, value: &str| UeventError::HeaderMismatch {
-        header: header_str(),
-        key,
-        value: value.to_owned(),
-    };
-    let action = action.ok_or_else(|| missing("ACTION"))?;
-    if action.as_bytes() != header.action_raw {
-        return Err(mismatch("ACTION", action));
-    }
-    let devpath = devpath.ok_or_else(|| missing("DEVPATH"))?;
-    if devpath.as_bytes() != header.devpath {
-        return Err(mismatch("DEVPATH", devpath));
-    }
-    if !devpath::is_canonical(devpath.as_bytes()) {
-        return Err(UeventError::BadDevpath(devpath.to_owned()));
-    }
-    let subsystem = subsystem.ok_or_else(|| missing("SUBSYSTEM"))?;
-    let seqnum = seqnum.ok_or_else(|| missing("SEQNUM"))?;
-    if seqnum.is_empty() || !seqnum.bytes().all(|b| b.is_ascii_digit()) || seqnum.len() > 20 {
-        return Err(UeventError::BadValue {
+    Ok(found)
+}
+
+impl<'a> Required<'a> {
+    /// Checks the required fields, in the order that decides which error a datagram gets:
+    /// each present, `ACTION=` and `DEVPATH=` agreeing with the header, the devpath
+    /// canonical, `SEQNUM=` a number. Returns the devpath and the subsystem.
+    fn check(&self, header: &Header<'a>) -> Result<(&'a str, &'a str), UeventError> {
+        let header_str = || String::from_utf8_lossy(header.raw).into_owned();
+        let missing = |key| UeventError::Missing {
             header: header_str(),
-            key: "SEQNUM",
-            value: seqnum.to_owned(),
-        });
+            key,
+        };
+        let mismatch = |key, value: &str| UeventError::HeaderMismatch {
+            header: header_str(),
+            key,
+            value: value.to_owned(),
+        };
+        let action = self.action.ok_or_else(|| missing("ACTION"))?;
+        if action.as_bytes() != header.action_raw {
+            return Err(mismatch("ACTION", action));
+        }
+        let devpath = self.devpath.ok_or_else(|| missing("DEVPATH"))?;
+        if devpath.as_bytes() != header.devpath {
+            return Err(mismatch("DEVPATH", devpath));
+        }
+        if !devpath::is_canonical(devpath.as_bytes()) {
+            return Err(UeventError::BadDevpath(devpath.to_owned()));
+        }
+        let subsystem = self.subsystem.ok_or_else(|| missing("SUBSYSTEM"))?;
+        let seqnum = self.seqnum.ok_or_else(|| missing("SEQNUM"))?;
+        if seqnum.is_empty() || !seqnum.bytes().all(|b| b.is_ascii_digit()) || seqnum.len() > 20 {
+            return Err(UeventError::BadValue {
+                header: header_str(),
+                key: "SEQNUM",
+                value: seqnum.to_owned(),
+            });
+        }
+        Ok((devpath, subsystem))
     }
-    event.devpath = devpath;
-    event.subsystem = subsystem;
-    Ok(kobject_rejects)
 }
 
 /// The keys the registry reads besides `ACTION`, `DEVPATH` and `SUBSYSTEM`.
