@@ -19,30 +19,98 @@ pub(super) fn diff(old: &Registry, new: &Registry) -> Vec<Change> {
         r.unresolved_nvme_heads().map(|(_, h)| h.clone()).collect()
     };
     let (oh, nh) = (heads(old), heads(new));
-    for h in missing(&oh, &nh, PartialEq::eq) {
-        changes.push(Change::BlockRemoved {
-            path: None,
-            block: h.clone(),
-        });
-    }
-    for h in missing(&nh, &oh, PartialEq::eq) {
-        changes.push(Change::BlockAdded {
-            path: None,
-            block: h.clone(),
-        });
-    }
+    // Compared whole: a head whose facts changed is reported gone and back.
+    let gone = oh.iter().filter(|h| !nh.contains(h)).cloned();
+    let came = nh.iter().filter(|h| !oh.contains(h)).cloned();
+    changes.extend(gone.map(|block| Change::BlockRemoved { path: None, block }));
+    changes.extend(came.map(|block| Change::BlockAdded { path: None, block }));
     changes
 }
 
-/// The items of `items` that `others` has no match for, as `same` matches them, in order.
-fn missing<'a, T>(
+/// A kind of thing below a function, as the diff compares and reports it.
+trait Child: Clone {
+    /// Removals are reported last first (partitions before their disks, as the kernel
+    /// reports them).
+    const REMOVED_LAST_FIRST: bool = false;
+    /// The same child in both registries.
+    fn same(&self, other: &Self) -> bool;
+    fn removed(self, path: PciPath) -> Change;
+    fn added(self, path: PciPath) -> Change;
+}
+
+impl Child for BlockDevice {
+    const REMOVED_LAST_FIRST: bool = true;
+    /// A name reused by a new disk (another DISKSEQ) is another disk.
+    fn same(&self, other: &Self) -> bool {
+        (&self.name, self.diskseq) == (&other.name, other.diskseq)
+    }
+    fn removed(self, path: PciPath) -> Change {
+        Change::BlockRemoved {
+            path: Some(path),
+            block: self,
+        }
+    }
+    fn added(self, path: PciPath) -> Change {
+        Change::BlockAdded {
+            path: Some(path),
+            block: self,
+        }
+    }
+}
+
+impl Child for NetInterface {
+    fn same(&self, other: &Self) -> bool {
+        self == other
+    }
+    fn removed(self, path: PciPath) -> Change {
+        Change::NetRemoved { path, net: self }
+    }
+    fn added(self, path: PciPath) -> Change {
+        Change::NetAdded { path, net: self }
+    }
+}
+
+impl Child for NvmeController {
+    fn same(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+    fn removed(self, path: PciPath) -> Change {
+        Change::NvmeRemoved {
+            path,
+            controller: self,
+        }
+    }
+    fn added(self, path: PciPath) -> Change {
+        Change::NvmeAdded {
+            path,
+            controller: self,
+        }
+    }
+}
+
+/// The items of `items` that `others` has no match for, in order.
+fn missing<'a, T: Child>(
     items: &'a [T],
     others: &'a [T],
-    same: fn(&T, &T) -> bool,
 ) -> impl DoubleEndedIterator<Item = &'a T> {
     items
         .iter()
-        .filter(move |x| !others.iter().any(|y| same(x, y)))
+        .filter(move |x| !others.iter().any(|y| x.same(y)))
+}
+
+/// Reports what `was` holds and `is` does not as removed from `path`.
+fn report_removed<T: Child>(was: &[T], is: &[T], path: PciPath, changes: &mut Vec<Change>) {
+    let gone = missing(was, is).cloned().map(|c| c.removed(path));
+    if T::REMOVED_LAST_FIRST {
+        changes.extend(gone.rev());
+    } else {
+        changes.extend(gone);
+    }
+}
+
+/// Reports what `is` holds and `was` did not as added at `path`.
+fn report_added<T: Child>(is: &[T], was: &[T], path: PciPath, changes: &mut Vec<Change>) {
+    changes.extend(missing(is, was).cloned().map(|c| c.added(path)));
 }
 
 /// What hangs below one function, as a registry reports it.
@@ -66,15 +134,6 @@ impl Children {
     }
 }
 
-/// The same disk: a name reused by a new disk (another DISKSEQ) is another disk.
-fn same_block(a: &BlockDevice, b: &BlockDevice) -> bool {
-    (&a.name, a.diskseq) == (&b.name, b.diskseq)
-}
-
-fn same_controller(a: &NvmeController, b: &NvmeController) -> bool {
-    a.name == b.name
-}
-
 /// The changes at one path: its children that went, the function if it went or was
 /// replaced, the function if it came, its driver, its children that came.
 fn diff_device(old: &Registry, new: &Registry, path: PciPath, changes: &mut Vec<Change>) {
@@ -86,25 +145,9 @@ fn diff_device(old: &Registry, new: &Registry, path: PciPath, changes: &mut Vec<
     let none = Children::default();
     let (kept_was, kept_is) = if same_fn { (&was, &is) } else { (&none, &none) };
 
-    // Partitions before their disks, as the kernel reports them.
-    for block in missing(&was.block, &kept_is.block, same_block).rev() {
-        changes.push(Change::BlockRemoved {
-            path: Some(path),
-            block: block.clone(),
-        });
-    }
-    for net in missing(&was.net, &kept_is.net, PartialEq::eq) {
-        changes.push(Change::NetRemoved {
-            path,
-            net: net.clone(),
-        });
-    }
-    for controller in missing(&was.nvme, &kept_is.nvme, same_controller) {
-        changes.push(Change::NvmeRemoved {
-            path,
-            controller: controller.clone(),
-        });
-    }
+    report_removed(&was.block, &kept_is.block, path, changes);
+    report_removed(&was.net, &kept_is.net, path, changes);
+    report_removed(&was.nvme, &kept_is.nvme, path, changes);
     if let Some(d) = o.filter(|_| !same_fn) {
         changes.push(Change::DeviceRemoved { path, bdf: d.bdf });
     }
@@ -114,24 +157,9 @@ fn diff_device(old: &Registry, new: &Registry, path: PciPath, changes: &mut Vec<
         changes.push(Change::DeviceAdded { path, bdf: d.bdf });
     }
     diff_driver(o.filter(|_| same_fn), d, changes);
-    for controller in missing(&is.nvme, &kept_was.nvme, same_controller) {
-        changes.push(Change::NvmeAdded {
-            path,
-            controller: controller.clone(),
-        });
-    }
-    for net in missing(&is.net, &kept_was.net, PartialEq::eq) {
-        changes.push(Change::NetAdded {
-            path,
-            net: net.clone(),
-        });
-    }
-    for block in missing(&is.block, &kept_was.block, same_block) {
-        changes.push(Change::BlockAdded {
-            path: Some(path),
-            block: block.clone(),
-        });
-    }
+    report_added(&is.nvme, &kept_was.nvme, path, changes);
+    report_added(&is.net, &kept_was.net, path, changes);
+    report_added(&is.block, &kept_was.block, path, changes);
 }
 
 /// A driver bound or unbound between `old` (the same function, if it was there) and `new`.
