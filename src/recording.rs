@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::registry::{Outcome, Registry};
+use crate::registry::Registry;
 
 /// One datagram of a recording.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,22 +113,8 @@ impl Recording {
     /// (spoofed senders, malformed datagrams) with `tracing` at warn level.
     pub fn replay_into(&self, registry: &mut Registry) {
         for r in &self.records {
-            match registry.apply_datagram(r.sender, &r.datagram) {
-                Outcome::Applied(_) | Outcome::Ignored(_) => {}
-                Outcome::Spoofed { sender } => tracing::warn!(
-                    "{}:{}: datagram from port {sender}, not the kernel: not believed",
-                    self.file.display(),
-                    r.line
-                ),
-                Outcome::Malformed(e) => tracing::warn!(
-                    "{}:{}: malformed datagram skipped: {e}",
-                    self.file.display(),
-                    r.line
-                ),
-                Outcome::Unplaceable(e) => {
-                    tracing::warn!("{}:{}: event skipped: {e}", self.file.display(), r.line)
-                }
-            }
+            let outcome = registry.apply_datagram(r.sender, &r.datagram);
+            outcome.log(&format_args!("{}:{}: ", self.file.display(), r.line));
         }
     }
 }

@@ -144,15 +144,7 @@ impl Listener {
                     self.resolve_nvme_heads(untied);
                 }
             }
-            Outcome::Ignored(_) => {}
-            Outcome::Spoofed { sender } => {
-                tracing::warn!(
-                    sender,
-                    "uevent from a process, not the kernel: not believed"
-                )
-            }
-            Outcome::Malformed(e) => tracing::warn!("malformed uevent skipped: {e}"),
-            Outcome::Unplaceable(e) => tracing::warn!("uevent skipped: {e}"),
+            skipped => skipped.log(&""),
         }
     }
 

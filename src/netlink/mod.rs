@@ -13,8 +13,9 @@
 //! apart. The socket reports the sender and does not judge it: the check is the registry's
 //! intake ([`Registry::apply_datagram`](crate::Registry::apply_datagram) is given the sender
 //! and believes port 0 only), and a caller that parses datagrams itself must drop every one
-//! whose [`Envelope::is_from_kernel`] is false. `SO_PASSCRED` credentials are not needed for that: the port id is set by the kernel, not
-//! the sender (udevd needs credentials only for group 2, where every sender is userspace).
+//! whose [`Envelope::is_from_kernel`] is false (the same rule). `SO_PASSCRED` credentials
+//! are not needed for that: the port id is set by the kernel, not the sender (udevd needs
+//! credentials only for group 2, where every sender is userspace).
 //!
 //! # Losing events
 //!
@@ -188,7 +189,7 @@ pub struct Envelope {
 impl Envelope {
     /// True if the kernel sent the datagram (sender port 0); anything else is a forgery.
     pub fn is_from_kernel(&self) -> bool {
-        self.sender_port == 0
+        crate::uevent::is_from_kernel(self.sender_port)
     }
 
     /// The part of the datagram that is in `buf` (the buffer passed to the receive).

@@ -7,16 +7,12 @@ use crate::path::{Bdf, DevpathError, PciPath};
 use crate::uevent::{Effect, Key, UeventRef};
 
 impl Registry {
-    /// [`Registry::apply`] of an event borrowed from its datagram.
+    /// Applies one event, borrowed from its datagram or from a [`Uevent`]; the callers (the
+    /// intake) count it.
+    ///
+    /// [`Uevent`]: crate::Uevent
     pub(super) fn apply_ref(&mut self, ev: &UeventRef<'_>) -> Result<Vec<Change>, DevpathError> {
-        let located = match PciPath::from_devpath(ev.devpath()) {
-            Ok(l) => l,
-            Err(e) => {
-                self.stats.unplaceable += 1;
-                return Err(e);
-            }
-        };
-        self.stats.applied += 1;
+        let located = PciPath::from_devpath(ev.devpath())?;
         let mut changes = Vec::new();
         match (ev.subsystem(), located) {
             ("pci", Some((path, end))) if end == ev.devpath().len() => {

@@ -66,36 +66,24 @@ impl Registry {
                 _ => return,
             },
         };
-        let mut removed = Vec::new();
-        match list.binary_search_by(|b| b.name.cmp(&block.name)) {
-            Ok(i) if list[i] == block => return, // a duplicate
-            Ok(i) if same_disk(&list[i], &block) => {
-                // Same disk, new facts (e.g. a `change` after a resize): update quietly.
-                list[i] = block;
-                return;
-            }
-            Ok(i) => {
-                // A new disk under a reused name: the old one and its partitions are gone.
-                let old = list.remove(i);
-                if old.devtype == DevType::Disk {
-                    let name = old.name.clone();
-                    list.retain(|b| {
-                        let stale = b.disk.as_deref() == Some(&*name) && b.diskseq != block.diskseq;
-                        if stale {
-                            removed.push(b.clone());
-                        }
-                        !stale
-                    });
-                }
-                removed.insert(0, old);
-                let at = list.partition_point(|b| b.name < block.name);
-                insert_exact(list, at, block.clone());
-            }
-            Err(at) => insert_exact(list, at, block.clone()),
-        }
+        let Some(replaced) = place_block(list, &block) else {
+            return;
+        };
         drop(device);
+        self.report_block(owner, block, replaced, changes);
+    }
+
+    /// Keeps `names` in step with a block device just placed in `owner`'s list (replacing
+    /// the `replaced` ones) and reports the changes under every path it counts for.
+    fn report_block(
+        &mut self,
+        owner: Owner,
+        block: BlockDevice,
+        replaced: Vec<BlockDevice>,
+        changes: &mut Vec<Change>,
+    ) {
         let paths = self.paths_of(owner, &block);
-        for old in removed.into_iter().rev() {
+        for old in replaced.into_iter().rev() {
             if old.name != block.name {
                 self.names.remove(&old.name);
             }
@@ -295,6 +283,40 @@ impl Registry {
         }
         changes
     }
+}
+
+/// Puts `block` into a holder's list, sorted by name. Returns `None` if that reports nothing
+/// (a duplicate, or the same disk with new facts, updated in place), else what it replaced,
+/// the old disk first: a new disk under a reused name replaces the old one and its
+/// partitions.
+fn place_block(list: &mut Vec<BlockDevice>, block: &BlockDevice) -> Option<Vec<BlockDevice>> {
+    let mut replaced = Vec::new();
+    match list.binary_search_by(|b| b.name.cmp(&block.name)) {
+        Ok(i) if list[i] == *block => return None, // a duplicate
+        Ok(i) if same_disk(&list[i], block) => {
+            // Same disk, new facts (e.g. a `change` after a resize): update quietly.
+            list[i].clone_from(block);
+            return None;
+        }
+        Ok(i) => {
+            let old = list.remove(i);
+            if old.devtype == DevType::Disk {
+                let name = old.name.clone();
+                list.retain(|b| {
+                    let stale = b.disk.as_deref() == Some(&*name) && b.diskseq != block.diskseq;
+                    if stale {
+                        replaced.push(b.clone());
+                    }
+                    !stale
+                });
+            }
+            replaced.insert(0, old);
+            let at = list.partition_point(|b| b.name < block.name);
+            insert_exact(list, at, block.clone());
+        }
+        Err(at) => insert_exact(list, at, block.clone()),
+    }
+    Some(replaced)
 }
 
 /// Removes `list[i]` and, for a disk, its partitions, unless the removal names a `diskseq`

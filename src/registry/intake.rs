@@ -1,10 +1,14 @@
 //! The intake: what the registry was fed (datagrams, coldplug events) and how each was counted.
 
+use std::fmt;
+
 use serde::Serialize;
 
 use super::{Change, Registry};
 use crate::path::DevpathError;
-use crate::uevent::{DatagramRef, Ignored, Uevent, UeventError};
+use crate::uevent::{
+    DatagramRef, Ignored, Uevent, UeventError, is_from_kernel, malformed_kinds_table,
+};
 
 /// What [`Registry::apply_datagram`] did with one datagram.
 #[derive(Debug)]
@@ -29,7 +33,7 @@ pub enum Outcome {
 pub struct Stats {
     /// Datagrams handed to [`Registry::apply_datagram`].
     pub received: u64,
-    /// Relevant events applied (whether or not they changed anything).
+    /// Relevant datagrams applied (whether or not they changed anything); at most `received`.
     pub applied: u64,
     /// Well-formed events that cannot concern the registry.
     pub ignored: u64,
@@ -41,73 +45,58 @@ pub struct Stats {
     pub malformed_kinds: MalformedKinds,
     /// Datagrams from a sender other than the kernel.
     pub spoofed: u64,
-    /// Relevant events whose devpath could not be placed.
+    /// Relevant datagrams whose devpath could not be placed.
     pub unplaceable: u64,
+    /// Events handed to [`Registry::apply`] (a coldplug scan's, read from sysfs), counted
+    /// apart from datagrams: none of the counts above includes them.
+    pub coldplug: u64,
 }
 
-/// Malformed datagrams by kind of defect, named as [`UeventError::kind`] names them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct MalformedKinds {
-    /// Zero bytes.
-    pub empty: u64,
-    /// Larger than the kernel can send.
-    pub too_large: u64,
-    /// udevd's libudev format, not the kernel's.
-    pub libudev: u64,
-    /// Not ending in NUL.
-    pub no_nul_end: u64,
-    /// No `ACTION@DEVPATH` header.
-    pub bad_header: u64,
-    /// Not UTF-8.
-    pub not_utf8: u64,
-    /// A field without `=`.
-    pub bad_field: u64,
-    /// A required key missing.
-    pub missing_key: u64,
-    /// `ACTION=` or `DEVPATH=` contradicting the header.
-    pub header_mismatch: u64,
-    /// A devpath with `.`, `..` or empty components.
-    pub bad_devpath: u64,
-    /// A value that is not a number or a safe device name.
-    pub bad_value: u64,
+/// The `MalformedKinds` counters, from [`malformed_kinds_table`].
+macro_rules! malformed_counters {
+    ($(($variant:ident, $field:ident, $name:literal, $doc:literal)),* $(,)?) => {
+        /// Malformed datagrams by kind of defect, named as [`UeventError::kind`] names them.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+        pub struct MalformedKinds {
+            $(
+                #[doc = $doc]
+                #[serde(rename = $name)]
+                pub $field: u64,
+            )*
+        }
+
+        impl MalformedKinds {
+            fn count(&mut self, e: &UeventError) {
+                match e {
+                    $(UeventError::$variant { .. } => self.$field += 1,)*
+                }
+            }
+
+            /// Each kind, as [`UeventError::kind`] names it, with its count.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$(($name, self.$field)),*].into_iter()
+            }
+        }
+    };
 }
+malformed_kinds_table!(malformed_counters);
 
-impl MalformedKinds {
-    fn count(&mut self, e: &UeventError) {
-        // Exhaustive on purpose: a new kind of defect must get its own counter.
-        let n = match e {
-            UeventError::Empty => &mut self.empty,
-            UeventError::TooLarge { .. } => &mut self.too_large,
-            UeventError::Libudev { .. } => &mut self.libudev,
-            UeventError::NoNulEnd { .. } => &mut self.no_nul_end,
-            UeventError::BadHeader(_) => &mut self.bad_header,
-            UeventError::NotUtf8 { .. } => &mut self.not_utf8,
-            UeventError::BadField(_) => &mut self.bad_field,
-            UeventError::Missing { .. } => &mut self.missing_key,
-            UeventError::HeaderMismatch { .. } => &mut self.header_mismatch,
-            UeventError::BadDevpath(_) => &mut self.bad_devpath,
-            UeventError::BadValue { .. } => &mut self.bad_value,
-        };
-        *n += 1;
-    }
-
-    /// Each kind, as [`UeventError::kind`] names it, with its count.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
-        [
-            ("empty", self.empty),
-            ("too-large", self.too_large),
-            ("libudev", self.libudev),
-            ("no-nul-end", self.no_nul_end),
-            ("bad-header", self.bad_header),
-            ("not-utf8", self.not_utf8),
-            ("bad-field", self.bad_field),
-            ("missing-key", self.missing_key),
-            ("header-mismatch", self.header_mismatch),
-            ("bad-devpath", self.bad_devpath),
-            ("bad-value", self.bad_value),
-        ]
-        .into_iter()
+impl Outcome {
+    /// Logs, at warn level, why a datagram was not applied, after `origin` (where it came
+    /// from: `file:line: ` for a recording, empty for the socket). Applied and ignored
+    /// datagrams log nothing. The one wording of every skip, live or replayed.
+    pub(crate) fn log(&self, origin: &dyn fmt::Display) {
+        match self {
+            Outcome::Applied(_) | Outcome::Ignored(_) => {}
+            Outcome::Spoofed { sender } => {
+                tracing::warn!(
+                    sender,
+                    "{origin}datagram from port {sender}, not the kernel: not believed"
+                )
+            }
+            Outcome::Malformed(e) => tracing::warn!("{origin}malformed datagram skipped: {e}"),
+            Outcome::Unplaceable(e) => tracing::warn!("{origin}event skipped: {e}"),
+        }
     }
 }
 
@@ -119,7 +108,7 @@ impl Registry {
     /// registry is unchanged.
     pub fn apply_datagram(&mut self, sender: u32, datagram: &[u8]) -> Outcome {
         self.stats.received += 1;
-        if sender != 0 {
+        if !is_from_kernel(sender) {
             self.stats.spoofed += 1;
             return Outcome::Spoofed { sender };
         }
@@ -137,21 +126,81 @@ impl Registry {
                 Outcome::Ignored(why)
             }
             Ok(DatagramRef::Relevant(ev)) => match self.apply_ref(&ev) {
-                Ok(changes) => Outcome::Applied(changes),
-                Err(e) => Outcome::Unplaceable(e),
+                Ok(changes) => {
+                    self.stats.applied += 1;
+                    Outcome::Applied(changes)
+                }
+                Err(e) => {
+                    self.stats.unplaceable += 1;
+                    Outcome::Unplaceable(e)
+                }
             },
         }
     }
 
     /// Applies one parsed event and returns what changed (nothing for a duplicate).
     ///
-    /// On error (a devpath that cannot be placed) the registry is unchanged.
+    /// On error (a devpath that cannot be placed) the registry is unchanged. Counted in
+    /// [`Stats::coldplug`], not as a received datagram.
     pub fn apply(&mut self, ev: &Uevent) -> Result<Vec<Change>, DevpathError> {
+        self.stats.coldplug += 1;
         self.apply_ref(&ev.view())
     }
 
-    /// Counts of what [`Registry::apply_datagram`] was fed.
+    /// Counts of what [`Registry::apply_datagram`] and [`Registry::apply`] were fed.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::uevent::Action;
+
+    #[test]
+    fn coldplug_applies_are_counted_apart_so_applied_never_exceeds_received() {
+        let mut r = Registry::new();
+        r.apply(&vda("1")).unwrap();
+        r.apply(&ev(Action::Bind, FN, "pci", &[("DRIVER", "virtio-pci")]))
+            .unwrap();
+        let s = r.stats();
+        assert_eq!((s.received, s.applied, s.coldplug), (0, 0, 2), "{s:?}");
+
+        let remove = format!("remove@{FN}\0ACTION=remove\0DEVPATH={FN}\0SUBSYSTEM=pci\0SEQNUM=5\0");
+        let out = r.apply_datagram(0, remove.as_bytes());
+        assert!(
+            matches!(&out, Outcome::Applied(c) if !c.is_empty()),
+            "{out:?}"
+        );
+        let s = r.stats();
+        assert_eq!((s.received, s.applied, s.coldplug), (1, 1, 2), "{s:?}");
+
+        // A resync's scan is coldplug too: its events add to `coldplug`, nothing else.
+        let mut truth = Registry::new();
+        truth.apply(&vda("2")).unwrap();
+        r.reconcile(truth);
+        let s = r.stats();
+        assert_eq!((s.received, s.applied, s.coldplug), (1, 1, 3), "{s:?}");
+    }
+
+    #[test]
+    fn each_malformed_kind_counts_under_its_own_name() {
+        let mut kinds = MalformedKinds::default();
+        let errors = [
+            UeventError::Empty,
+            UeventError::BadHeader("x".into()),
+            UeventError::BadHeader("y".into()),
+        ];
+        for e in &errors {
+            kinds.count(e);
+        }
+        let seen: Vec<(&str, u64)> = kinds.iter().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(seen, [("empty", 1), ("bad-header", 2)]);
+        assert_eq!(kinds.bad_header, 2);
+        let json = serde_json::to_value(kinds).unwrap();
+        assert_eq!(json["bad-header"], 2, "{json}");
+        assert_eq!(json.as_object().unwrap().len(), kinds.iter().count());
     }
 }

@@ -117,12 +117,13 @@ impl Registry {
         Registry::default()
     }
 
-    /// Replaces the whole state with `truth` (a fresh scan of sysfs), keeping the counters,
-    /// and returns the changes that take the old state to it: what a resync after lost
-    /// events tells waiters and watchers.
+    /// Replaces the whole state with `truth` (a fresh scan of sysfs), keeping the counters
+    /// (adding the scan's coldplug events), and returns the changes that take the old state to
+    /// it: what a resync after lost events tells waiters and watchers.
     pub fn reconcile(&mut self, truth: Registry) -> Vec<Change> {
         let changes = diff::diff(self, &truth);
-        let stats = self.stats;
+        let mut stats = self.stats;
+        stats.coldplug += truth.stats.coldplug;
         *self = truth;
         self.stats = stats;
         changes

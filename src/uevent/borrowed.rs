@@ -1,0 +1,495 @@
+//! The allocation-free read of a datagram: header, fields, and the borrowed [`UeventRef`] the
+//! registry applies.
+
+use super::{Action, Ignored, MAX_DATAGRAM, TRACKED_SUBSYSTEMS, UeventError, is_safe_device_name};
+#[cfg(doc)]
+use super::{Datagram, Uevent};
+use crate::devpath::{self, find_byte};
+
+/// A datagram read without allocating: what [`Registry::apply_datagram`] works from.
+///
+/// [`Registry::apply_datagram`]: crate::Registry::apply_datagram
+// Boxing the large variant would allocate for every relevant event, which is what this type
+// exists to avoid; it lives on the stack, once per datagram.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DatagramRef<'a> {
+    /// An event the registry must apply, borrowed from the datagram.
+    Relevant(UeventRef<'a>),
+    /// An event that cannot concern the registry.
+    Ignored(Ignored),
+}
+
+impl<'a> DatagramRef<'a> {
+    /// Exactly what [`Datagram::parse`] does, with the same outcome and the same error for
+    /// every input, but borrowing from `datagram` instead of building a map of its fields, so
+    /// that it never allocates unless the datagram is malformed.
+    ///
+    /// Why not kobject-uevent here: it builds a `HashMap<String, String>` of every field (15
+    /// allocations for an average event of the real recordings, more for a block event), and
+    /// that alone takes several times what the whole parse-and-apply of pciplug may take on
+    /// the listener's path (BENCHMARKS.md, bench 1). The registry reads a dozen known keys;
+    /// the one pass over the fields that validation makes anyway finds them.
+    pub(crate) fn parse(datagram: &'a [u8]) -> Result<DatagramRef<'a>, UeventError> {
+        // Filled in place: the event is a few hundred bytes, and moving it through every layer
+        // of the checks cost more than the checks themselves.
+        let mut event = UeventRef::EMPTY;
+        match validate(datagram, &mut event)? {
+            Checked::Relevant {
+                header,
+                kobject_rejects,
+            } => {
+                if kobject_rejects {
+                    // Rare and malformed: let kobject-uevent say why, as `Datagram::parse` does.
+                    kobject_parse(datagram, &header)?;
+                }
+            }
+            Checked::Ignored(why) => return Ok(DatagramRef::Ignored(why)),
+        }
+        event.check_values()?;
+        Ok(DatagramRef::Relevant(event))
+    }
+}
+
+/// What the checks shared by both parses found.
+pub(super) enum Checked<'a> {
+    Relevant {
+        header: Header<'a>,
+        /// See [`read_fields`].
+        kobject_rejects: bool,
+    },
+    Ignored(Ignored),
+}
+
+/// The checks and pre-filters shared by [`Datagram::parse`] and [`DatagramRef::parse`], in
+/// the order that decides which error a malformed datagram gets. Fills `event` as it goes.
+pub(super) fn validate<'a>(
+    datagram: &'a [u8],
+    event: &mut UeventRef<'a>,
+) -> Result<Checked<'a>, UeventError> {
+    let header = Header::read(datagram)?;
+    let Some(action) = header.action else {
+        return Ok(Checked::Ignored(Ignored::UnknownAction));
+    };
+    if !devpath::may_concern_registry(header.devpath) {
+        return Ok(Checked::Ignored(Ignored::Unrelated));
+    }
+    event.action = action;
+    let kobject_rejects = read_fields(datagram, &header, event)?;
+    if !TRACKED_SUBSYSTEMS.contains(&event.subsystem.as_bytes()) {
+        return Ok(Checked::Ignored(Ignored::Subsystem));
+    }
+    Ok(Checked::Relevant {
+        header,
+        kobject_rejects,
+    })
+}
+
+/// kobject-uevent's parse of a validated datagram, with its error named as ours.
+pub(super) fn kobject_parse(
+    datagram: &[u8],
+    header: &Header<'_>,
+) -> Result<kobject_uevent::UEvent, UeventError> {
+    kobject_uevent::UEvent::from_netlink_packet(datagram)
+        .map_err(|e| UeventError::BadField(format!("{}: {e}", String::from_utf8_lossy(header.raw))))
+}
+
+/// The `ACTION@DEVPATH` header, read without allocating.
+pub(super) struct Header<'a> {
+    pub(super) raw: &'a [u8],
+    /// `None` for an action this version does not know.
+    action: Option<Action>,
+    action_raw: &'a [u8],
+    devpath: &'a [u8],
+}
+
+impl<'a> Header<'a> {
+    pub(super) fn read(d: &'a [u8]) -> Result<Header<'a>, UeventError> {
+        if d.is_empty() {
+            return Err(UeventError::Empty);
+        }
+        if d.len() > MAX_DATAGRAM {
+            return Err(UeventError::TooLarge { len: d.len() });
+        }
+        if d.starts_with(b"libudev\0") {
+            return Err(UeventError::Libudev { len: d.len() });
+        }
+        if d[d.len() - 1] != 0 {
+            return Err(UeventError::NoNulEnd {
+                len: d.len(),
+                start: String::from_utf8_lossy(&d[..d.len().min(64)]).into_owned(),
+            });
+        }
+        let end = memchr::memchr(0, d).unwrap_or(d.len() - 1);
+        let raw = &d[..end];
+        let bad = || UeventError::BadHeader(String::from_utf8_lossy(raw).into_owned());
+        let at = memchr::memchr(b'@', raw).ok_or_else(bad)?;
+        let (action_raw, devpath) = (&raw[..at], &raw[at + 1..]);
+        if action_raw.is_empty() || !devpath.starts_with(b"/") {
+            return Err(bad());
+        }
+        Ok(Header {
+            raw,
+            action: Action::from_bytes(action_raw),
+            action_raw,
+            devpath,
+        })
+    }
+}
+
+/// Checks the fields a relevant event must carry against the header, without allocating, and
+/// fills `event` with its devpath, subsystem and the last value of each of the registry's
+/// keys (what a map of the fields, kobject-uevent's, which keeps the last of duplicate keys,
+/// would hold).
+///
+/// Returns whether kobject-uevent would refuse the datagram: an `ACTION=` that is not an
+/// action, or a `SEQNUM=` that is not a `u64`, anywhere in it (also where a later field of the
+/// same key is fine). Both parses must then fail with its message.
+fn read_fields<'a>(
+    d: &'a [u8],
+    header: &Header<'a>,
+    event: &mut UeventRef<'a>,
+) -> Result<bool, UeventError> {
+    let text = match std::str::from_utf8(d) {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(UeventError::NotUtf8 {
+                offset: e.valid_up_to(),
+                len: d.len(),
+            });
+        }
+    };
+    // Between the header's NUL and the final NUL; empty for a header-only datagram. Both
+    // ends are next to an ASCII NUL, hence on character boundaries.
+    let body = text
+        .get(header.raw.len() + 1..text.len() - 1)
+        .unwrap_or_default();
+    let required = scan_fields(body, header, event)?;
+    let (devpath, subsystem) = required.check(header)?;
+    event.devpath = devpath;
+    event.subsystem = subsystem;
+    Ok(required.kobject_rejects)
+}
+
+/// The fields every kernel uevent carries, as [`scan_fields`] found them (the last of each).
+#[derive(Default)]
+struct Required<'a> {
+    action: Option<&'a str>,
+    devpath: Option<&'a str>,
+    subsystem: Option<&'a str>,
+    seqnum: Option<&'a str>,
+    /// See [`read_fields`].
+    kobject_rejects: bool,
+}
+
+/// One pass over the `KEY=VALUE` fields of `body`, from NUL to NUL: the registry's keys go
+/// into `event`, the required ones are returned.
+fn scan_fields<'a>(
+    body: &'a str,
+    header: &Header<'a>,
+    event: &mut UeventRef<'a>,
+) -> Result<Required<'a>, UeventError> {
+    let mut found = Required::default();
+    // Every cut is next to an ASCII byte, so on a character boundary.
+    let mut start = 0;
+    while start <= body.len() {
+        let end = find_byte(body.as_bytes(), start, 0);
+        let field = &body[start..end];
+        start = end + 1;
+        if field.is_empty() {
+            continue;
+        }
+        // Keys are short: a plain scan beats a vectorised search here.
+        let Some(eq) = field.bytes().position(|b| b == b'=') else {
+            return Err(UeventError::BadField(field.to_owned()));
+        };
+        let (key, value) = (&field[..eq], &field[eq + 1..]);
+        match Field::of(key.as_bytes()) {
+            Field::Action => {
+                found.kobject_rejects |= value.as_bytes() != header.action_raw
+                    && Action::from_bytes(value.as_bytes()).is_none();
+                found.action = Some(value);
+            }
+            Field::Devpath => found.devpath = Some(value),
+            Field::Subsystem => found.subsystem = Some(value),
+            Field::Seqnum => {
+                // Up to 19 digits always fit a u64; anything else is left to `parse`.
+                let fits =
+                    (1..=19).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit());
+                found.kobject_rejects |= !fits && value.parse::<u64>().is_err();
+                found.seqnum = Some(value);
+            }
+            Field::Known(k) => event.values[k as usize] = Some(value),
+            Field::Other => {}
+        }
+    }
+    Ok(found)
+}
+
+impl<'a> Required<'a> {
+    /// Checks the required fields, in the order that decides which error a datagram gets:
+    /// each present, `ACTION=` and `DEVPATH=` agreeing with the header, the devpath
+    /// canonical, `SEQNUM=` a number. Returns the devpath and the subsystem.
+    fn check(&self, header: &Header<'a>) -> Result<(&'a str, &'a str), UeventError> {
+        let header_str = || String::from_utf8_lossy(header.raw).into_owned();
+        let missing = |key| UeventError::Missing {
+            header: header_str(),
+            key,
+        };
+        let mismatch = |key, value: &str| UeventError::HeaderMismatch {
+            header: header_str(),
+            key,
+            value: value.to_owned(),
+        };
+        let action = self.action.ok_or_else(|| missing("ACTION"))?;
+        if action.as_bytes() != header.action_raw {
+            return Err(mismatch("ACTION", action));
+        }
+        let devpath = self.devpath.ok_or_else(|| missing("DEVPATH"))?;
+        if devpath.as_bytes() != header.devpath {
+            return Err(mismatch("DEVPATH", devpath));
+        }
+        if !devpath::is_canonical(devpath.as_bytes()) {
+            return Err(UeventError::BadDevpath(devpath.to_owned()));
+        }
+        let subsystem = self.subsystem.ok_or_else(|| missing("SUBSYSTEM"))?;
+        let seqnum = self.seqnum.ok_or_else(|| missing("SEQNUM"))?;
+        if seqnum.is_empty() || !seqnum.bytes().all(|b| b.is_ascii_digit()) || seqnum.len() > 20 {
+            return Err(UeventError::BadValue {
+                header: header_str(),
+                key: "SEQNUM",
+                value: seqnum.to_owned(),
+            });
+        }
+        Ok((devpath, subsystem))
+    }
+}
+
+/// The keys the registry reads besides `ACTION`, `DEVPATH` and `SUBSYSTEM`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Key {
+    Devname,
+    Devtype,
+    Major,
+    Minor,
+    Diskseq,
+    Partn,
+    Interface,
+    Ifindex,
+    Driver,
+    PciId,
+    PciSubsysId,
+    PciClass,
+    DevpathOld,
+}
+
+/// Number of [`Key`]s.
+pub(super) const KEYS: usize = 13;
+
+impl Key {
+    pub(crate) const ALL: [Key; KEYS] = [
+        Key::Devname,
+        Key::Devtype,
+        Key::Major,
+        Key::Minor,
+        Key::Diskseq,
+        Key::Partn,
+        Key::Interface,
+        Key::Ifindex,
+        Key::Driver,
+        Key::PciId,
+        Key::PciSubsysId,
+        Key::PciClass,
+        Key::DevpathOld,
+    ];
+
+    /// The kernel's spelling.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Key::Devname => "DEVNAME",
+            Key::Devtype => "DEVTYPE",
+            Key::Major => "MAJOR",
+            Key::Minor => "MINOR",
+            Key::Diskseq => "DISKSEQ",
+            Key::Partn => "PARTN",
+            Key::Interface => "INTERFACE",
+            Key::Ifindex => "IFINDEX",
+            Key::Driver => "DRIVER",
+            Key::PciId => "PCI_ID",
+            Key::PciSubsysId => "PCI_SUBSYS_ID",
+            Key::PciClass => "PCI_CLASS",
+            Key::DevpathOld => "DEVPATH_OLD",
+        }
+    }
+}
+
+/// What a field's key is to [`read_fields`].
+#[derive(Clone, Copy)]
+pub(super) enum Field {
+    Action,
+    Devpath,
+    Subsystem,
+    Seqnum,
+    Known(Key),
+    Other,
+}
+
+impl Field {
+    /// Dispatches on the length first: most keys of a datagram (`MODALIAS`, `PCI_SLOT_NAME`,
+    /// `SYNTH_UUID`...) then fail on one comparison, and the rest compare a few bytes of
+    /// known length instead of trying every name in turn.
+    fn of(key: &[u8]) -> Field {
+        use Field::Known;
+        match key.len() {
+            5 => match key {
+                b"MAJOR" => Known(Key::Major),
+                b"MINOR" => Known(Key::Minor),
+                b"PARTN" => Known(Key::Partn),
+                _ => Field::Other,
+            },
+            6 => match key {
+                b"ACTION" => Field::Action,
+                b"SEQNUM" => Field::Seqnum,
+                b"DRIVER" => Known(Key::Driver),
+                b"PCI_ID" => Known(Key::PciId),
+                _ => Field::Other,
+            },
+            7 => match key {
+                b"DEVPATH" => Field::Devpath,
+                b"DEVNAME" => Known(Key::Devname),
+                b"DEVTYPE" => Known(Key::Devtype),
+                b"DISKSEQ" => Known(Key::Diskseq),
+                b"IFINDEX" => Known(Key::Ifindex),
+                _ => Field::Other,
+            },
+            9 => match key {
+                b"SUBSYSTEM" => Field::Subsystem,
+                b"INTERFACE" => Known(Key::Interface),
+                b"PCI_CLASS" => Known(Key::PciClass),
+                _ => Field::Other,
+            },
+            11 if key == b"DEVPATH_OLD" => Known(Key::DevpathOld),
+            13 if key == b"PCI_SUBSYS_ID" => Known(Key::PciSubsysId),
+            _ => Field::Other,
+        }
+    }
+}
+
+/// A relevant event as the registry reads it, borrowed from a datagram
+/// ([`DatagramRef::parse`]) or from a [`Uevent`] ([`Uevent::view`]). Its values passed
+/// [`UeventRef::check_values`] before the registry sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UeventRef<'a> {
+    pub(super) action: Action,
+    pub(super) devpath: &'a str,
+    pub(super) subsystem: &'a str,
+    /// Indexed by `Key as usize`.
+    pub(super) values: [Option<&'a str>; KEYS],
+}
+
+impl<'a> UeventRef<'a> {
+    /// Nothing yet: what [`read_fields`] starts from.
+    pub(super) const EMPTY: UeventRef<'static> = UeventRef {
+        action: Action::Add,
+        devpath: "",
+        subsystem: "",
+        values: [None; KEYS],
+    };
+
+    /// Checks the values the registry relies on, so that it can trust them afterwards.
+    pub(super) fn check_values(&self) -> Result<(), UeventError> {
+        let bad = |key: Key, value: &str| UeventError::BadValue {
+            header: format!("{}@{}", self.action, self.devpath),
+            key: key.name(),
+            value: value.to_owned(),
+        };
+        for key in [Key::Devname, Key::Interface] {
+            if let Some(v) = self.get(key)
+                && !is_safe_device_name(v)
+            {
+                return Err(bad(key, v));
+            }
+        }
+        // Without DEVNAME or INTERFACE the registry names the device after the last devpath
+        // component, which must then be as safe to put after /dev/ as they are.
+        if matches!(self.subsystem(), "block" | "net" | "nvme")
+            && !is_safe_device_name(self.sysname())
+        {
+            return Err(bad(Key::Devname, self.sysname()));
+        }
+        for key in [
+            Key::Major,
+            Key::Minor,
+            Key::Diskseq,
+            Key::Partn,
+            Key::Ifindex,
+        ] {
+            if let Some(v) = self.get(key)
+                && v.parse::<u64>().is_err()
+            {
+                return Err(bad(key, v));
+            }
+        }
+        if let Some(old) = self.get(Key::DevpathOld)
+            && !devpath::is_canonical(old.as_bytes())
+        {
+            return Err(bad(Key::DevpathOld, old));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn action(&self) -> Action {
+        self.action
+    }
+    pub(crate) fn devpath(&self) -> &'a str {
+        self.devpath
+    }
+    pub(crate) fn subsystem(&self) -> &'a str {
+        self.subsystem
+    }
+    pub(crate) fn get(&self, key: Key) -> Option<&'a str> {
+        self.values[key as usize]
+    }
+    /// A numeric field; values were checked by [`UeventRef::check_values`].
+    pub(crate) fn get_u64(&self, key: Key) -> Option<u64> {
+        self.get(key).and_then(|v| v.parse().ok())
+    }
+    pub(crate) fn sysname(&self) -> &'a str {
+        devpath::last_component(self.devpath)
+    }
+    /// For a `move` (a rename) with a `DEVPATH_OLD`, the object's name before it.
+    pub(crate) fn old_sysname(&self) -> Option<&'a str> {
+        (self.action == Action::Move)
+            .then(|| self.get(Key::DevpathOld))
+            .flatten()
+            .map(devpath::last_component)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_recognised_by_its_name() {
+        for key in Key::ALL {
+            assert!(
+                matches!(Field::of(key.name().as_bytes()), Field::Known(k) if k == key),
+                "{key:?}"
+            );
+        }
+        for other in [
+            "",
+            "MODALIAS",
+            "DEVNAMEX",
+            "MAJO",
+            "PCI_SLOT_NAME",
+            "SYNTH_UUID",
+        ] {
+            assert!(
+                matches!(Field::of(other.as_bytes()), Field::Other),
+                "{other}"
+            );
+        }
+    }
+}
