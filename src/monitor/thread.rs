@@ -29,6 +29,7 @@ pub(super) struct Listener {
 }
 
 /// What one receive step leaves the loop to do.
+#[derive(Debug)]
 enum Step {
     /// Handled (applied, ignored or counted): receive the next one.
     Next,
@@ -309,6 +310,90 @@ fn send_to_subscribers(shared: &Shared, changes: Vec<Change>) {
 mod tests {
     use super::*;
     use crate::devpath;
+    use crate::monitor::Counters;
+    use crate::monitor::state::{State, StateLock, Status};
+    use crate::netlink::Envelope;
+    use crate::wait::Waiters;
+    use parking_lot::Mutex;
+
+    /// A listener on a real (unprivileged, never read) socket and an empty sysfs, whose steps
+    /// are fed by hand.
+    fn listener(fault_hook: Option<FaultHook>) -> Listener {
+        Listener {
+            socket: UeventSocket::open().expect("opening a uevent socket"),
+            sysfs: Sysfs::new("/nonexistent"),
+            shared: Arc::new(Shared {
+                state: StateLock::new(State {
+                    registry: Registry::new(),
+                    waiters: Waiters::default(),
+                    status: Status::Running,
+                }),
+                subscribers: Mutex::new(Vec::new()),
+                counters: Counters::default(),
+            }),
+            fault_hook,
+        }
+    }
+
+    fn datagram(len: usize, buf: &[u8]) -> io::Result<Received> {
+        Ok(Received::Datagram(Envelope {
+            len,
+            truncated: len > buf.len(),
+            sender_port: 0,
+            groups: 1,
+        }))
+    }
+
+    #[test]
+    fn one_step_counts_truncations_and_overflows_and_ends_on_a_stop_or_an_error() {
+        let l = listener(None);
+        let buf = [0u8; 8];
+        assert!(matches!(l.step(datagram(9, &buf), &buf), Step::Next));
+        assert_eq!(l.shared.counters.truncated.load(Ordering::Relaxed), 1);
+        assert_eq!(l.shared.state.lock().registry.stats().received, 0);
+        assert!(matches!(
+            l.step(Ok(Received::Overflow), &buf),
+            Step::Overflow
+        ));
+        assert_eq!(l.shared.counters.overflows.load(Ordering::Relaxed), 1);
+        assert!(matches!(
+            l.step(Ok(Received::TimedOut), &buf),
+            Step::Drained
+        ));
+        assert!(
+            matches!(l.step(Ok(Received::Stopped), &buf), Step::Stop(why) if why == "shut down")
+        );
+        let failed = l.step(Err(io::Error::from_raw_os_error(libc::EBADF)), &buf);
+        assert!(
+            matches!(&failed, Step::Stop(why) if why.starts_with("receiving uevents: ")),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn the_fault_hook_sees_each_datagram_before_it_is_applied() {
+        let hook = FaultHook::new(|bytes| {
+            if bytes.starts_with(b"fail") {
+                Err(io::Error::other("injected"))
+            } else {
+                Ok(())
+            }
+        });
+        let l = listener(Some(hook));
+        let ok = *b"add@/x\0\0";
+        assert!(matches!(l.step(datagram(ok.len(), &ok), &ok), Step::Next));
+        assert_eq!(l.shared.state.lock().registry.stats().received, 1);
+        let bad = *b"fail";
+        assert!(matches!(
+            l.step(datagram(bad.len(), &bad), &bad),
+            Step::Stop(why) if why == "receiving uevents: injected"
+        ));
+        assert_eq!(
+            l.shared.state.lock().registry.stats().received,
+            1,
+            "not applied"
+        );
+    }
 
     #[test]
     fn nvme_heads_that_appear_untied_are_resolved_per_subsystem() {
