@@ -285,7 +285,7 @@ fn pci_ids(ev: &UeventRef<'_>) -> Option<PciIds> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
+    use super::super::test_events::*;
     use crate::registry::{Change, Registry, Transport};
     use crate::uevent::Action;
 

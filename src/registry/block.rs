@@ -406,7 +406,7 @@ fn transport(rest: &str) -> Transport {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
+    use super::super::test_events::*;
     use super::*;
     use crate::uevent::Action;
 

@@ -177,7 +177,7 @@ fn diff_driver(old: Option<&PciDevice>, new: &PciDevice, changes: &mut Vec<Chang
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
+    use super::super::test_events::*;
     use crate::registry::Registry;
     use crate::uevent::Action;
 

@@ -1,4 +1,7 @@
 //! [`FastHash`]: the hasher of the registry's tables.
+//!
+//! Kept by hand, not rustc-hash 2: that hashes a `PciPath`'s 16 hop bytes with 16 multiplies
+//! where this packs them into 2, and its lookups were 1.4-2.1 times slower (bench 5).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;

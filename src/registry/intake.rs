@@ -103,8 +103,9 @@ impl Outcome {
 impl Registry {
     /// Checks a datagram's sender, validates and parses it, and applies it if relevant.
     ///
-    /// `sender` is the netlink port id the datagram came from; only 0 (the kernel) is
-    /// believed. Counts the outcome in [`Registry::stats`]. Never panics; on any error the
+    /// `sender` is the netlink port id the datagram came from; only the kernel's (0) is
+    /// believed: this is where the crate's one sender rule (`uevent::is_from_kernel`) is
+    /// applied. Counts the outcome in [`Registry::stats`]. Never panics; on any error the
     /// registry is unchanged.
     pub fn apply_datagram(&mut self, sender: u32, datagram: &[u8]) -> Outcome {
         self.stats.received += 1;
@@ -155,7 +156,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
+    use super::super::test_events::*;
     use super::*;
     use crate::uevent::Action;
 

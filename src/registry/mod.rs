@@ -38,7 +38,7 @@ mod intake;
 mod model;
 mod query;
 #[cfg(test)]
-mod testing;
+mod test_events;
 
 use std::collections::{BTreeMap, HashMap};
 

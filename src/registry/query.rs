@@ -154,7 +154,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
+    use super::super::test_events::*;
     use crate::registry::Registry;
     use crate::uevent::Action;
 
