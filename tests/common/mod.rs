@@ -98,16 +98,7 @@ impl Fixture {
     pub fn step_records(&self) -> Vec<(u32, Vec<Record>)> {
         self.steps()
             .into_iter()
-            .map(|s| {
-                let recs = self
-                    .recording
-                    .records
-                    .iter()
-                    .filter(|r| r.step == Some(s))
-                    .cloned()
-                    .collect();
-                (s, recs)
-            })
+            .map(|s| (s, self.records_in(s..=s)))
             .collect()
     }
 
