@@ -6,38 +6,15 @@ mod common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::process::{Command, Output, Stdio};
 
 use common::fake_sysfs::q35;
-use common::fixture_path;
-
-fn pciplug<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pciplug"));
-    c.args(args).stdin(Stdio::null());
-    c
-}
-
-fn run(c: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().unwrap();
-    (
-        status.code().expect("exited, not killed"),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
+use common::{fixture_path, pciplug};
 
 #[track_caller]
 fn expect(args: &[&[u8]], code: i32, message: &str) {
     let args: Vec<&OsStr> = args.iter().map(|a| OsStr::from_bytes(a)).collect();
-    let (got, out, err) = run(&mut pciplug(&args));
+    let ran = pciplug(&args).run();
+    let (got, out, err) = (ran.code(), &ran.stdout, &ran.stderr);
     assert_eq!(
         got, code,
         "{args:?}: exit {got}\nstdout: {out}\nstderr: {err}"
@@ -68,7 +45,7 @@ fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
         ),
         (
             &[b"wait", b"02/zz"],
-            r#"hop 2 "zz" is not a two-digit hex slot"#,
+            r#"invalid value '02/zz' for '<PATH>': invalid PCI path "02/zz": hop 2 "zz" is not a two-digit hex slot"#,
         ),
         (&[b"wait", b"02/20"], r#"hop 2 "20" has a slot above 1f"#),
         (
@@ -91,7 +68,7 @@ fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
         (&[b"wait", b"\xff\xfe"], "invalid UTF-8"),
         (
             &[b"wait", b"02/00", b"--timeout", b"3parsecs"],
-            r#"invalid duration "3parsecs""#,
+            r#"invalid value '3parsecs' for '--timeout <TIMEOUT>': invalid duration "3parsecs""#,
         ),
         (
             &[b"wait", b"02/00", b"--timeout=-1s"],
@@ -146,9 +123,11 @@ fn unreadable_inputs_are_runtime_errors_that_name_them() {
     std::fs::write(&bad_line, "# ok\n0 6161\n0 6g\n").unwrap();
     let huge_pid = dir.path().join("pid.uevents");
     std::fs::write(&huge_pid, "99999999999 6100\n").unwrap();
+    let garbage = dir.path().join("garbage.uevents");
+    std::fs::write(&garbage, "# a comment\n0 6164644000\ngarbage\n").unwrap();
     let d = dir.path().as_os_str().as_bytes();
     let p = |f: &std::path::Path| f.as_os_str().as_bytes().to_vec();
-    let (nu, bl, hp) = (p(&not_utf8), p(&bad_line), p(&huge_pid));
+    let (nu, bl, hp, gb) = (p(&not_utf8), p(&bad_line), p(&huge_pid), p(&garbage));
     let good = p(&fixture_path("q35-acpi-hotplug"));
     let cases: Vec<(Vec<&[u8]>, String)> = vec![
         (
@@ -180,6 +159,13 @@ fn unreadable_inputs_are_runtime_errors_that_name_them() {
                 huge_pid.display()
             ),
         ),
+        (
+            vec![b"replay", &gb],
+            format!(
+                "{}:3: expected '<nl_pid> <hex>', found \"garbage\"",
+                garbage.display()
+            ),
+        ),
         // A good file before a bad one: nothing is printed.
         (
             vec![b"replay", &good, b"/nonexistent"],
@@ -199,7 +185,8 @@ fn unreadable_inputs_are_runtime_errors_that_name_them() {
         ),
     ];
     for (args, message) in &cases {
-        let (code, out, err) = run(&mut pciplug(args.iter().map(|a| OsStr::from_bytes(a))));
+        let ran = pciplug(args.iter().map(|a| OsStr::from_bytes(a))).run();
+        let (code, out, err) = (ran.code(), &ran.stdout, &ran.stderr);
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(
             err.starts_with("pciplug: ") && err.contains(message.as_str()),
@@ -229,7 +216,8 @@ fn a_closed_stdout_or_stderr_is_an_error_not_a_panic() {
         vec!["wait".as_ref(), "02/00".as_ref(), "--sysfs".as_ref(), root],
     ];
     for args in &commands {
-        let (code, _, err) = run(pciplug(args).stdout(closed_pipe()));
+        let ran = pciplug(args).stdout(closed_pipe()).run();
+        let (code, err) = (ran.code(), &ran.stderr);
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(
             err.contains("writing to stdout: Broken pipe"),
@@ -237,8 +225,10 @@ fn a_closed_stdout_or_stderr_is_an_error_not_a_panic() {
         );
     }
     // An error to report on a stderr nobody reads.
-    let (code, _, _) = run(pciplug(["list", "--sysfs", "/nonexistent"]).stderr(closed_pipe()));
-    assert_eq!(code, 1);
-    let (code, _, _) = run(pciplug(["wait", "zz"]).stderr(closed_pipe()));
-    assert_eq!(code, 2);
+    let ran = pciplug(["list", "--sysfs", "/nonexistent"])
+        .stderr(closed_pipe())
+        .run();
+    assert_eq!(ran.code(), 1);
+    let ran = pciplug(["wait", "zz"]).stderr(closed_pipe()).run();
+    assert_eq!(ran.code(), 2);
 }

@@ -160,40 +160,12 @@ fn replay_one_input() {
     }
 }
 
-/// The real add of eth0 at 04/00, and `move`s of it built as udev's rename makes the kernel
-/// send them.
-fn eth0_and_a_rename_to(new_name: &str) -> (Vec<u8>, Vec<u8>) {
-    let f = Fixture::load("q35-acpi-hotplug");
-    let add = f
-        .recording
-        .records
-        .iter()
-        .find(|r| common::field(&r.datagram, "INTERFACE").as_deref() == Some("eth0"))
-        .unwrap()
-        .datagram
-        .clone();
-    let text = String::from_utf8(add.clone()).unwrap();
-    let old = common::field(&add, "DEVPATH").unwrap();
-    let new = old.replace("/net/eth0", &format!("/net/{new_name}"));
-    let mv = text
-        .replace("add@", "move@")
-        .replace("ACTION=add", "ACTION=move")
-        .replace(
-            &format!("DEVPATH={old}"),
-            &format!("DEVPATH={new}\0DEVPATH_OLD={old}"),
-        )
-        .replace(&format!("add@{old}"), &format!("add@{new}"))
-        .replace(&format!("move@{old}"), &format!("move@{new}"))
-        .replace("INTERFACE=eth0", &format!("INTERFACE={new_name}"));
-    (add, mv.into_bytes())
-}
-
-/// Gap 1 of `registry_ops::KNOWN_GAPS`, found by the `registry` fuzz target
-/// (`fuzz/regressions/registry/net-rename-onto-held-name`).
+/// Gap 1 of the three the `registry` fuzz target found (`common::registry_ops::FOUND`),
+/// input `fuzz/regressions/registry/net-rename-onto-held-name`.
 #[test]
 fn a_rename_onto_a_name_already_held_reports_the_old_name_gone() {
     use pciplug::registry::Outcome;
-    let (add, mv) = eth0_and_a_rename_to("ens4");
+    let (add, mv) = common::eth0_add_and_rename_to("ens4");
     let mut reg = pciplug::Registry::new();
     reg.apply_datagram(0, &add);
     reg.apply_datagram(0, &mv); // eth0 is now ens4
@@ -212,22 +184,15 @@ fn a_rename_onto_a_name_already_held_reports_the_old_name_gone() {
     );
 }
 
-/// Gap 2 of `registry_ops::KNOWN_GAPS`, found by the `registry` fuzz target
-/// (`fuzz/regressions/registry/block-and-net-names-are-separate-namespaces`).
+/// Gap 2 of the three the `registry` fuzz target found (`common::registry_ops::FOUND`),
+/// input `fuzz/regressions/registry/block-and-net-names-are-separate-namespaces`.
 #[test]
 fn an_interface_renamed_like_a_disk_does_not_take_the_disk_away() {
     let f = Fixture::load("q35-acpi-hotplug");
-    let upto4: Vec<_> = f
-        .recording
-        .records
-        .iter()
-        .filter(|r| r.step.is_some_and(|s| s <= 4))
-        .cloned()
-        .collect();
-    let mut reg = common::replay(&upto4);
+    let mut reg = common::replay(&f.records_in(..=4));
     assert_eq!(reg.disk(&common::p("02/00")).unwrap().devnode(), "/dev/vda");
     // `ip link set eth0 name vda`: legal, and the disk /dev/vda is still there.
-    let (_, mv) = eth0_and_a_rename_to("vda");
+    let (_, mv) = common::eth0_add_and_rename_to("vda");
     reg.apply_datagram(0, &mv);
     assert_eq!(&*reg.net(&common::p("04/00")).unwrap().name, "vda");
     assert_eq!(
@@ -237,4 +202,81 @@ fn an_interface_renamed_like_a_disk_does_not_take_the_disk_away() {
         Some("/dev/vda"),
         "the disk was taken away by an interface's rename"
     );
+}
+
+/// Gap 3 of the three the `registry` fuzz target found (`common::registry_ops::FOUND`), input
+/// `fuzz/regressions/registry/two-nvme-controllers-in-one-function`, written out: a PCI
+/// function with two NVMe controllers (no real device has that, but nothing forbids it) both
+/// in one subsystem. Relinking one of them to another subsystem must not unlink the function
+/// from the first while the other controller still reaches it, nor report its head gone.
+#[test]
+fn a_function_stays_linked_to_a_subsystem_while_one_of_its_two_controllers_reaches_it() {
+    use common::registry_ops::{check, state};
+    use pciplug::Change;
+    let f = Fixture::load("q35-acpi-hotplug");
+    // After step 7: the NVMe function at 06/00 with controller nvme0, and the multipath head
+    // nvme0n1 under nvme-subsys0, which no uevent ties to a controller.
+    let mut reg = common::replay(&f.records_in(..=7));
+    let at = common::p("06/00");
+    assert!(reg.disk(&at).is_none());
+    // A second controller, nvme1, in the same function: the real add of nvme0, renamed.
+    let nvme0 = f
+        .with_field("SUBSYSTEM", "nvme")
+        .find(|r| common::field(&r.datagram, "ACTION").as_deref() == Some("add"))
+        .unwrap();
+    let nvme1 = String::from_utf8(nvme0.datagram.clone())
+        .unwrap()
+        .replace("/nvme/nvme0", "/nvme/nvme1")
+        .replace("DEVNAME=nvme0", "DEVNAME=nvme1")
+        .replace("MINOR=0", "MINOR=1");
+    reg.apply_datagram(0, nvme1.as_bytes());
+    let controllers: Vec<String> = reg
+        .get(&at)
+        .unwrap()
+        .nvme
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    assert_eq!(controllers, ["nvme0", "nvme1"]);
+    let head = |reg: &pciplug::Registry| reg.disk(&at).map(|d| d.name.to_string());
+    let head_removed = |changes: &[Change]| {
+        changes.iter().any(
+            |c| matches!(c, Change::BlockRemoved { path: Some(p), block } if *p == at && &*block.name == "nvme0n1"),
+        )
+    };
+
+    // Both controllers join nvme-subsys0, as sysfs would show: the head is at 06/00.
+    let changes = reg.link_nvme_controller(&at, "nvme0", "nvme-subsys0");
+    assert!(
+        changes.iter().any(|c| matches!(c, Change::BlockAdded { path: Some(p), block } if *p == at && &*block.name == "nvme0n1")),
+        "{changes:?}"
+    );
+    assert!(
+        reg.link_nvme_controller(&at, "nvme1", "nvme-subsys0")
+            .is_empty()
+    );
+    assert_eq!(head(&reg).as_deref(), Some("nvme0n1"));
+    check(&reg);
+
+    // nvme1 moves to nvme-subsys1: nvme0 still reaches nvme-subsys0, so its head stays.
+    let before = state(&reg);
+    let changes = reg.link_nvme_controller(&at, "nvme1", "nvme-subsys1");
+    assert!(
+        !head_removed(&changes),
+        "the head reported gone: {changes:?}"
+    );
+    assert_eq!(head(&reg).as_deref(), Some("nvme0n1"));
+    assert_eq!(state(&reg), before);
+    assert_eq!(reg.unresolved_nvme_heads().count(), 0);
+    check(&reg);
+
+    // nvme0 moves too: now nothing of 06/00 reaches nvme-subsys0, and the head goes.
+    let changes = reg.link_nvme_controller(&at, "nvme0", "nvme-subsys1");
+    assert!(head_removed(&changes), "{changes:?}");
+    assert_eq!(head(&reg), None);
+    assert!(
+        reg.unresolved_nvme_heads()
+            .any(|(_, h)| &*h.name == "nvme0n1")
+    );
+    check(&reg);
 }

@@ -7,12 +7,12 @@
 //! injecting and forging need, and because the namespace is owned by a new user namespace the
 //! kernel does not send it the machine's own uevents: the tests see only what they inject.
 //! Nothing is sent to the machine's udevd, and no device is touched. Where `unshare` is
-//! missing or the kernel refuses to create the namespaces, the test says why and passes.
-
-use std::path::Path;
+//! missing or the kernel refuses to create the namespaces, the test says why and passes, or,
+//! with `PCIPLUG_REQUIRE_KERNEL=1` (as `.ci/run` sets) or `CI=true`, fails.
 
 mod common;
 use common::netns::{in_private_netns, without_seqnum};
+use common::{Fixture, field};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -24,32 +24,24 @@ use pciplug::uevent::{Action, Datagram};
 /// A receive buffer larger than any uevent (the kernel's limit is 2048 bytes).
 const BUF: usize = 8192;
 
-/// The datagrams of a fixture (`<nl_pid> <hex>` lines), in order.
+/// Every datagram of recording `name`, in order.
 fn fixture(name: &str) -> Vec<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/real-hotplug")
-        .join(name);
-    let text = std::fs::read_to_string(&path).expect("reading the fixture");
-    text.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (_, hex) = l.split_once(' ').expect("'<nl_pid> <hex>' line");
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex byte"))
-                .collect()
-        })
+    Fixture::load(name)
+        .recording
+        .records
+        .into_iter()
+        .map(|r| r.datagram)
         .collect()
 }
 
 /// The recorded hot-add of the virtio-blk PCI function 0000:01:00.0 (step 1).
 fn pci_add() -> Vec<u8> {
-    let header = b"add@/devices/pci0000:00/0000:00:02.0/0000:01:00.0\0";
-    let datagram = fixture("q35-acpi-hotplug.uevents")
-        .into_iter()
-        .find(|d| d.starts_with(header))
+    let f = Fixture::load("q35-acpi-hotplug");
+    let add = f
+        .with_field("DEVPATH", "/devices/pci0000:00/0000:00:02.0/0000:01:00.0")
+        .find(|r| field(&r.datagram, "ACTION").as_deref() == Some("add"))
         .expect("the PCI add of 0000:01:00.0 in the fixture");
-    without_seqnum(&datagram)
+    without_seqnum(&add.datagram)
 }
 
 /// A made-up `change` uevent for `devpath`, without `SEQNUM`.
@@ -171,7 +163,7 @@ fn a_flood_into_a_tiny_buffer_is_reported_as_overflow() {
         assert_eq!(granted.option, RecvBufferOption::RcvBuf);
 
         let injector = Injector::new().unwrap();
-        let events: Vec<Vec<u8>> = fixture("q35-acpi-hotplug.uevents")
+        let events: Vec<Vec<u8>> = fixture("q35-acpi-hotplug")
             .iter()
             .map(|d| without_seqnum(d))
             .collect();

@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use common::*;
 use pciplug::{DevType, Registry};
@@ -69,14 +68,7 @@ fn expect_lines_hold_after_their_step() {
                 .unwrap()
                 .parse()
                 .unwrap();
-            let records: Vec<_> = f
-                .recording
-                .records
-                .iter()
-                .filter(|r| r.step.is_some_and(|s| s <= step))
-                .cloned()
-                .collect();
-            let mut reg = replay(&records);
+            let mut reg = replay(&f.records_in(..=step));
             let ctx = format!("{name}: expect {path} -> {dev} ({why})");
             let names = |reg: &Registry| -> BTreeSet<String> {
                 let mut s: BTreeSet<String> = reg
@@ -160,19 +152,15 @@ fn final_state_is_the_readme_final_state_once_heads_are_linked() {
     assert!(parts.iter().all(|b| b.devtype == DevType::Disk));
 }
 
-fn replay_json(file: &std::path::Path) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_pciplug"))
-        .args(["replay", "--json"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+/// `pciplug replay --json <files>`, one JSON value a line.
+fn replay_json(files: &[std::path::PathBuf]) -> Vec<serde_json::Value> {
+    let mut command = pciplug(["replay", "--json"]);
+    for file in files {
+        command = command.arg(file);
+    }
+    let ran = command.run();
+    assert_eq!(ran.code(), 0, "{}", ran.stderr);
+    ran.stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
@@ -182,7 +170,7 @@ fn replay_json(file: &std::path::Path) -> Vec<serde_json::Value> {
 fn replay_json_prints_the_final_state_sorted_by_path() {
     for name in FIXTURES {
         let f = Fixture::load(name);
-        let lines = replay_json(&fixture_path(name));
+        let lines = replay_json(&[fixture_path(name)]);
         let mut tied = BTreeSet::new();
         let mut paths = Vec::new();
         for v in &lines {
@@ -205,13 +193,11 @@ fn replay_json_prints_the_final_state_sorted_by_path() {
 
 #[test]
 fn replay_table_shows_paths_and_untied_heads() {
-    let out = Command::new(env!("CARGO_BIN_EXE_pciplug"))
-        .arg("replay")
+    let ran = pciplug(["replay"])
         .arg(fixture_path("q35-acpi-hotplug"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
+        .run();
+    assert_eq!(ran.code(), 0, "{}", ran.stderr);
+    let text = ran.stdout;
     let first_cols: Vec<&str> = text
         .lines()
         .skip(1)
@@ -231,24 +217,10 @@ fn replay_table_shows_paths_and_untied_heads() {
 #[test]
 fn several_files_feed_one_registry_in_order() {
     // The coldplug recording then the negative one: nothing in the second removes anything.
-    let lines = {
-        let out = Command::new(env!("CARGO_BIN_EXE_pciplug"))
-            .args(["replay", "--json"])
-            .arg(fixture_path("q35-coldplug-trigger"))
-            .arg(fixture_path("q35-root-bus-negative"))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let paths: Vec<String> = lines
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let lines = replay_json(&[
+        fixture_path("q35-coldplug-trigger"),
+        fixture_path("q35-root-bus-negative"),
+    ]);
+    let paths: Vec<&str> = lines.iter().map(|v| v["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["02/00", "03/00/01", "06/00"]);
 }

@@ -1,31 +1,38 @@
-//! Spoofing and format checks, counted by kind: datagrams from a process (port id != 0), in
-//! libudev's format, with a header that contradicts `ACTION=`/`DEVPATH=`, with `/` or `..` in
-//! `DEVNAME` or `INTERFACE`, oversize, not UTF-8. None is believed, each is counted under its
-//! kind, in the registry, in the live monitor fed by the kernel, and in `watch --stats`.
+//! What is not believed: datagrams from a process (port id != 0), in libudev's format, with a
+//! header that contradicts `ACTION=`/`DEVPATH=`, with `/` or `..` in `DEVNAME` or `INTERFACE`,
+//! oversize, not UTF-8, cut short, with an unknown action or a devpath too deep to place. None
+//! is believed, none panics, each is counted under its kind, in the registry, in the live
+//! monitor fed by the kernel, in `watch --stats` and in `replay`.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::netns::{in_private_netns, without_seqnum};
+use common::netns::{in_private_netns, wait_until_listening, without_seqnum};
 use common::*;
 use pciplug::registry::{MalformedKinds, Outcome};
 use pciplug::testing::Injector;
 use pciplug::uevent::MAX_DATAGRAM;
 use pciplug::{Monitor, Registry};
+use proptest::prelude::*;
+
+fn acpi() -> Fixture {
+    Fixture::load("q35-acpi-hotplug")
+}
 
 /// A real datagram (the first whose `key` is `value`) of q35-acpi-hotplug, as text.
 fn real(key: &str, value: &str) -> String {
-    let f = Fixture::load("q35-acpi-hotplug");
-    let r = f
-        .recording
-        .records
-        .iter()
-        .find(|r| field(&r.datagram, key).as_deref() == Some(value))
-        .unwrap();
-    String::from_utf8(r.datagram.clone()).unwrap()
+    String::from_utf8(acpi().first_with(key, value).datagram.clone()).unwrap()
+}
+
+/// `pciplug replay --json` of a recording given as text: (exit code, stdout, stderr).
+fn run_replay_text(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("test.uevents");
+    std::fs::write(&file, text).unwrap();
+    let ran = pciplug(["replay", "--json"]).arg(&file).run();
+    (ran.code(), ran.stdout, ran.stderr)
 }
 
 /// Each hostile datagram, built from the real add of vda (02/00) or eth0 (04/00), with the
@@ -210,11 +217,13 @@ fn the_live_monitor_counts_what_the_kernel_delivered_by_kind() {
             send_hostile_and_forged();
             let want = delivered_kinds();
             let n: u64 = want.iter().map(|(_, n)| n).sum();
-            let until = Instant::now() + Duration::from_secs(10);
-            while monitor.stats().registry.received < n + 1 {
-                assert!(Instant::now() < until, "{:?}", monitor.stats());
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            assert!(
+                eventually(Duration::from_secs(10), || {
+                    monitor.stats().registry.received > n
+                }),
+                "{:?}",
+                monitor.stats()
+            );
             let s = monitor.stats();
             assert_eq!(kinds(&s.registry.malformed_kinds), want, "{s:?}");
             assert_eq!((s.registry.malformed, s.registry.spoofed), (n, 1));
@@ -224,46 +233,58 @@ fn the_live_monitor_counts_what_the_kernel_delivered_by_kind() {
     );
 }
 
+/// Runs `pciplug watch --stats` (with `--json` if `json`), sends [`send_hostile_and_forged`]
+/// once it printed its first line (the counts at start: the socket is bound by then), and
+/// returns that line and the first whose `received` count, as `received` reads it, is all
+/// that was sent.
+fn watch_stats(json: bool, received: impl Fn(&str) -> Option<u64>) -> (String, String) {
+    let sysfs = common::fake_sysfs::FakeSysfs::new();
+    let mut args = vec!["watch", "--stats"];
+    if json {
+        args.push("--json");
+    }
+    let mut child = pciplug(&args).arg("--sysfs").arg(sysfs.root()).spawn();
+    // Lines as they come, so that a watch that prints nothing fails instead of hanging.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.take_stdout();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a stats line within 10s")
+    };
+    let first = next();
+    send_hostile_and_forged();
+    // Then, within a second or so, a line with the counts by kind.
+    let n: u64 = delivered_kinds().iter().map(|(_, n)| n).sum();
+    let mut last = first.clone();
+    while received(&last) != Some(n + 1) {
+        last = next();
+    }
+    child.kill();
+    (first, last)
+}
+
 #[test]
 fn watch_stats_prints_what_the_listener_counted() {
     in_private_netns("watch_stats_prints_what_the_listener_counted", || {
-        let sysfs = common::fake_sysfs::FakeSysfs::new();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pciplug"))
-            .args(["watch", "--json", "--stats", "--sysfs"])
-            .arg(sysfs.root())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Lines as they come, so that a watch that prints nothing fails instead of hanging.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if tx.send(line.unwrap()).is_err() {
-                    return;
-                }
-            }
-        });
-        let next = || {
-            rx.recv_timeout(Duration::from_secs(10))
-                .expect("a stats line within 10s")
+        let json = |line: &str| -> serde_json::Value {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v.get("stats").is_some(), "a change was printed: {line}");
+            v
         };
-        // The first line is the counts at start: nothing seen yet, and the socket is bound.
-        let first: serde_json::Value = serde_json::from_str(&next()).unwrap();
+        let (first, last) = watch_stats(true, |l| json(l)["stats"]["received"].as_u64());
+        // The first line is the counts at start: nothing seen yet.
+        let first = json(&first);
         assert_eq!(first["stats"]["received"], 0, "{first}");
-        send_hostile_and_forged();
-        // Then, within a second or so, a line with the counts by kind.
         let want = delivered_kinds();
         let n: u64 = want.iter().map(|(_, n)| n).sum();
-        let mut last = first;
-        while last["stats"]["received"].as_u64() != Some(n + 1) {
-            let line = next();
-            last = serde_json::from_str(&line).unwrap();
-            assert!(last.get("stats").is_some(), "a change was printed: {line}");
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        let last = json(&last);
         let stats = &last["stats"];
         assert_eq!(stats["malformed"], n, "{stats}");
         assert_eq!(stats["spoofed"], 1, "{stats}");
@@ -285,23 +306,37 @@ fn watch_stats_prints_what_the_listener_counted() {
 
 #[test]
 fn watch_stats_text_names_each_kind_seen() {
-    let mut s = pciplug::MonitorStats::default();
-    s.registry.received = 5;
-    s.registry.malformed = 3;
-    s.registry.malformed_kinds.libudev = 2;
-    s.registry.malformed_kinds.not_utf8 = 1;
-    s.registry.spoofed = 2;
-    s.overflows = 1;
-    // Through the command's own printer, by way of the JSON it also prints.
-    let json = serde_json::to_value(s).unwrap();
-    assert_eq!(json["malformed_kinds"]["libudev"], 2);
-    assert_eq!(json["malformed_kinds"]["not-utf8"], 1);
-    assert_eq!(json["overflows"], 1);
+    in_private_netns("watch_stats_text_names_each_kind_seen", || {
+        let received = |line: &str| -> Option<u64> {
+            let rest = line.strip_prefix("stats received=")?;
+            rest.split(' ').next()?.parse().ok()
+        };
+        let (first, last) = watch_stats(false, received);
+        assert!(first.starts_with("stats received=0 "), "{first}");
+        // The whole line: every counter by name, and after the malformed total exactly the
+        // kinds seen, each with its count, in the counters' order.
+        let want = delivered_kinds();
+        assert!(want.len() > 1, "more than one kind to name: {want:?}");
+        let n: u64 = want.iter().map(|(_, n)| n).sum();
+        let by_kind: String = want
+            .iter()
+            .map(|(kind, count)| format!(" malformed.{kind}={count}"))
+            .collect();
+        assert_eq!(
+            last,
+            format!(
+                "stats received={} applied=0 ignored=0 unknown_action=0 malformed={n}{by_kind} \
+                 spoofed=1 unplaceable=0 truncated=0 overflows=0 resyncs=0 resync_failures=0 \
+                 dropped_changes=0",
+                n + 1
+            )
+        );
+    });
 }
 
 /// Without `DEVNAME` (or `INTERFACE`) the registry names a device after the last component
-/// of its devpath, which nothing checks yet: a newline there would let `pciplug wait` print
-/// `/dev/vd` and a second line of the sender's choosing.
+/// of its devpath, checked like `DEVNAME` (since 68fc8f5): unchecked, a newline there would
+/// let `pciplug wait` print `/dev/vd` and a second line of the sender's choosing.
 #[test]
 fn a_name_taken_from_the_devpath_is_checked_like_devname() {
     for name in ["vd\nx", "vd\u{1b}[2J", &"v".repeat(300)] {
@@ -325,34 +360,162 @@ fn a_name_taken_from_the_devpath_is_checked_like_devname() {
 fn wait_never_prints_an_unsafe_device_name() {
     in_private_netns("wait_never_prints_an_unsafe_device_name", || {
         let sysfs = common::fake_sysfs::FakeSysfs::new();
-        let child = Command::new(env!("CARGO_BIN_EXE_pciplug"))
-            .args(["wait", "02/00", "--timeout", "3s", "--sysfs"])
+        let child = pciplug(["wait", "02/00", "--timeout", "3s", "--sysfs"])
             .arg(sysfs.root())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .spawn();
         // Until its socket is bound, what the kernel sends would not reach it.
-        let until = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string("/proc/net/netlink")
-            .unwrap()
-            .lines()
-            .any(|l| l.split_whitespace().nth(2) == Some(&child.id().to_string()))
-        {
-            assert!(Instant::now() < until, "never listened");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until_listening(child.id());
         // A disk whose name comes from its devpath, with a second line in it.
         let dp = "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/block/vd\nsda";
         let d = format!("add@{dp}\0ACTION=add\0DEVPATH={dp}\0SUBSYSTEM=block\0DEVTYPE=disk\0");
         Injector::new().unwrap().inject(d.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        // Refused by the library (once it checks such names) or by the command: never printed.
-        assert!(stdout.is_empty(), "printed {stdout:?}");
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let ran = child.finish();
+        // Refused by the library (src/uevent.rs checks a name taken from the devpath like
+        // DEVNAME since 68fc8f5): never printed, and the wait times out.
+        assert!(ran.stdout.is_empty(), "printed {:?}", ran.stdout);
+        assert_eq!(ran.code(), 1, "{}", ran.stderr);
     });
+}
+
+#[test]
+fn datagrams_not_sent_by_the_kernel_are_not_believed() {
+    let f = acpi();
+    let mut reg = Registry::new();
+    for r in &f.recording.records {
+        assert!(matches!(
+            reg.apply_datagram(4242, &r.datagram),
+            Outcome::Spoofed { sender: 4242 }
+        ));
+    }
+    assert!(reg.is_empty());
+    assert_eq!(reg.stats().spoofed as usize, f.recording.records.len());
+
+    // A forged remove of a real disk, between real events, changes nothing.
+    let mut reg = replay(&f.recording.records);
+    let before = snapshot(&reg);
+    let vda_remove = f
+        .with_field("DEVNAME", "vda")
+        .find(|r| r.step == Some(8))
+        .unwrap();
+    reg.apply_datagram(1, &vda_remove.datagram);
+    assert_eq!(snapshot(&reg), before);
+}
+
+#[test]
+fn spoofed_lines_in_a_recording_are_skipped_by_replay() {
+    let f = acpi();
+    let mut text = std::fs::read_to_string(fixture_path("q35-acpi-hotplug")).unwrap();
+    // Append a forged removal of 02/00 claiming to come from port 777.
+    let rm = f
+        .with_field("SUBSYSTEM", "pci")
+        .find(|r| r.step == Some(8))
+        .unwrap();
+    let hex: String = rm.datagram.iter().map(|b| format!("{b:02x}")).collect();
+    text.push_str(&format!("777 {hex}\n"));
+    let (code, stdout, stderr) = run_replay_text(&text);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.contains("\"path\":\"02/00\"")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("port 777, not the kernel"), "{stderr}");
+}
+
+#[test]
+fn truncated_datagrams_are_refused_and_lose_nothing() {
+    for name in FIXTURES {
+        let f = Fixture::load(name);
+        let mut reg = Registry::new();
+        for r in &f.recording.records {
+            let d = &r.datagram;
+            for cut in [1, d.len() / 3, d.len() / 2, d.len() - 1] {
+                // Cut mid-field it is malformed; cut at a field boundary it lacks SEQNUM (the
+                // kernel's last field) and is malformed if relevant, ignored otherwise.
+                let out = reg.apply_datagram(0, &d[..cut]);
+                assert!(
+                    matches!(out, Outcome::Malformed(_) | Outcome::Ignored(_)),
+                    "{name} line {} cut {cut}: {out:?}",
+                    r.line
+                );
+            }
+            reg.apply_datagram(0, d);
+        }
+        assert_eq!(
+            snapshot(&reg),
+            snapshot(&replay(&f.recording.records)),
+            "{name}"
+        );
+        assert_eq!(
+            reg.stats().applied as usize,
+            replay(&f.recording.records).stats().applied as usize
+        );
+    }
+}
+
+#[test]
+fn unknown_actions_are_ignored_and_counted() {
+    let text = real("DEVNAME", "vda")
+        .replace("add@", "frobnicate@")
+        .replace("ACTION=add", "ACTION=frobnicate");
+    let mut reg = Registry::new();
+    assert!(matches!(
+        reg.apply_datagram(0, text.as_bytes()),
+        Outcome::Ignored(_)
+    ));
+    assert!(reg.is_empty());
+    assert_eq!(reg.stats().unknown_action, 1);
+}
+
+#[test]
+fn a_devpath_too_deep_to_place_is_refused_without_a_trace() {
+    let mut dp = String::from("/devices/pci0000:00");
+    for bus in 0..17 {
+        dp.push_str(&format!("/0000:{bus:02x}:01.0"));
+    }
+    let d = format!("add@{dp}\0ACTION=add\0DEVPATH={dp}\0SUBSYSTEM=pci\0SEQNUM=1\0");
+    let mut reg = Registry::new();
+    let out = reg.apply_datagram(0, d.as_bytes());
+    assert!(
+        matches!(&out, Outcome::Unplaceable(e) if e.to_string().contains("more than 16 PCI hops")),
+        "{out:?}"
+    );
+    assert!(reg.is_empty());
+}
+
+#[test]
+fn replay_skips_a_malformed_datagram_and_applies_the_rest() {
+    let mut text = std::fs::read_to_string(fixture_path("q35-acpi-hotplug")).unwrap();
+    // Insert, right after the header, a well-formed line whose datagram has no NUL end.
+    text = text.replacen("\n0 ", "\n0 6164644000ff\n0 ", 1);
+    let (code, stdout, stderr) = run_replay_text(&text);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("malformed datagram skipped"), "{stderr}");
+    let clean =
+        run_replay_text(&std::fs::read_to_string(fixture_path("q35-acpi-hotplug")).unwrap()).1;
+    assert_eq!(stdout, clean);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Real datagrams with random bytes overwritten, fed between the real stream: no panic,
+    /// and the name index stays consistent (each block/net name held once).
+    #[test]
+    fn mutated_real_datagrams_never_panic(picks in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<u8>()), 1..40)) {
+        let f = acpi();
+        let recs = &f.recording.records;
+        let mut reg = Registry::new();
+        for (i, (which, at, byte)) in picks.iter().enumerate() {
+            let mut d = which.get(recs).datagram.clone();
+            let k = at.index(d.len());
+            d[k] = *byte;
+            reg.apply_datagram(0, &d);
+            reg.apply_datagram(0, &recs[i % recs.len()].datagram);
+        }
+        let mut names = std::collections::HashSet::new();
+        for v in reg.views() {
+            for b in &v.block { prop_assert!(names.insert(b.name.to_string()), "{} twice", b.name); }
+            for n in v.net { prop_assert!(names.insert(n.name.to_string()), "{} twice", n.name); }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::netns::{in_private_netns, without_seqnum};
+use common::netns::{in_private_netns, injectable};
 use common::*;
 use pciplug::testing::Injector;
 use pciplug::{Error, Monitor, PciPath};
@@ -59,11 +59,9 @@ struct Op {
 fn storm() -> Vec<Op> {
     let f = Fixture::load("q35-acpi-hotplug");
     let step = |s: u32| -> Vec<String> {
-        f.recording
-            .records
-            .iter()
-            .filter(|r| r.step == Some(s))
-            .map(|r| String::from_utf8(without_seqnum(&r.datagram)).unwrap())
+        injectable(&f.records_in(s..=s))
+            .into_iter()
+            .map(|d| String::from_utf8(d).unwrap())
             .collect()
     };
     let (plug_text, unplug_text) = (step(1), step(8));
@@ -156,15 +154,13 @@ fn waiters_during_a_hotplug_storm_get_their_disk_never_a_wrong_or_stale_one() {
             // A deadlock would hang the joins below: give up loudly instead.
             let watchdog_done = Arc::clone(&done);
             thread::spawn(move || {
-                let until = Instant::now() + Duration::from_secs(240);
-                while Instant::now() < until {
-                    if watchdog_done.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    thread::sleep(Duration::from_millis(50));
+                let finished = eventually(Duration::from_secs(240), || {
+                    watchdog_done.load(Ordering::Relaxed)
+                });
+                if !finished {
+                    eprintln!("the stress test did not finish in 240s: deadlock?");
+                    std::process::abort();
                 }
-                eprintln!("the stress test did not finish in 240s: deadlock?");
-                std::process::abort();
             });
 
             let waiters: Vec<_> = (0..WAITERS)
@@ -230,9 +226,13 @@ fn waiters_during_a_hotplug_storm_get_their_disk_never_a_wrong_or_stale_one() {
                     first_sent.get_or_insert(sent);
                     injector.inject(d).unwrap();
                     count += 1;
-                    while monitor.stats().registry.received < count {
-                        thread::yield_now();
-                    }
+                    assert!(
+                        eventually(Duration::from_secs(30), || {
+                            monitor.stats().registry.received >= count
+                        }),
+                        "the listener never took a datagram: {:?}",
+                        monitor.stats()
+                    );
                     if field(d, "DEVNAME").is_some() {
                         disk_applied = Some(Instant::now());
                     }

@@ -6,7 +6,9 @@
 //! same arguments and relays what the child prints. Where the namespaces cannot be made (no
 //! `unshare`, user namespaces refused to this user) or the kernel refuses a probe uevent
 //! injected there, it prints `SKIPPED <bench>: <why>` and succeeds: these benches need root,
-//! or user namespaces, for the live socket.
+//! or user namespaces, for the live socket. Benches are measurements, not tests:
+//! `PCIPLUG_REQUIRE_KERNEL` (which makes a skipped test fail, `tests/common/skip.rs`) does not
+//! apply here, and a skipped bench reports no figure.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

@@ -1,23 +1,35 @@
 //! Shared test helpers: the real recordings, the ground truth their comments record, and
-//! assertions that compare a registry with it.
+//! assertions that compare a registry with it; the rest in one file each (running the CLI,
+//! `eventually`, copying a tree, skipping, the private namespace).
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod cli;
 pub mod datagram_oracle;
 mod fixtures;
 pub mod netns;
 pub mod path_oracle;
+mod poll;
 pub mod registry_ops;
+mod skip;
+mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeBounds;
 
 use pciplug::recording::Record;
 use pciplug::{PciPath, Recording, Registry};
 
-#[allow(unused_imports)] // as dead_code above: each binary uses its own subset
-pub use fixtures::{FIXTURES, fixture_path};
 /// The fake sysfs trees, from the library's test support.
 #[allow(unused_imports)] // as dead_code above: each binary uses its own subset
 pub use pciplug::testing::fake_sysfs;
+#[allow(unused_imports)] // as dead_code above: each binary uses its own subset
+pub use {
+    cli::pciplug,
+    fixtures::{FIXTURES, fixture_path},
+    poll::eventually,
+    skip::{required, skip},
+    tree::copy_tree,
+};
 
 /// One entry of a "guest sysfs after step N" listing: what the guest's own sysfs showed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,17 +100,39 @@ impl Fixture {
     pub fn step_records(&self) -> Vec<(u32, Vec<Record>)> {
         self.steps()
             .into_iter()
-            .map(|s| {
-                let recs = self
-                    .recording
-                    .records
-                    .iter()
-                    .filter(|r| r.step == Some(s))
-                    .cloned()
-                    .collect();
-                (s, recs)
-            })
+            .map(|s| (s, self.records_in(s..=s)))
             .collect()
+    }
+
+    /// The records of the steps in `steps`, in receive order (`..=8`: up to step 8).
+    pub fn records_in(&self, steps: impl RangeBounds<u32>) -> Vec<Record> {
+        self.recording
+            .records
+            .iter()
+            .filter(|r| r.step.is_some_and(|s| steps.contains(&s)))
+            .cloned()
+            .collect()
+    }
+
+    /// The records whose datagram has the field `key=value`, in receive order.
+    pub fn with_field<'a>(
+        &'a self,
+        key: &str,
+        value: &str,
+    ) -> impl Iterator<Item = &'a Record> + use<'a> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.recording
+            .records
+            .iter()
+            .filter(move |r| field(&r.datagram, &key).as_deref() == Some(value.as_str()))
+    }
+
+    /// The first record whose datagram has the field `key=value`.
+    #[track_caller]
+    pub fn first_with(&self, key: &str, value: &str) -> &Record {
+        self.with_field(key, value)
+            .next()
+            .unwrap_or_else(|| panic!("{}: no datagram with {key}={value}", self.name))
     }
 
     /// The last sysfs listing (the final state), or empty if the recording has none.
@@ -253,4 +287,32 @@ pub fn field(d: &[u8], key: &str) -> Option<String> {
     fields(d)
         .into_iter()
         .find_map(|f| f.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
+/// The real `add` of eth0 at 04/00 in q35-acpi-hotplug, and a `move` of it to `new_name`
+/// built as udev's rename makes the kernel send it.
+pub fn eth0_add_and_rename_to(new_name: &str) -> (Vec<u8>, Vec<u8>) {
+    let f = Fixture::load("q35-acpi-hotplug");
+    let add = f.first_with("INTERFACE", "eth0").datagram.clone();
+    let old = field(&add, "DEVPATH").unwrap();
+    let new = old.replace("/net/eth0", &format!("/net/{new_name}"));
+    let mv: Vec<String> = fields(&add)
+        .into_iter()
+        .map(|f| {
+            if f.starts_with("add@") {
+                format!("move@{new}")
+            } else if f == "ACTION=add" {
+                "ACTION=move".into()
+            } else if f.starts_with("DEVPATH=") {
+                format!("DEVPATH={new}\0DEVPATH_OLD={old}")
+            } else if f == "INTERFACE=eth0" {
+                format!("INTERFACE={new_name}")
+            } else if f.starts_with("SEQNUM=") {
+                "SEQNUM=100000".into() // a later event
+            } else {
+                f
+            }
+        })
+        .collect();
+    (add, datagram(&mv))
 }

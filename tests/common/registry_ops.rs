@@ -17,27 +17,25 @@ use pciplug::{Change, Datagram, DevType, PciPath, Recording, Registry};
 /// Operations per input at most, so one input stays fast whatever its length.
 pub const MAX_OPS: usize = 200;
 
-/// Three gaps in `src/registry.rs` that the fuzzer found, now fixed; the tests named after
-/// them in `tests/fuzz_equivalents.rs` and the inputs under `fuzz/regressions/registry/`
-/// keep them fixed:
+/// The three gaps in `src/registry.rs` that the fuzzer found, fixed in 68fc8f5; the tests
+/// named after them in `tests/fuzz_equivalents.rs` and the inputs under
+/// `fuzz/regressions/registry/` keep them fixed:
 ///
-/// 1. A `move` of an interface onto a name the function already holds, identical, drops the
-///    old name without reporting a change (`insert_net` returns early on the duplicate).
-/// 2. Block and net names share one index, so an interface renamed like a disk (`vda`)
-///    takes the disk away; in Linux they are separate namespaces.
-/// 3. With two NVMe controllers in one PCI function (no real device has that), relinking one
-///    to another subsystem unlinks the function from the first one although the other
-///    controller is still in it, and reports the heads gone while they are still shown.
-///
-/// While `true`, the interpreter draws block and net names from separate pools (so it does
-/// not provoke 2), links no controller of a function that has two (3), and accepts exactly
-/// 1's outcome; everything else is checked. It is `false` since the fixes. The inputs
-/// under `fuzz/regressions/registry/` were found with it `false`, and replay as found only
-/// then (the name pools change how an input decodes).
-pub const KNOWN_GAPS: bool = false;
+/// 1. A `move` of an interface onto a name the function already holds, identical, dropped the
+///    old name without reporting a change.
+/// 2. Block and net names shared one index, so an interface renamed like a disk (`vda`)
+///    took the disk away; in Linux they are separate namespaces.
+/// 3. With two NVMe controllers in one PCI function, relinking one to another subsystem
+///    unlinked the function from the first one although the other controller was still in
+///    it, and reported the heads gone while they were still shown.
+pub const FOUND: [&str; 3] = [
+    "net-rename-onto-held-name",
+    "block-and-net-names-are-separate-namespaces",
+    "two-nvme-controllers-in-one-function",
+];
 
-/// Names the reshaping gives to devices, so that names collide and are reused; the last
-/// two are interface names (see [`KNOWN_GAPS`]).
+/// Names the reshaping gives to devices of either class, so that names collide and are
+/// reused, across block and net too (gap 2 of [`FOUND`]).
 const NAMES: [&str; 10] = [
     "vda",
     "vdb",
@@ -51,15 +49,9 @@ const NAMES: [&str; 10] = [
     "ens4",
 ];
 
-/// A name for a device of `subsystem` (the datagram's), from [`NAMES`].
-fn pick_name(input: &mut Input<'_>, d: &[u8]) -> Option<&'static str> {
-    let net = split(d).iter().any(|f| f == "SUBSYSTEM=net");
-    let pool: &[&str] = match (KNOWN_GAPS, net) {
-        (false, _) => &NAMES,
-        (true, true) => &NAMES[8..],
-        (true, false) => &NAMES[..8],
-    };
-    input.pick(pool).copied()
+/// A name for a device, from [`NAMES`].
+fn pick_name(input: &mut Input<'_>) -> Option<&'static str> {
+    input.pick(&NAMES).copied()
 }
 
 const ACTIONS: [&str; 9] = [
@@ -222,11 +214,7 @@ pub fn run(templates: &[Vec<u8>], data: &[u8]) {
                     assert_eq!(state(&reg), want, "reconcile did not reach the truth");
                     assert!(reg.reconcile(reg.clone()).is_empty(), "a no-op resync");
                 } else {
-                    let paths: Vec<PciPath> = reg
-                        .devices()
-                        .filter(|d| !KNOWN_GAPS || d.nvme.len() < 2)
-                        .map(|d| d.path)
-                        .collect();
+                    let paths: Vec<PciPath> = reg.devices().map(|d| d.path).collect();
                     let (Some(path), Some(c), Some(s)) =
                         (input.pick(&paths), input.byte(), input.byte())
                     else {
@@ -252,13 +240,11 @@ fn apply(reg: &mut Registry, d: &[u8], before: &State) -> bool {
     match reg.apply_datagram(0, d) {
         Outcome::Applied(changes) => {
             let after = state(reg);
-            let described = described(before, &changes);
-            if !(KNOWN_GAPS && is_known_gap_1(d, &described, &after)) {
-                assert_eq!(
-                    described, after,
-                    "the changes {changes:#?} do not describe what changed"
-                );
-            }
+            assert_eq!(
+                described(before, &changes),
+                after,
+                "the changes {changes:#?} do not describe what changed"
+            );
             check_namespaces(d, &changes);
             true
         }
@@ -344,7 +330,7 @@ fn reshape(d: &[u8], input: &mut Input<'_>) -> Option<Vec<u8>> {
         }
         // Another name: in DEVNAME/INTERFACE and as the last devpath component.
         2 => {
-            let name = pick_name(input, d)?;
+            let name = pick_name(input)?;
             for f in fields.iter_mut().skip(1) {
                 if f.starts_with("DEVNAME=") {
                     *f = format!("DEVNAME={name}");
@@ -379,7 +365,7 @@ fn reshape(d: &[u8], input: &mut Input<'_>) -> Option<Vec<u8>> {
         }
         // A rename: a move from the device's old name.
         _ => {
-            let name = pick_name(input, d)?;
+            let name = pick_name(input)?;
             let (parent, current) = devpath.rsplit_once('/')?;
             old = Some(devpath.clone());
             action = "move".into();
@@ -442,21 +428,6 @@ fn check_changes(before: &State, changes: &[Change], after: &State) {
         after,
         "the changes {changes:#?} do not describe what changed"
     );
-}
-
-/// Gap 1 of [`KNOWN_GAPS`]: a `move` whose only unreported effect is that the interface's
-/// old name is gone.
-fn is_known_gap_1(d: &[u8], described: &State, after: &State) -> bool {
-    let fields = split(d);
-    let Some(old) = fields.iter().find_map(|f| f.strip_prefix("DEVPATH_OLD=")) else {
-        return false;
-    };
-    let old_name = old.rsplit('/').next().unwrap_or_default();
-    let mut healed = described.clone();
-    healed
-        .children
-        .retain(|(_, class, name)| !(*class == "net" && name == old_name));
-    fields[0].starts_with("move@") && healed == *after
 }
 
 /// The state before, with `changes` applied to it.
