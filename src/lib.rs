@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod hex;
 mod listener;
 pub mod netlink;
 pub mod path;
