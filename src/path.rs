@@ -75,6 +75,9 @@ pub const MAX_HOPS: usize = 16;
 /// assert_eq!(p.to_string(), "03/00/01");
 /// assert_eq!("02/00.1".parse::<PciPath>().unwrap().hops()[1].function(), 1);
 /// assert!("02/20".parse::<PciPath>().is_err()); // slots stop at 1f
+/// // Other spellings a host sends (see the module docs) print canonically.
+/// assert_eq!("3.0/4.0".parse::<PciPath>().unwrap().to_string(), "03/04");
+/// assert_eq!("20/00/02".parse::<PciPath>().unwrap().to_string(), "pci0000:20/00/02");
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciPath {

@@ -203,3 +203,22 @@ fn pci_segment_spellings_wait_for_the_device_of_their_segment() {
         },
     );
 }
+
+#[test]
+fn a_bdf_given_to_wait_is_refused_saying_what_it_is() {
+    for bdf in ["0000:01:00.0", "01:00.0"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pciplug"))
+            .args(["wait", bdf, "--timeout", "0s"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "invalid PCI path {bdf:?}: this is a bus address (BDF), not a PCI path"
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("`pciplug list`"), "{stderr}");
+    }
+}
