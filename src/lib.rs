@@ -48,6 +48,7 @@
 
 mod devpath;
 mod error;
+mod hex;
 mod monitor;
 pub mod netlink;
 pub mod path;

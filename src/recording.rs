@@ -128,29 +128,16 @@ fn shorten(s: &str) -> String {
 }
 
 fn decode_hex(hex: &str) -> std::result::Result<Vec<u8>, String> {
-    let b = hex.as_bytes();
-    if b.is_empty() {
-        return Err("empty datagram hex".into());
-    }
-    if !b.len().is_multiple_of(2) {
-        return Err(format!("datagram hex has an odd length ({})", b.len()));
-    }
-    let digit = |c: u8, at: usize| -> std::result::Result<u8, String> {
-        match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(format!(
-                "datagram hex has a non-hex character {:?} at column {}",
-                char::from(c),
-                at + 1
-            )),
-        }
-    };
-    b.chunks_exact(2)
-        .enumerate()
-        .map(|(i, p)| Ok(digit(p[0], 2 * i)? << 4 | digit(p[1], 2 * i + 1)?))
-        .collect()
+    use crate::hex::DecodeError;
+    crate::hex::decode(hex).map_err(|e| match e {
+        DecodeError::Empty => "empty datagram hex".into(),
+        DecodeError::OddLength(n) => format!("datagram hex has an odd length ({n})"),
+        DecodeError::NotHex { byte, at } => format!(
+            "datagram hex has a non-hex character {:?} at column {}",
+            char::from(byte),
+            at + 1
+        ),
+    })
 }
 
 #[cfg(test)]
