@@ -408,6 +408,7 @@ mod tests {
             transport: Transport::NvmeMultipath {
                 subsystem: "nvme-subsys0".into(),
             },
+            nsid: None,
             devpath: format!("{}nvme-subsys0/nvme0n1", devpath::NVME_SUBSYSTEMS).into(),
         };
         let changes = vec![
