@@ -279,7 +279,10 @@ mod tests {
         let u: ScsiUnit = "0:1".parse().unwrap();
         assert_eq!(u, ScsiUnit { target: 0, lun: 1 });
         assert_eq!(u.to_string(), "0:1");
-        assert_eq!("12:16383".parse::<ScsiUnit>().unwrap().to_string(), "12:16383");
+        assert_eq!(
+            "12:16383".parse::<ScsiUnit>().unwrap().to_string(),
+            "12:16383"
+        );
     }
 
     #[test]
@@ -329,9 +332,15 @@ mod tests {
         let p: PciPath = "02/00".parse().unwrap();
         let scsi = Unit::Scsi("0:1".parse().unwrap());
         assert_eq!(DiskAddress::at(p).to_string(), "02/00");
-        assert_eq!(DiskAddress::with_unit(Some(p), scsi).to_string(), "02/00 scsi 0:1");
+        assert_eq!(
+            DiskAddress::with_unit(Some(p), scsi).to_string(),
+            "02/00 scsi 0:1"
+        );
         assert_eq!(DiskAddress::with_unit(None, scsi).to_string(), "scsi 0:1");
         let nsid = Unit::Nsid(Nsid::new(2).unwrap());
-        assert_eq!(DiskAddress::with_unit(Some(p), nsid).to_string(), "02/00 nsid 2");
+        assert_eq!(
+            DiskAddress::with_unit(Some(p), nsid).to_string(),
+            "02/00 nsid 2"
+        );
     }
 }

@@ -61,9 +61,7 @@ pub mod testing;
 pub mod uevent;
 mod wait;
 
-pub use address::{
-    AmbiguousDisk, Candidate, DiskAddress, Nsid, ParseUnitError, ScsiUnit, Unit,
-};
+pub use address::{AmbiguousDisk, Candidate, DiskAddress, Nsid, ParseUnitError, ScsiUnit, Unit};
 pub use error::{Error, Result};
 pub use monitor::{Monitor, MonitorBuilder, MonitorStats};
 pub use path::{Bdf, Hop, PciPath, RootComplex};

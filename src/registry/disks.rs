@@ -61,13 +61,15 @@ impl Registry {
     /// - a path and a unit: the disk with that unit at the path;
     /// - a unit alone: the disk with that unit, if exactly one disk in the guest has it (one
     ///   NVMe head reached through two paths is one disk); several are ambiguous.
-    pub fn find_disk(
-        &self,
-        address: &DiskAddress,
-    ) -> Result<Option<&BlockDevice>, AmbiguousDisk> {
+    pub fn find_disk(&self, address: &DiskAddress) -> Result<Option<&BlockDevice>, AmbiguousDisk> {
         let fits = |b: &&BlockDevice| address.unit().is_none_or(|u| b.has_unit(u));
         let found: Vec<(PciPath, &BlockDevice)> = match address.path() {
-            Some(p) => self.disks(p).into_iter().filter(fits).map(|b| (*p, b)).collect(),
+            Some(p) => self
+                .disks(p)
+                .into_iter()
+                .filter(fits)
+                .map(|b| (*p, b))
+                .collect(),
             None => self
                 .devices()
                 .flat_map(|d| self.disks(&d.path).into_iter().map(move |b| (d.path, b)))
@@ -165,7 +167,11 @@ mod tests {
             Action::Add,
             &devpath,
             "block",
-            &[("DEVNAME", &devname), ("DEVTYPE", "disk"), ("DISKSEQ", &seq)],
+            &[
+                ("DEVNAME", &devname),
+                ("DEVTYPE", "disk"),
+                ("DISKSEQ", &seq),
+            ],
         ))
         .unwrap();
     }
@@ -204,7 +210,11 @@ mod tests {
             Action::Add,
             &format!("{FN}/virtio0/block/vda/vda1"),
             "block",
-            &[("DEVNAME", "vda1"), ("DEVTYPE", "partition"), ("PARTN", "1")],
+            &[
+                ("DEVNAME", "vda1"),
+                ("DEVTYPE", "partition"),
+                ("PARTN", "1"),
+            ],
         ))
         .unwrap();
         let found = r.find_disk(&DiskAddress::at(p("02/00"))).unwrap();
@@ -266,7 +276,11 @@ mod tests {
             Action::Change,
             &format!("{ctrl}/nvme0n2"),
             "block",
-            &[("DEVNAME", "nvme0n2"), ("DEVTYPE", "disk"), ("DISKSEQ", "6")],
+            &[
+                ("DEVNAME", "nvme0n2"),
+                ("DEVTYPE", "disk"),
+                ("DISKSEQ", "6"),
+            ],
         ))
         .unwrap();
         assert_eq!(&*r.find_disk(&ns2).unwrap().unwrap().name, "nvme0n2");

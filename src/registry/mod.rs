@@ -48,8 +48,8 @@ use std::collections::{BTreeMap, HashMap};
 use crate::uevent::Uevent;
 
 pub use change::Change;
-pub use intake::{MalformedKinds, Outcome, Stats};
 pub(crate) use disks::needs_nsid;
+pub use intake::{MalformedKinds, Outcome, Stats};
 pub use model::{
     BlockDevice, DevType, DeviceView, NetInterface, NvmeController, PciDevice, PciIds, Transport,
 };
