@@ -388,3 +388,28 @@ fn a_scan_file_that_refuses_the_write_is_an_error_naming_it() {
     );
     assert_eq!(fs::read_to_string(&host0).unwrap(), "");
 }
+
+#[test]
+fn list_shows_the_namespace_id_sysfs_has() {
+    // The q35 fake tree: nvme0n1 under 06/00 has `nsid` 1.
+    let sysfs = common::fake_sysfs::q35();
+    let ran = pciplug(["list", "--json", "--sysfs"])
+        .arg(sysfs.root())
+        .run();
+    assert_eq!(ran.code(), 0, "{}", ran.stderr);
+    let nvme: serde_json::Value = ran
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["path"] == "06/00")
+        .expect("06/00 listed");
+    assert_eq!(nvme["block"][0]["name"], "nvme0n1");
+    assert_eq!(nvme["block"][0]["nsid"], 1);
+    let ran = pciplug(["list", "--sysfs"]).arg(sysfs.root()).run();
+    assert!(
+        ran.stdout
+            .contains("nvme0n1 (disk, multipath nvme-subsys0, nsid 1, diskseq 6)"),
+        "{}",
+        ran.stdout
+    );
+}
