@@ -81,7 +81,7 @@ cleanup() {
 	if [ -n "$tmp_root" ] && [ -d "$tmp_root" ]; then
 		# debootstrap's own mounts of the half-built root live in this namespace only; unmount
 		# them anyway before removing, and never cross into another file system.
-		grep -o " $tmp_root/[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
+		{ grep -o " $tmp_root/[^ ]*" /proc/self/mounts || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
 		rm -rf --one-file-system "$tmp_root"
 	fi
 }
@@ -107,9 +107,18 @@ apt_mirror() {
 	done | grep -oE '(https?|file)://[^ ]+' | grep -v -- '-security' | sed -n 1p
 }
 
+# The host's trust store, read-only, so that apt and cargo in the chroot reach their registries
+# as the host's do.
+mount_host_ca() { # mount_host_ca ROOT
+	local ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+	if [ -f "$ca" ] && [ -f "$1/etc/ssl/certs/ca-certificates.crt" ]; then
+		mount_in "$1/etc/ssl/certs/ca-certificates.crt" --bind -o ro "$ca"
+	fi
+}
+
 # --- the chroot: built once, kept with a stamp ---------------------------------------------------
 build_root() {
-	local mirror
+	local mirror i
 	mirror=$(apt_mirror)
 	[ -n "$mirror" ] || {
 		echo "toolchain-1.85: no Debian mirror found in the host's apt sources; set PCIPLUG_DEBIAN_MIRROR" >&2
@@ -132,6 +141,7 @@ build_root() {
 	}
 	# arm64's libstd for rustc, inside the chroot only.
 	mount_in "$tmp_root/proc" -t proc proc
+	mount_host_ca "$tmp_root"
 	cp /etc/resolv.conf "$tmp_root/etc/resolv.conf"
 	chroot "$tmp_root" dpkg --add-architecture arm64
 	chroot "$tmp_root" apt-get -qq update
@@ -142,8 +152,8 @@ build_root() {
 		exit 1
 	}
 	chroot "$tmp_root" apt-get clean
-	umount "$tmp_root/proc"
-	unset 'mounted[${#mounted[@]}-1]'
+	for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount "${mounted[i]}"; done
+	mounted=()
 	mkdir -p "$tmp_root/src" "$tmp_root/cargo-home" "$tmp_root/target" "$tmp_root/.pivot-old"
 	chroot "$tmp_root" dpkg-query -W rustc cargo gcc gcc-aarch64-linux-gnu libstd-rust-dev:arm64 \
 		>"$tmp_root/.pciplug-versions"
@@ -193,11 +203,7 @@ mount_in "$ROOT/src" --bind "$REPO"
 mount_in "$ROOT/cargo-home" --bind "$CARGO_CACHE/cargo-home"
 mount_in "$ROOT/target" --bind "$CARGO_CACHE/target"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-# The host's trust store, read-only, so that cargo in the chroot reaches crates.io as the host's does.
-host_ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
-if [ -f "$host_ca" ]; then
-	mount_in "$ROOT/etc/ssl/certs/ca-certificates.crt" --bind -o ro "$host_ca"
-fi
+mount_host_ca "$ROOT"
 
 inroot() { # inroot COMMAND...: run in the chroot, after pivot_root, in /src
 	unshare --mount --propagation private -- bash -c '
