@@ -6,7 +6,8 @@ the guest must show for it, as precisely as the kernel makes it observable:
 
 * `Plug(device, expect)`: hot-add `device` (a QMP device_add argument dict; `image`
   names a backing image that is blockdev-add'ed first, `netdev` a netdev that is
-  netdev_add'ed first) and expect the block or net device `expect` to appear.
+  netdev_add'ed first, `before` devices that are device_add'ed just before it, such as
+  the SCSI HBA of a scsi-hd) and expect the block or net device `expect` to appear.
 * `Unplug(qemu_id, gone)`: device_del, wait for QMP DEVICE_DELETED; `gone` must vanish.
 * `Present(expect)`: the devices (coldplugged) must already be there.
 
@@ -59,6 +60,7 @@ class Plug:
     expect: Expect
     image: Optional[str] = None       # backing image name (see Scenario.images)
     netdev: Optional[dict] = None     # QMP netdev_add arguments
+    before: Tuple[dict, ...] = ()     # device_add'ed first, in order (after `pciplug wait` started)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class Coldplug:
 class Scenario:
     name: str
     descr: str
-    machine: str                      # "q35" or "pc"
+    machine: str                      # "q35", "pc", or "virt,acpi=off" for aarch64
     steps: Tuple[Step, ...]
     topology: Tuple[str, ...] = ()    # extra QEMU arguments (bridges, root ports, -global)
     coldplug: Tuple[Coldplug, ...] = ()
@@ -96,6 +98,8 @@ class Scenario:
     append: str = ""                  # extra kernel command line
     issue_item: int = 0               # number of the scenario in the project issue
     tags: Tuple[str, ...] = field(default=())
+    arch: str = "x86_64"              # the guest's: x86_64 or aarch64 (run.py --arch)
+    cpu: str = ""                     # QEMU -cpu, when the machine's default is not wanted
 
 
 # ---- topologies -------------------------------------------------------------------
@@ -237,4 +241,70 @@ SCENARIOS = (
         steps=(Plug(vblk("vblk1", "rp2", "0x0"), image="disk1", expect=blk("02/00", "vda", RP2, 0)),)
         + q35_bridge_steps(1)
         + (Unplug("vblk1", gone=blk("02/00", "vda", RP2, 0)),)),
+)
+
+
+# ---- arm64 `virt` (issue 16, item 3) ------------------------------------------------
+#
+# qemu-system-aarch64 -machine virt,acpi=off -cpu cortex-a57, under TCG, booted with
+# -kernel and no firmware, so the guest kernel takes the device tree: the PCIe host bridge
+# is the platform device pci-host-ecam-generic, and every PCI devpath starts under
+# /devices/platform/4010000000.pcie/. With DT there is no ACPI hot-plug: the root ports
+# use native PCIe hot-plug (pciehp, with its 5 s attention-button delay on add and on
+# removal). Root ports at 00:02.0 .. 00:07.0 get buses 01 .. 06. The devpaths are the
+# ones of the `arm64-virt-dt` recording in fixtures/real-hotplug-2/.
+ARM64_MACHINE = "virt,acpi=off"
+ARM64_CPU = "cortex-a57"
+ARM64_TOPOLOGY = sum((("-device", "pcie-root-port,id=rp%d,bus=pcie.0,addr=0x%x,chassis=%d,port=%d"
+                       % (s, s, s, s)) for s in range(2, 8)), ())
+ARM64_ROOT = "/devices/platform/4010000000.pcie/pci0000:00"
+
+
+def arm64_fn(slot):
+    """The function behind the root port at 00:<slot>.0 (bus slot - 1)."""
+    return "%s/0000:00:%02x.0/0000:%02x:00.0" % (ARM64_ROOT, slot, slot - 1)
+
+
+def scsi_disk(path, name, fn, virtio, host=0, hctl="0:0:0"):
+    """A SCSI disk on a virtio-scsi HBA: .../virtio<N>/host<H>/target<H:C:T>/<H:C:T:L>/block/<name>."""
+    c, t, lun = hctl.split(":")
+    return Block(path=path, name=name, bdf=fn.rsplit("/", 1)[1],
+                 devpath="%s/virtio%d/host%d/target%d:%s:%s/%d:%s:%s:%s/block/%s"
+                 % (fn, virtio, host, host, c, t, host, c, t, lun, name))
+
+
+SCENARIOS += (
+    Scenario(
+        name="arm64-virt-hotplug", issue_item=16, arch="aarch64", machine=ARM64_MACHINE, cpu=ARM64_CPU,
+        descr="arm64 virt (device tree, pciehp): virtio-blk on the root port at 00:02.0 (02/00 vda), "
+              "virtio-net on 00:03.0 (03/00 eth0), virtio-scsi + scsi-hd 0:0:0 on 00:04.0 (04/00 sda), "
+              "NVMe on 00:05.0 (05/00 -> the multipath head nvme0n1, never the hidden nvme0c0n1)",
+        topology=ARM64_TOPOLOGY, images=("disk1", "disk3", "disk4"),
+        steps=(
+            Plug(vblk("vblk1", "rp2", "0x0"), image="disk1", expect=blk("02/00", "vda", arm64_fn(2), 0)),
+            Plug({"driver": "virtio-net-pci", "id": "vnet1", "netdev": "net1", "bus": "rp3",
+                  "addr": "0x0", "mac": "52:54:00:12:34:03", "romfile": ""},
+                 netdev={"type": "user", "id": "net1", "restrict": True},
+                 expect=Net("03/00", "eth0", arm64_fn(3) + "/virtio1/net/eth0", "0000:02:00.0")),
+            Plug({"driver": "scsi-hd", "id": "sd1", "bus": "vscsi1.0", "channel": 0, "scsi-id": 0,
+                  "lun": 0, "serial": "sd1"}, image="disk3",
+                 before=({"driver": "virtio-scsi-pci", "id": "vscsi1", "bus": "rp4", "addr": "0x0"},),
+                 expect=scsi_disk("04/00", "sda", arm64_fn(4), 2)),
+            Plug({"driver": "nvme", "id": "nvme1", "serial": "nvme1", "bus": "rp5", "addr": "0x0"},
+                 image="disk4", expect=nvme_head("05/00", arm64_fn(5))),
+        )),
+    Scenario(
+        name="arm64-virt-removal", issue_item=16, arch="aarch64", machine=ARM64_MACHINE, cpu=ARM64_CPU,
+        descr="arm64 virt (device tree, pciehp): virtio-blk (MBR, 2 partitions) on 00:02.0 is 02/00 vda; "
+              "`wait 02/00 --removed` returns after device_del; a new disk on the same slot is vda again "
+              "with a new DISKSEQ",
+        topology=ARM64_TOPOLOGY, images=("disk1", "disk5"), partitioned=("disk1",),
+        steps=(
+            Plug(vblk("vblk1", "rp2", "0x0"), image="disk1",
+                 expect=blk("02/00", "vda", arm64_fn(2), 0, partitions=("vda1", "vda2"),
+                            remember_diskseq="first")),
+            Unplug("vblk1", gone=blk("02/00", "vda", arm64_fn(2), 0)),
+            Plug(vblk("vblk5", "rp2", "0x0"), image="disk5",
+                 expect=blk("02/00", "vda", arm64_fn(2), 0, diskseq_differs_from="first")),
+        )),
 )
