@@ -294,6 +294,31 @@ SCENARIOS += (
                  image="disk4", expect=nvme_head("05/00", arm64_fn(5))),
         )),
     Scenario(
+        name="arm64-virt-coldplug", issue_item=16, arch="aarch64", machine=ARM64_MACHINE, cpu=ARM64_CPU,
+        descr="arm64 virt (device tree): virtio-blk on 00:02.0, virtio-net on 00:03.0, virtio-scsi + "
+              "scsi-hd on 00:04.0 and NVMe on 00:05.0 given on the QEMU command line: listed at their "
+              "paths by `list --json`, and `wait` answers at once",
+        topology=ARM64_TOPOLOGY, images=("disk1", "disk3", "disk4"),
+        coldplug=(
+            Coldplug(vblk("vblk1", "rp2", "0x0"), image="disk1"),
+            Coldplug({"driver": "virtio-net-pci", "id": "vnet1", "netdev": "net1", "bus": "rp3",
+                      "addr": "0x0", "mac": "52:54:00:12:34:03", "romfile": ""},
+                     netdev="user,id=net1,restrict=on"),
+            Coldplug({"driver": "virtio-scsi-pci", "id": "vscsi1", "bus": "rp4", "addr": "0x0"}),
+            Coldplug({"driver": "scsi-hd", "id": "sd1", "bus": "vscsi1.0", "channel": 0, "scsi-id": 0,
+                      "lun": 0, "serial": "sd1"}, image="disk3"),
+            Coldplug({"driver": "nvme", "id": "nvme1", "serial": "nvme1", "bus": "rp5", "addr": "0x0"},
+                     image="disk4"),
+        ),
+        steps=(
+            Present((
+                blk("02/00", "vda", arm64_fn(2), 0),
+                Net("03/00", "eth0", arm64_fn(3) + "/virtio1/net/eth0", "0000:02:00.0"),
+                scsi_disk("04/00", "sda", arm64_fn(4), 2),
+                nvme_head("05/00", arm64_fn(5)),
+            )),
+        )),
+    Scenario(
         name="arm64-virt-removal", issue_item=16, arch="aarch64", machine=ARM64_MACHINE, cpu=ARM64_CPU,
         descr="arm64 virt (device tree, pciehp): virtio-blk (MBR, 2 partitions) on 00:02.0 is 02/00 vda; "
               "`wait 02/00 --removed` returns after device_del; a new disk on the same slot is vda again "
