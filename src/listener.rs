@@ -345,10 +345,10 @@ impl Inner {
     fn shutdown(&self) {
         self.stopper.stop();
         let thread = self.thread.lock().take();
-        if let Some(t) = thread
-            && t.join().is_err()
-        {
-            tracing::error!("the uevent listener thread panicked");
+        if let Some(t) = thread {
+            if t.join().is_err() {
+                tracing::error!("the uevent listener thread panicked");
+            }
         }
         // The thread marks itself stopped; if it had already failed, its reason is kept.
         self.shared.state.lock().stop("shut down".into());
@@ -399,11 +399,11 @@ fn listen(
     loop {
         match socket.recv(&mut buf) {
             Ok(Received::Datagram(env)) => {
-                if let Some(FaultHook(hook)) = hook
-                    && let Err(e) = hook(env.bytes(&buf))
-                {
-                    tracing::error!("receiving uevents: {e}");
-                    return format!("receiving uevents: {e}");
+                if let Some(FaultHook(hook)) = hook {
+                    if let Err(e) = hook(env.bytes(&buf)) {
+                        tracing::error!("receiving uevents: {e}");
+                        return format!("receiving uevents: {e}");
+                    }
                 }
                 if env.truncated {
                     shared.counters.truncated.fetch_add(1, Ordering::Relaxed);

@@ -291,16 +291,16 @@ impl FromStr for PciPath {
         }
         let mut parts = s.split('/').peekable();
         let mut root = RootComplex::DEFAULT;
-        if let Some(first) = parts.peek()
-            && first.starts_with("pci")
-        {
-            root = RootComplex::from_sysfs_name(first).ok_or_else(|| {
-                ParsePciPathError::new(
-                    s,
-                    format!("root complex {first:?} is not of the form pciDDDD:BB"),
-                )
-            })?;
-            parts.next();
+        if let Some(first) = parts.peek() {
+            if first.starts_with("pci") {
+                root = RootComplex::from_sysfs_name(first).ok_or_else(|| {
+                    ParsePciPathError::new(
+                        s,
+                        format!("root complex {first:?} is not of the form pciDDDD:BB"),
+                    )
+                })?;
+                parts.next();
+            }
         }
         let mut hops = [Hop(0); MAX_HOPS];
         let mut len = 0;

@@ -99,11 +99,10 @@ impl Recording {
     pub fn steps(&self) -> Vec<u32> {
         let mut steps: Vec<u32> = Vec::new();
         for r in &self.records {
-            if let Some(s) = r.step
-                && steps.last() != Some(&s)
-                && !steps.contains(&s)
-            {
-                steps.push(s);
+            if let Some(s) = r.step {
+                if steps.last() != Some(&s) && !steps.contains(&s) {
+                    steps.push(s);
+                }
             }
         }
         steps
@@ -146,7 +145,7 @@ fn decode_hex(hex: &str) -> std::result::Result<Vec<u8>, String> {
     if b.is_empty() {
         return Err("empty datagram hex".into());
     }
-    if !b.len().is_multiple_of(2) {
+    if b.len() % 2 != 0 {
         return Err(format!("datagram hex has an odd length ({})", b.len()));
     }
     let digit = |c: u8, at: usize| -> std::result::Result<u8, String> {

@@ -1071,10 +1071,10 @@ impl Registry {
         match ev.action() {
             Action::Remove => self.remove_subtree(&path, changes),
             Action::Unbind => {
-                if let Some(mut dev) = self.devices.get_mut(&path)
-                    && dev.driver.take().is_some()
-                {
-                    changes.push(Change::DriverUnbound { path });
+                if let Some(mut dev) = self.devices.get_mut(&path) {
+                    if dev.driver.take().is_some() {
+                        changes.push(Change::DriverUnbound { path });
+                    }
                 }
                 // The children were created by the driver's probe and cannot outlive it.
                 self.clear_children(&path, changes);
@@ -1087,14 +1087,14 @@ impl Registry {
                 if let Some(ids) = pci_ids(ev) {
                     dev.ids = Some(ids);
                 }
-                if let Some(driver) = ev.get(Key::Driver)
-                    && dev.driver.as_deref() != Some(driver)
-                {
-                    dev.driver = Some(driver.into());
-                    changes.push(Change::DriverBound {
-                        path,
-                        driver: driver.into(),
-                    });
+                if let Some(driver) = ev.get(Key::Driver) {
+                    if dev.driver.as_deref() != Some(driver) {
+                        dev.driver = Some(driver.into());
+                        changes.push(Change::DriverBound {
+                            path,
+                            driver: driver.into(),
+                        });
+                    }
                 }
             }
             Action::Offline => {}
@@ -1195,12 +1195,12 @@ impl Registry {
         match ev.action() {
             Action::Remove => self.remove_block(path, name, ev.get_u64(Key::Diskseq), changes),
             Action::Add | Action::Change | Action::Move | Action::Online | Action::Bind => {
-                if ev.action() == Action::Move
-                    && let Some(old) = ev.get(Key::DevpathOld)
-                {
-                    let old_name = old.rsplit('/').next().unwrap_or(old);
-                    if old_name != name {
-                        self.remove_block(path, old_name, None, changes);
+                if ev.action() == Action::Move {
+                    if let Some(old) = ev.get(Key::DevpathOld) {
+                        let old_name = old.rsplit('/').next().unwrap_or(old);
+                        if old_name != name {
+                            self.remove_block(path, old_name, None, changes);
+                        }
                     }
                 }
                 let transport = transport(&ev.devpath()[end..]);
@@ -1215,10 +1215,10 @@ impl Registry {
     /// Inserts or updates a block device held by `owner`, replacing a stale holder of the
     /// same name (a lost `remove`) and an older disk of the same name (a different DISKSEQ).
     fn insert_block(&mut self, owner: Owner, block: BlockDevice, changes: &mut Vec<Change>) {
-        if let Some(&held) = self.names.get(&block.name)
-            && held != owner
-        {
-            self.remove_name(held, &block.name.clone(), changes);
+        if let Some(&held) = self.names.get(&block.name) {
+            if held != owner {
+                self.remove_name(held, &block.name.clone(), changes);
+            }
         }
         // Holds the device taken out of the table while its list is in use.
         let mut device = None;
@@ -1465,10 +1465,10 @@ impl Registry {
         old_name: Option<&str>,
         changes: &mut Vec<Change>,
     ) {
-        if let Some(&held) = self.net_names.get(&net.name)
-            && held != path
-        {
-            self.remove_net(held, &net.name.clone(), changes);
+        if let Some(&held) = self.net_names.get(&net.name) {
+            if held != path {
+                self.remove_net(held, &net.name.clone(), changes);
+            }
         }
         let Some(mut dev) = self.devices.get_mut(&path) else {
             return;
@@ -1673,10 +1673,10 @@ fn take_block(
     i: usize,
     diskseq: Option<u64>,
 ) -> Option<Vec<BlockDevice>> {
-    if let (Some(held), Some(gone)) = (list[i].diskseq, diskseq)
-        && held != gone
-    {
-        return None;
+    if let (Some(held), Some(gone)) = (list[i].diskseq, diskseq) {
+        if held != gone {
+            return None;
+        }
     }
     let block = list.remove(i);
     let name = block.name.clone();
@@ -1755,12 +1755,12 @@ fn block_device(ev: &UeventRef<'_>, name: &str, transport: Transport) -> BlockDe
 fn transport(rest: &str) -> Transport {
     let comps = || components(rest);
     let mut after_nvme = comps();
-    if after_nvme.any(|c| c == "nvme")
-        && let Some(ctrl) = after_nvme.next()
-    {
-        return Transport::Nvme {
-            controller: ctrl.into(),
-        };
+    if after_nvme.any(|c| c == "nvme") {
+        if let Some(ctrl) = after_nvme.next() {
+            return Transport::Nvme {
+                controller: ctrl.into(),
+            };
+        }
     }
     if let Some(addr) = comps()
         .find(|c| c.split(':').count() == 4 && c.split(':').all(|n| n.parse::<u32>().is_ok()))

@@ -772,10 +772,10 @@ impl<'a> UeventRef<'a> {
             value: value.to_owned(),
         };
         for key in [Key::Devname, Key::Interface] {
-            if let Some(v) = self.get(key)
-                && !is_safe_device_name(v)
-            {
-                return Err(bad(key, v));
+            if let Some(v) = self.get(key) {
+                if !is_safe_device_name(v) {
+                    return Err(bad(key, v));
+                }
             }
         }
         // Without DEVNAME or INTERFACE the registry names the device after the last devpath
@@ -792,16 +792,16 @@ impl<'a> UeventRef<'a> {
             Key::Partn,
             Key::Ifindex,
         ] {
-            if let Some(v) = self.get(key)
-                && v.parse::<u64>().is_err()
-            {
-                return Err(bad(key, v));
+            if let Some(v) = self.get(key) {
+                if v.parse::<u64>().is_err() {
+                    return Err(bad(key, v));
+                }
             }
         }
-        if let Some(old) = self.get(Key::DevpathOld)
-            && !is_canonical_devpath(old.as_bytes())
-        {
-            return Err(bad(Key::DevpathOld, old));
+        if let Some(old) = self.get(Key::DevpathOld) {
+            if !is_canonical_devpath(old.as_bytes()) {
+                return Err(bad(Key::DevpathOld, old));
+            }
         }
         Ok(())
     }

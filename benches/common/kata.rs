@@ -127,11 +127,11 @@ impl KataListener {
                             let mut sb = sb.lock().unwrap();
                             sb.uevent_map.insert(ev.devpath.clone(), ev.clone());
                             for watch in &mut sb.uevent_watchers {
-                                if let Some((matcher, _)) = watch
-                                    && matcher.is_match(&ev)
-                                {
-                                    let (_, sender) = watch.take().unwrap();
-                                    let _ = sender.send(ev.clone());
+                                if let Some((matcher, _)) = watch {
+                                    if matcher.is_match(&ev) {
+                                        let (_, sender) = watch.take().unwrap();
+                                        let _ = sender.send(ev.clone());
+                                    }
                                 }
                             }
                         }
