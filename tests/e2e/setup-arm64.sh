@@ -1,7 +1,8 @@
 #!/bin/bash
 # setup-arm64.sh - host side of the arm64 end-to-end tests (Debian, as root, no stdin).
 #
-# Installs qemu-system-arm (it has qemu-system-aarch64), cpio and binutils on the host,
+# Installs qemu-system-arm (it has qemu-system-aarch64), cpio, binutils and
+# binutils-aarch64-linux-gnu (for aarch64-linux-gnu-strip) on the host,
 # and fetches (apt-get download) and unpacks (dpkg -x, never installs) the Debian arm64
 # kernel image and busybox-static:arm64 into a cache that outlives the clone.
 # Idempotent: with everything in place it does no network access at all.
@@ -100,6 +101,8 @@ PKGS=()
 command -v qemu-system-aarch64 >/dev/null || PKGS+=(qemu-system-arm)
 command -v cpio >/dev/null || PKGS+=(cpio)
 command -v readelf >/dev/null || PKGS+=(binutils)
+# the host's strip knows only x86; this one strips the aarch64 pciplug (9 MB -> about 2 MB)
+command -v aarch64-linux-gnu-strip >/dev/null || PKGS+=(binutils-aarch64-linux-gnu)
 command -v xz >/dev/null || PKGS+=(xz-utils)
 command -v zstd >/dev/null || PKGS+=(zstd)
 if [ ${#PKGS[@]} -gt 0 ]; then
