@@ -426,6 +426,10 @@ def check_scenario_data():
             on_pci = e.controller if isinstance(e, S.Block) and e.controller else e.devpath
             if pci_path_of(on_pci) != e.path:
                 errs.append("%s: %s: devpath %s is on PCI path %s" % (sc.name, e.path, on_pci, pci_path_of(on_pci)))
+            listed = dict(e.listed) if isinstance(e, S.Block) else {}
+            if listed.get("transport") == "scsi" and "/%s/block/" % listed.get("address") not in e.devpath:
+                errs.append("%s: %s: SCSI address %s is not the one of %s" % (
+                    sc.name, e.path, listed.get("address"), e.devpath))
             fns = [c for c in on_pci.split("/") if PCI_FN.match(c)]
             if fns[-1:] != [e.bdf]:
                 errs.append("%s: %s: bdf %s is not the last PCI function of %s" % (sc.name, e.path, e.bdf, on_pci))
@@ -617,6 +621,9 @@ class Run:
         for n, b in blocks.items():
             if "devpath" in b and b["devpath"] != want_dp[n]:
                 raise CheckFailed("`%s`: %s has devpath %s, the kernel's is %s" % (PCIPLUG_LIST, n, b["devpath"], want_dp[n]))
+        for k, v in e.listed:
+            if str(blocks[e.name].get(k)) != v:
+                raise CheckFailed("`%s`: %s has %s %r, expected %r" % (PCIPLUG_LIST, e.name, k, blocks[e.name].get(k), v))
         if e.hidden:
             everywhere = [b.get("name") for y in entries for b in y.get("block", [])]
             if e.hidden in everywhere:

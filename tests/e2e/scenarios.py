@@ -20,7 +20,7 @@ buses 02-04 behind it. They match the recordings in fixtures/real-hotplug/.
 In --smoke mode run.py checks these against the guest's sysfs with busybox tools;
 otherwise it also checks what `pciplug wait` / `pciplug list --json` print.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Tuple, Union
 
 
@@ -40,6 +40,9 @@ class Block:
     # remember the DISKSEQ under this label / require it to differ from the one remembered
     remember_diskseq: Optional[str] = None
     diskseq_differs_from: Optional[str] = None
+    # fields the disk's entry in `list --json` must have, as (key, value) pairs: how it
+    # hangs below its PCI function, e.g. (("transport", "scsi"), ("address", "0:0:0:0"))
+    listed: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,13 @@ def scsi_disk(path, name, fn, virtio, host=0, hctl="0:0:0"):
     c, t, lun = hctl.split(":")
     return Block(path=path, name=name, bdf=fn.rsplit("/", 1)[1],
                  devpath="%s/virtio%d/host%d/target%d:%s:%s/%d:%s:%s:%s/block/%s"
-                 % (fn, virtio, host, host, c, t, host, c, t, lun, name))
+                 % (fn, virtio, host, host, c, t, host, c, t, lun, name),
+                 listed=(("transport", "scsi"), ("address", "%d:%s" % (host, hctl))))
+
+
+def arm64_nvme_head(path, fn):
+    """nvme_head(), and `list --json` must say it is a multipath head of nvme-subsys0."""
+    return replace(nvme_head(path, fn), listed=(("transport", "nvme-multipath"), ("subsystem", "nvme-subsys0")))
 
 
 SCENARIOS += (
@@ -291,7 +300,7 @@ SCENARIOS += (
                  before=({"driver": "virtio-scsi-pci", "id": "vscsi1", "bus": "rp4", "addr": "0x0"},),
                  expect=scsi_disk("04/00", "sda", arm64_fn(4), 2)),
             Plug({"driver": "nvme", "id": "nvme1", "serial": "nvme1", "bus": "rp5", "addr": "0x0"},
-                 image="disk4", expect=nvme_head("05/00", arm64_fn(5))),
+                 image="disk4", expect=arm64_nvme_head("05/00", arm64_fn(5))),
         )),
     Scenario(
         name="arm64-virt-coldplug", issue_item=16, arch="aarch64", machine=ARM64_MACHINE, cpu=ARM64_CPU,
@@ -315,7 +324,7 @@ SCENARIOS += (
                 blk("02/00", "vda", arm64_fn(2), 0),
                 Net("03/00", "eth0", arm64_fn(3) + "/virtio1/net/eth0", "0000:02:00.0"),
                 scsi_disk("04/00", "sda", arm64_fn(4), 2),
-                nvme_head("05/00", arm64_fn(5)),
+                arm64_nvme_head("05/00", arm64_fn(5)),
             )),
         )),
     Scenario(
