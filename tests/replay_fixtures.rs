@@ -344,8 +344,8 @@ fn expect_lines_hold_after_their_step() {
 
 #[test]
 fn final_state_is_the_readme_final_state_once_heads_are_linked() {
-    // The fixtures README's "Final state" of each scenario, as (path, disk).
-    let cases: [(&str, &[(&str, &str)]); 5] = [
+    // The fixtures READMEs' "Final state" of each scenario, as (path, disk).
+    let cases: [(&str, &[(&str, &str)]); FIXTURES.len()] = [
         (
             "q35-acpi-hotplug",
             &[
@@ -362,7 +362,34 @@ fn final_state_is_the_readme_final_state_once_heads_are_linked() {
         ),
         ("pc-i440fx-hotplug", &[("07", "sda")]),
         ("q35-root-bus-negative", &[]),
+        ("q35-scsi-multi-lun", &[("03/00", "sdd")]),
+        ("q35-multifunction", &[]),
+        ("q35-pcie-switch", &[("02/00/01/00", "vdb")]),
+        ("q35-pxb-pcie", &[("02/00", "vda")]),
+        ("q35-no-child-device", &[]),
+        ("q35-vfio-bind", &[]),
+        ("q35-storm-16", &[]),
+        (
+            "arm64-virt-dt",
+            &[("04/00", "sda"), ("05/00", "nvme0n1"), ("06/00", "vdb")],
+        ),
+        ("q35-nvme-namespaces", &[]),
+        ("q35-virtio-pmem", &[("02/00", "pmem0"), ("03/00", "pmem1")]),
+        (
+            "ch-pci-segments",
+            &[
+                ("05", "vdc"),
+                ("pci0001:00/00", "vda"),
+                ("pci0002:00/00", "vdb"),
+            ],
+        ),
     ];
+    let names: BTreeSet<&str> = cases.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        FIXTURES.into_iter().collect(),
+        "one case per recording"
+    );
     for (name, disks) in cases {
         let f = Fixture::load(name);
         let mut reg = replay(&f.recording.records);
@@ -380,6 +407,14 @@ fn final_state_is_the_readme_final_state_once_heads_are_linked() {
             .collect();
         assert_eq!(got, want, "{name}");
     }
+    // The functions without a block or net child at the end, with their driver.
+    let reg = replay(&Fixture::load("q35-no-child-device").recording.records);
+    assert_eq!(reg.get(&p("04/00")).map(|d| d.driver.is_none()), Some(true));
+    let reg = replay(&Fixture::load("q35-vfio-bind").recording.records);
+    assert_eq!(
+        reg.get(&p("03/00")).unwrap().driver.as_deref(),
+        Some("vfio-pci")
+    );
     // q35-acpi-hotplug also has eth0 at 04/00; the re-added vda is the new disk.
     let reg = replay(&Fixture::load("q35-acpi-hotplug").recording.records);
     assert_eq!(&*reg.net(&p("04/00")).unwrap().name, "eth0");
