@@ -22,22 +22,22 @@ fn every_fixture_has_ground_truth_to_check_against() {
 }
 
 /// What the registry holds, one line per thing a guest's listing can show: `block <path>
-/// <name>[ scsi H:C:T:L]`, `net <path> <name>`, `pci <path> <bdf> <vvvv:dddd> class=0x<cccccc>
-/// driver=<name|->`, and
-/// `head <name>` for an NVMe multipath head not tied to a PCI path.
-/// A function's IDs are `ids unknown` until an event carrying them was seen.
+/// <name> <devpath>[ scsi H:C:T:L]`, `net <path> <name> <devpath>`, `pci <path> <bdf>
+/// <devpath> <vvvv:dddd> class=0x<cccccc> driver=<name|->`, and `head <name> <devpath>` for
+/// an NVMe multipath head not tied to a PCI path. A function's IDs are `ids unknown` until an
+/// event carrying them was seen.
 fn registry_lines(reg: &Registry, f: &Fixture) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for v in reg.views() {
         for b in &v.block {
-            let mut line = format!("block {} {}", v.path, b.name);
+            let mut line = format!("block {} {} {}", v.path, b.name, b.devpath);
             if let (true, Transport::Scsi { address }) = (f.lists_scsi, &b.transport) {
                 line += &format!(" scsi {address}");
             }
             out.insert(line);
         }
         for n in v.net {
-            out.insert(format!("net {} {}", v.path, n.name));
+            out.insert(format!("net {} {} {}", v.path, n.name, n.devpath));
         }
         // Set 2's recorder lists endpoints only: host bridges (class 0x0600xx) and PCI
         // bridges and ports (0x0604xx) are left out of its listing. They reach the registry
@@ -52,11 +52,12 @@ fn registry_lines(reg: &Registry, f: &Fixture) -> BTreeSet<String> {
                 let (vendor, device) = ids.id;
                 format!("{vendor:04x}:{device:04x} class=0x{:06x}", ids.class)
             });
-            out.insert(format!("pci {} {} {ids} driver={driver}", v.path, v.bdf));
+            let (path, bdf, devpath) = (&v.path, &v.bdf, v.devpath);
+            out.insert(format!("pci {path} {bdf} {devpath} {ids} driver={driver}"));
         }
     }
     for (_, head) in reg.unresolved_nvme_heads() {
-        out.insert(format!("head {}", head.name));
+        out.insert(format!("head {} {}", head.name, head.devpath));
     }
     out
 }
@@ -84,18 +85,18 @@ fn listing_lines(entries: &[SysfsEntry], announced: &[String]) -> BTreeSet<Strin
                 {
                     let driver = e.driver.as_deref().unwrap_or("-");
                     let (id, class) = e.pci_id.as_ref().unwrap();
+                    let (bdf, devpath) = (&e.name, &e.devpath);
                     out.insert(format!(
-                        "pci {path} {} {id} class={class} driver={driver}",
-                        e.name
+                        "pci {path} {bdf} {devpath} {id} class={class} driver={driver}"
                     ));
                 }
             }
             _ if head_of_hidden(&e.name).is_some() => {}
             ("block", None) => {
-                out.insert(format!("head {}", e.name));
+                out.insert(format!("head {} {}", e.name, e.devpath));
             }
             (class @ ("block" | "net"), Some(path)) => {
-                let mut line = format!("{class} {path} {}", e.name);
+                let mut line = format!("{class} {path} {} {}", e.name, e.devpath);
                 if let Some(scsi) = &e.scsi {
                     line += &format!(" scsi {scsi}");
                 }
