@@ -125,7 +125,8 @@ impl Monitor {
     /// [`Error::Ambiguous`](crate::Error::Ambiguous), never answer one of them.
     ///
     /// With native NVMe multipath, this is the namespace head (`nvme0n1`), never the hidden
-    /// per-path disk. A virtio-pmem device's `pmemN` counts as its disk.
+    /// per-path disk. A virtio-pmem device's `pmemN` counts as its disk (QEMU cannot unplug a
+    /// virtio-pmem device: it refuses the `device_del`, and the guest sees no event).
     pub fn wait_block(&self, path: &PciPath, timeout: Duration) -> Result<BlockDevice> {
         self.wait_block_deadline(path, deadline_after(timeout))
     }
