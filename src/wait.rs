@@ -7,6 +7,10 @@
 //! waiter of a path to leave removes its slot, so a million timed-out waits leave nothing
 //! behind.
 //!
+//! A wait for a disk address with no path (a SCSI `T:L` anywhere in the guest) sleeps on one
+//! more slot, `anywhere`, which a change at any path bumps too; it costs the listener nothing
+//! while nobody waits that way.
+//!
 //! The listener finds the slots to bump under the state lock, as it applies the event
 //! ([`Wakeups`]), and bumps them after releasing it: a waiter woken on the listener's own CPU
 //! runs at once, preempting the listener, and must then find the state lock free rather than
