@@ -159,9 +159,15 @@ mod tests {
         fake.attr(dev, "vendor", "0x1234");
         fake.attr(other, "vendor", "0x1af4");
         fake.link(&format!("{dev}/iommu_group"), "kernel/iommu_groups/5");
-        assert_eq!(iommu_group(fake.root(), &format!("/{dev}")).unwrap(), Some(5));
+        assert_eq!(
+            iommu_group(fake.root(), &format!("/{dev}")).unwrap(),
+            Some(5)
+        );
         // No link: no IOMMU.
-        assert_eq!(iommu_group(fake.root(), &format!("/{other}")).unwrap(), None);
+        assert_eq!(
+            iommu_group(fake.root(), &format!("/{other}")).unwrap(),
+            None
+        );
         // A link to something that is not a group is an error, never a guess.
         fake.link(&format!("{other}/iommu_group"), "kernel/iommu_groups/five");
         let e = iommu_group(fake.root(), &format!("/{other}")).unwrap_err();

@@ -66,13 +66,13 @@ mod wait;
 pub use error::{Error, Result};
 pub use function::{DriverState, PciFunction};
 pub use monitor::{Monitor, MonitorBuilder, MonitorStats, RESCAN_INTERVAL};
-pub use sysfs_write::SysfsWriteError;
 pub use path::{Bdf, Hop, PciPath, RootComplex};
 pub use recording::Recording;
 pub use registry::{
     BlockDevice, Change, DevType, DeviceView, NetInterface, NvmeController, PciDevice, Registry,
     Stats, Transport,
 };
+pub use sysfs_write::SysfsWriteError;
 pub use uevent::{Action, Datagram, Uevent};
 pub use vfio::{Unhandable, VfioError, VfioGroup};
 
