@@ -206,6 +206,17 @@ fn vfio_refuses_before_writing_anything_what_it_cannot_hand_over() {
             );
             assert_nothing_written(&guest);
 
+            // A group that does not list the function.
+            let guest = Guest::new(Some("virtio-pci"));
+            fs::remove_file(guest.file(&format!("kernel/iommu_groups/5/devices/{EDU_BDF}")))
+                .unwrap();
+            let e = guest
+                .monitor(false)
+                .vfio(&p("03/00"), Duration::from_secs(30))
+                .unwrap_err();
+            assert!(e.to_string().ends_with("0000:02:00.0 is not listed"), "{e}");
+            assert_nothing_written(&guest);
+
             // Nothing at the path: the wait's own timeout.
             let e = guest
                 .monitor(false)
