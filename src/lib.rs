@@ -98,7 +98,7 @@ pub use registry::{
 };
 pub use sysfs_write::SysfsWriteError;
 pub use uevent::{Action, Datagram, Uevent};
-pub use vfio::{Unhandable, VfioError, VfioGroup};
+pub use vfio::{Blocker, VfioError, VfioGroup};
 
 // The README's examples are compiled as doc tests.
 #[cfg(doctest)]

@@ -42,12 +42,12 @@ pub struct VfioGroup {
     pub functions: Vec<Bdf>,
 }
 
-/// A function of an IOMMU group that may not be handed to `vfio-pci`.
+/// A member of an IOMMU group that keeps the group from being handed to `vfio-pci`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unhandable {
+pub struct Blocker {
     /// Its name in the group's `devices/` directory (a BDF for a PCI function).
     pub name: String,
-    /// Why: "a PCI bridge (class 060400)", "not a PCI function".
+    /// Why: "a bridge, class 060400", "not a PCI function".
     pub why: String,
 }
 
@@ -65,18 +65,19 @@ pub enum VfioError {
         /// The function there.
         bdf: Bdf,
     },
-    /// The group holds functions that may not be handed over; nothing was written.
+    /// The group is not viable for VFIO: it holds functions that may not be handed over;
+    /// nothing was written.
     #[error(
         "IOMMU group {group} of {bdf} holds functions that cannot be handed to vfio-pci: {}",
         list(others)
     )]
-    Unhandable {
+    NotViable {
         /// The IOMMU group.
         group: u32,
         /// The function asked for.
         bdf: Bdf,
         /// The others, each with why.
-        others: Vec<Unhandable>,
+        others: Vec<Blocker>,
     },
     /// No `vfio-pci` driver is registered (`<sysfs>/bus/pci/drivers/vfio-pci` is missing:
     /// the module is not loaded or not built); nothing was written.
@@ -99,7 +100,7 @@ pub enum VfioError {
     },
 }
 
-fn list(others: &[Unhandable]) -> String {
+fn list(others: &[Blocker]) -> String {
     let items: Vec<String> = others
         .iter()
         .map(|o| format!("{} ({})", o.name, o.why))
@@ -146,7 +147,7 @@ impl Monitor {
             return Err(Error::io(format!("reading {}", dir.display()), e));
         }
         if !others.is_empty() {
-            return Err(VfioError::Unhandable { group, bdf, others }.into());
+            return Err(VfioError::NotViable { group, bdf, others }.into());
         }
         let pending: Vec<&Member> = members
             .iter()
@@ -203,7 +204,7 @@ struct Member {
 
 /// The functions of IOMMU group `group` that may be handed to `vfio-pci`, in BDF order, and
 /// the others (bridges, anything that is not a PCI function), by name.
-fn group_members(root: &Path, group: u32) -> Result<(Vec<Member>, Vec<Unhandable>)> {
+fn group_members(root: &Path, group: u32) -> Result<(Vec<Member>, Vec<Blocker>)> {
     let dir = root.join(format!("kernel/iommu_groups/{group}/devices"));
     let reading = |what: &Path, e| Error::io(format!("reading {}", what.display()), e);
     let (mut members, mut others) = (Vec::new(), Vec::new());
@@ -211,7 +212,7 @@ fn group_members(root: &Path, group: u32) -> Result<(Vec<Member>, Vec<Unhandable
         let name = entry.map_err(|e| reading(&dir, e))?.file_name();
         let name = name.to_string_lossy().into_owned();
         let Ok(bdf) = name.parse::<Bdf>() else {
-            others.push(Unhandable {
+            others.push(Blocker {
                 name,
                 why: "not a PCI function".into(),
             });
@@ -233,7 +234,7 @@ fn group_members(root: &Path, group: u32) -> Result<(Vec<Member>, Vec<Unhandable
         // Base class 06 is a bridge (host, ISA, PCI-to-PCI, ...): it carries other devices'
         // traffic and is never handed to a guest's user space.
         if class >> 16 == 0x06 {
-            others.push(Unhandable {
+            others.push(Blocker {
                 name,
                 why: format!("a bridge, class {class:06x}"),
             });
