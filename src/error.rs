@@ -51,7 +51,8 @@ pub enum Error {
     Timeout {
         /// What was waited for, and where ("block disk at 02/01").
         wanted: String,
-        /// How long the caller waited.
+        /// The time the wait was given: from its start to its deadline, rounded up to the
+        /// millisecond (so a `timeout` of 3 s reads "3s", whatever the scheduler added).
         waited: Duration,
         /// What the registry held at the path when the deadline passed.
         seen: String,
@@ -61,6 +62,15 @@ pub enum Error {
     /// disk, or a unit several functions have. The candidates are listed with their addresses.
     #[error(transparent)]
     Ambiguous(#[from] crate::address::AmbiguousDisk),
+
+    /// A write to sysfs was refused (a rescan, a driver override, an unbind, a probe): the
+    /// file, the value and the OS error.
+    #[error(transparent)]
+    SysfsWrite(#[from] crate::sysfs_write::SysfsWriteError),
+
+    /// A function could not be handed to `vfio-pci`.
+    #[error(transparent)]
+    Vfio(#[from] crate::vfio::VfioError),
 
     /// The listener is gone (shut down or failed), so the wait can never be answered.
     #[error("listener stopped: {0}")]
@@ -78,6 +88,14 @@ impl Error {
 }
 
 /// Prints a duration the way a person would write it on a command line (`3s`, `250ms`).
+/// The time a wait that started at `start` was given until `deadline`, rounded up to the
+/// millisecond: what a timeout error quotes, rather than the time it happened to take.
+pub(crate) fn given(start: std::time::Instant, deadline: std::time::Instant) -> Duration {
+    let d = deadline.saturating_duration_since(start);
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
 pub(crate) fn humanize(d: Duration) -> impl fmt::Display {
     struct H(Duration);
     impl fmt::Display for H {

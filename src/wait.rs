@@ -277,6 +277,8 @@ impl Wakeups {
 pub(crate) struct Wanted<'a> {
     pub(crate) what: &'a str,
     pub(crate) path: PciPath,
+    /// What was seen at the path, for the timeout ([`Registry::describe`] for most waits).
+    pub(crate) seen: fn(&Registry, &PciPath) -> String,
 }
 
 /// Waits until `answer` gives something for the registry, the deadline passes, or the
@@ -291,7 +293,7 @@ pub(crate) fn wait_for<T>(
     let timeout = |r: &Registry, waited| Error::Timeout {
         wanted: format!("{} at {path}", wanted.what),
         waited,
-        seen: r.describe(&path),
+        seen: (wanted.seen)(r, &path),
     };
     wait_at(state, Watch::Path(path), deadline, answer, timeout)
 }
@@ -336,7 +338,11 @@ fn wait_at<T>(
             // Stopped while this waiter was on its way here; nothing to unregister.
             Some(Err(stopped)) => return Err(stopped),
             Some(Ok(t)) => Ok(t),
-            None if timed_out => Err(timeout(&st.registry, start.elapsed())),
+            None if timed_out => {
+                // `sleep` times out only at a deadline.
+                let given = deadline.map_or(start.elapsed(), |d| crate::error::given(start, d));
+                Err(timeout(&st.registry, given))
+            }
             None => continue,
         };
         // 5. Unregister, so that the table holds only live waiters.
@@ -413,6 +419,7 @@ mod fixtures {
             let want = Wanted {
                 what: "block disk",
                 path: path(),
+                seen: Registry::describe,
             };
             wait_for(&st, want, deadline, |r| {
                 r.disk(&path()).map(|b| b.name.to_string())
@@ -455,6 +462,7 @@ mod tests {
         let want = Wanted {
             what: "block disk",
             path: p("02/00"),
+            seen: Registry::describe,
         };
         let got = wait_for(&st, want, Some(Instant::now()), |r| {
             disk_name(r, &p("02/00"))
@@ -485,6 +493,7 @@ mod tests {
         let want = Wanted {
             what: "block disk",
             path: p("02/01"),
+            seen: Registry::describe,
         };
         let deadline = Instant::now() + Duration::from_millis(20);
         let err = wait_for(&st, want, Some(deadline), |r| disk_name(r, &p("02/01"))).unwrap_err();
@@ -503,6 +512,7 @@ mod tests {
             let want = Wanted {
                 what: "block disk",
                 path: p("02/00"),
+                seen: Registry::describe,
             };
             let r = wait_for(&st2, want, Some(deadline), |r| disk_name(r, &p("02/00")));
             (r, Instant::now())

@@ -95,6 +95,29 @@ fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
             "unexpected value 'yes' for '--removed'",
         ),
         (
+            &[b"watch", b"--stats=1"],
+            "unexpected value '1' for '--stats'",
+        ),
+        (
+            &[b"replay"],
+            "the following required arguments were not provided",
+        ),
+        (
+            &[b"replay", b"--bogus", b"x"],
+            "unexpected argument '--bogus'",
+        ),
+    ];
+    for (args, message) in cases {
+        expect(args, 2, message);
+    }
+    expect(&[b"--help"], 0, "");
+    expect(&[b"--version"], 0, "");
+}
+
+#[test]
+fn bad_disk_addresses_and_driver_states_are_usage_errors_that_say_what_was_wrong() {
+    let cases: &[(&[&[u8]], &str)] = &[
+        (
             &[b"wait", b"02/00", b"--scsi", b"0:x"],
             r#"invalid value '0:x' for '--scsi <T:L>': invalid SCSI unit "0:x": LUN "x" is not a decimal number"#,
         ),
@@ -123,23 +146,37 @@ fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
             "the following required arguments were not provided:\n  <PATH>",
         ),
         (
-            &[b"watch", b"--stats=1"],
-            "unexpected value '1' for '--stats'",
+            &[b"wait", b"02/00", b"--driver", b"vfio-pci"],
+            "--driver and --unbound need --kind pci",
         ),
         (
-            &[b"replay"],
+            &[b"wait", b"02/00", b"--kind", b"net", b"--unbound"],
+            "--driver and --unbound need --kind pci",
+        ),
+        (
+            &[
+                b"wait",
+                b"02/00",
+                b"--kind",
+                b"pci",
+                b"--driver",
+                b"x",
+                b"--unbound",
+            ],
+            "'--driver <NAME>' cannot be used with '--unbound'",
+        ),
+        (
+            &[b"vfio"],
             "the following required arguments were not provided",
         ),
         (
-            &[b"replay", b"--bogus", b"x"],
-            "unexpected argument '--bogus'",
+            &[b"vfio", b"02/zz"],
+            r#"hop 2 "zz" is not a two-digit hex slot"#,
         ),
     ];
     for (args, message) in cases {
         expect(args, 2, message);
     }
-    expect(&[b"--help"], 0, "");
-    expect(&[b"--version"], 0, "");
 }
 
 #[test]

@@ -1,10 +1,9 @@
 //! `pciplug wait` for a disk by its full address: `--scsi T:L`, `--nsid N`, `--scan`.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pciplug::{DiskAddress, Monitor, Nsid, PciPath, ScsiUnit, Unit};
+use pciplug::{DiskAddress, MonitorBuilder, Nsid, PciPath, ScsiUnit, Unit};
 
 use super::live::{Kind, print_device};
 
@@ -40,7 +39,7 @@ impl UnitArgs {
 /// `pciplug wait [PATH] --scsi T:L | --nsid N [--scan]`. A unit with `--kind net` is a bad
 /// argument (exit 2); an ambiguous address fails (exit 2, from the caller).
 pub fn wait(
-    sysfs: &Path,
+    builder: MonitorBuilder,
     path: Option<PciPath>,
     unit: Unit,
     kind: Kind,
@@ -52,10 +51,7 @@ pub fn wait(
         return Ok(ExitCode::from(2));
     }
     let address = DiskAddress::with_unit(path, unit);
-    let monitor = Monitor::builder()
-        .sysfs_root(sysfs)
-        .scsi_scan(scan)
-        .start()?;
+    let monitor = builder.scsi_scan(scan).start()?;
     let disk = monitor.wait_disk(&address, timeout)?;
     print_device(&disk.name, &disk.devnode(), &address)?;
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ use pciplug::PciPath;
 use clap::{Parser, Subcommand};
 
 mod disk;
+mod function;
 mod live;
 mod output;
 mod replay;
@@ -50,9 +51,9 @@ enum Command {
         sysfs: PathBuf,
     },
     /// Wait for the device at a PCI path and print it: `/dev/NAME` for a block device, the
-    /// interface name for a net device. Exits 1 on timeout, saying what was seen; 2 when the
-    /// address fits several disks (a function with several, and no --scsi or --nsid to pick
-    /// one), naming each.
+    /// interface name for a net device, the guest BDF for a PCI function. Exits 1 on timeout,
+    /// saying what was seen; 2 when the address fits several disks (a function with several,
+    /// and no --scsi or --nsid to pick one), naming each.
     Wait {
         /// The PCI path, e.g. `02/00`, `03/00/01`, `06`; optional with --scsi or --nsid.
         #[arg(value_name = "PATH", value_parser = parse_path, required_unless_present_any = ["scsi", "nsid"])]
@@ -68,9 +69,37 @@ enum Command {
         /// Wait until no PCI device is at the path instead (prints nothing).
         #[arg(long)]
         removed: bool,
-        /// Where sysfs is mounted.
-        #[arg(long, value_name = "DIR", default_value = "/sys")]
-        sysfs: PathBuf,
+        /// With `--kind pci`: wait until this driver (`vfio-pci`, `virtio-pci`) is bound.
+        #[arg(long, value_name = "NAME", conflicts_with = "unbound")]
+        driver: Option<String>,
+        /// With `--kind pci`: wait until the function is present with no driver bound.
+        #[arg(long)]
+        unbound: bool,
+        /// Print the whole answer as one JSON object (with `--kind pci`: BDF, IDs, class,
+        /// driver, IOMMU group).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        edges: function::Edges,
+    },
+    /// Hand the PCI function at a path, and the rest of its IOMMU group, to vfio-pci; print
+    /// `/dev/vfio/<group>`. Exits 1 when it cannot (no IOMMU group, a bridge in the group,
+    /// no vfio-pci driver, a write refused, a timeout), saying why. Needs root.
+    Vfio {
+        /// The PCI path, e.g. `02/00`.
+        #[arg(value_name = "PATH", value_parser = parse_path)]
+        path: PciPath,
+        /// How long to wait for the function and for the group's device node.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Print the group, its node and its functions as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Where device nodes are.
+        #[arg(long, value_name = "DIR", default_value = "/dev")]
+        dev: PathBuf,
+        #[command(flatten)]
+        edges: function::Edges,
     },
     /// Feed uevent recordings through a fresh registry and print the final state.
     ///
@@ -112,15 +141,40 @@ pub fn run() -> ExitCode {
             kind,
             timeout,
             removed,
-            sysfs,
-        } => match (unit.unit(), path) {
-            (Some(u), path) => disk::wait(&sysfs, path, u, kind, timeout, unit.scan),
-            (None, Some(path)) => live::wait(&sysfs, &path, kind, timeout, removed),
-            (None, None) => {
-                usage_error("wait needs a PATH, a --scsi T:L or a --nsid N");
-                Ok(ExitCode::from(2))
+            driver,
+            unbound,
+            json,
+            edges,
+        } => {
+            if (driver.is_some() || unbound) && kind != live::Kind::Pci {
+                usage_error("--driver and --unbound need --kind pci");
+                return ExitCode::from(2);
             }
-        },
+            match (unit.unit(), path) {
+                (Some(u), path) => disk::wait(edges.builder(), path, u, kind, timeout, unit.scan),
+                (None, Some(path)) => {
+                    let wait = live::Wait {
+                        kind,
+                        timeout,
+                        removed,
+                        state: function::driver_state(driver, unbound),
+                        json,
+                    };
+                    live::wait(edges.builder(), &path, &wait)
+                }
+                (None, None) => {
+                    usage_error("wait needs a PATH, a --scsi T:L or a --nsid N");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Vfio {
+            path,
+            timeout,
+            json,
+            dev,
+            edges,
+        } => function::vfio(&edges, dev, &path, timeout, json),
     };
     match result {
         Ok(code) => code,
