@@ -41,6 +41,9 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import scenarios as S  # noqa: E402
+import run_pci  # noqa: E402
+import scenarios_pci  # noqa: E402
+S.SCENARIOS += scenarios_pci.SCENARIOS  # issue 13: PCI functions, VFIO, rescan
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 E2E_DIR = os.environ.get("PCIPLUG_E2E_DIR") or os.path.join(REPO, "target", "e2e")
@@ -737,6 +740,8 @@ def tail(text, n=6):
 
 
 def describe(st):
+    if isinstance(st, scenarios_pci.STEPS):
+        return scenarios_pci.describe(st)
     if isinstance(st, S.Plug):
         d = st.device
         return "plug %s %s on %s addr %s -> %s %s" % (d["driver"], d["id"], d["bus"], d.get("addr"),
@@ -812,6 +817,8 @@ def attempt(sc, args, workdir, attempt_no):
                     srec.update(run.plug(st))
                 elif isinstance(st, S.Unplug):
                     srec.update(run.unplug(st))
+                elif isinstance(st, scenarios_pci.STEPS):
+                    srec.update(run_pci.run_step(run, st))
                 else:
                     srec.update(run.present(st))
             finally:
