@@ -57,6 +57,15 @@ pub enum Error {
         seen: String,
     },
 
+    /// A write to sysfs was refused (a rescan, a driver override, an unbind, a probe): the
+    /// file, the value and the OS error.
+    #[error(transparent)]
+    SysfsWrite(#[from] crate::sysfs_write::SysfsWriteError),
+
+    /// A function could not be handed to `vfio-pci`.
+    #[error(transparent)]
+    Vfio(#[from] crate::vfio::VfioError),
+
     /// The listener is gone (shut down or failed), so the wait can never be answered.
     #[error("listener stopped: {0}")]
     ListenerStopped(String),

@@ -48,6 +48,7 @@
 
 mod devpath;
 mod error;
+mod function;
 mod hex;
 mod monitor;
 pub mod netlink;
@@ -55,20 +56,25 @@ pub mod path;
 pub mod recording;
 pub mod registry;
 pub mod sysfs;
+mod sysfs_write;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod uevent;
+mod vfio;
 mod wait;
 
 pub use error::{Error, Result};
-pub use monitor::{Monitor, MonitorBuilder, MonitorStats};
+pub use function::{DriverState, PciFunction};
+pub use monitor::{Monitor, MonitorBuilder, MonitorStats, RESCAN_INTERVAL};
 pub use path::{Bdf, Hop, PciPath, RootComplex};
 pub use recording::Recording;
 pub use registry::{
     BlockDevice, Change, DevType, DeviceView, NetInterface, NvmeController, PciDevice, Registry,
     Stats, Transport,
 };
+pub use sysfs_write::SysfsWriteError;
 pub use uevent::{Action, Datagram, Uevent};
+pub use vfio::{Unhandable, VfioError, VfioGroup};
 
 // The README's examples are compiled as doc tests.
 #[cfg(doctest)]

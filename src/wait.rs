@@ -242,6 +242,8 @@ impl Wakeups {
 pub(crate) struct Wanted<'a> {
     pub(crate) what: &'a str,
     pub(crate) path: PciPath,
+    /// What was seen at the path, for the timeout ([`Registry::describe`] for most waits).
+    pub(crate) seen: fn(&Registry, &PciPath) -> String,
 }
 
 /// Waits until `answer` gives something for the registry, the deadline passes, or the
@@ -277,7 +279,7 @@ pub(crate) fn wait_for<T>(
             None if timed_out => Err(Error::Timeout {
                 wanted: format!("{} at {path}", wanted.what),
                 waited: start.elapsed(),
-                seen: st.registry.describe(&path),
+                seen: (wanted.seen)(&st.registry, &path),
             }),
             None => continue,
         };
@@ -355,6 +357,7 @@ mod fixtures {
             let want = Wanted {
                 what: "block disk",
                 path: path(),
+                seen: Registry::describe,
             };
             wait_for(&st, want, deadline, |r| {
                 r.disk(&path()).map(|b| b.name.to_string())
@@ -397,6 +400,7 @@ mod tests {
         let want = Wanted {
             what: "block disk",
             path: p("02/00"),
+            seen: Registry::describe,
         };
         let got = wait_for(&st, want, Some(Instant::now()), |r| {
             disk_name(r, &p("02/00"))
@@ -427,6 +431,7 @@ mod tests {
         let want = Wanted {
             what: "block disk",
             path: p("02/01"),
+            seen: Registry::describe,
         };
         let deadline = Instant::now() + Duration::from_millis(20);
         let err = wait_for(&st, want, Some(deadline), |r| disk_name(r, &p("02/01"))).unwrap_err();
@@ -445,6 +450,7 @@ mod tests {
             let want = Wanted {
                 what: "block disk",
                 path: p("02/00"),
+                seen: Registry::describe,
             };
             let r = wait_for(&st2, want, Some(deadline), |r| disk_name(r, &p("02/00")));
             (r, Instant::now())

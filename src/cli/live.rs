@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use pciplug::sysfs::Sysfs;
 use pciplug::uevent::is_safe_device_name;
-use pciplug::{Monitor, MonitorStats, PciPath, Registry};
+use pciplug::{DriverState, Monitor, MonitorBuilder, MonitorStats, PciPath, Registry};
 
-use super::output;
+use super::{function, output};
 
 /// What `wait` waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -19,6 +19,20 @@ pub enum Kind {
     Block,
     /// A network interface; prints its name.
     Net,
+    /// A PCI function (optionally in a driver state); prints its guest BDF.
+    Pci,
+}
+
+/// What `wait` waits for, and how it prints it.
+pub struct Wait {
+    pub kind: Kind,
+    pub timeout: Duration,
+    /// Wait until nothing is at the path.
+    pub removed: bool,
+    /// With [`Kind::Pci`]: the driver state.
+    pub state: DriverState,
+    /// Print the whole answer as JSON.
+    pub json: bool,
 }
 
 /// How often `watch --stats` looks at the counters.
@@ -90,27 +104,33 @@ pub fn watch(sysfs: &Path, json: bool, stats: bool) -> pciplug::Result<ExitCode>
     }
 }
 
-pub fn wait(
-    sysfs: &Path,
-    path: &PciPath,
-    kind: Kind,
-    timeout: Duration,
-    removed: bool,
-) -> pciplug::Result<ExitCode> {
-    let monitor = Monitor::builder().sysfs_root(sysfs).start()?;
-    let line = if removed {
+pub fn wait(builder: MonitorBuilder, path: &PciPath, wait: &Wait) -> pciplug::Result<ExitCode> {
+    let monitor = builder.start()?;
+    let Wait { timeout, json, .. } = *wait;
+    let line = if wait.removed {
         monitor.wait_removed(path, timeout)?;
         None
     } else {
-        let (name, line) = match kind {
+        let (name, line) = match wait.kind {
             Kind::Block => {
                 let disk = monitor.wait_block(path, timeout)?;
-                (disk.name.clone(), disk.devnode())
+                let line = if json {
+                    json_line(&disk)?
+                } else {
+                    disk.devnode()
+                };
+                (disk.name.clone(), line)
             }
             Kind::Net => {
                 let net = monitor.wait_net(path, timeout)?;
-                (net.name.clone(), net.name.to_string())
+                let line = if json {
+                    json_line(&net)?
+                } else {
+                    net.name.to_string()
+                };
+                (net.name.clone(), line)
             }
+            Kind::Pci => return function::wait(&monitor, path, &wait.state, timeout, json),
         };
         // The line is what a caller mounts or configures: never print a name that could
         // escape /dev or forge a second line, whatever the library let through.
@@ -134,6 +154,14 @@ pub fn wait(
             })?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `value` as one line of JSON.
+fn json_line(value: &impl serde::Serialize) -> pciplug::Result<String> {
+    serde_json::to_string(value).map_err(|e| pciplug::Error::Io {
+        op: "printing the answer as JSON".into(),
+        source: e.into(),
+    })
 }
 
 /// stdout, one flushed line at a time, so that a reader sees each line as it happens.

@@ -10,6 +10,7 @@ use pciplug::PciPath;
 
 use clap::{Parser, Subcommand};
 
+mod function;
 mod live;
 mod output;
 mod replay;
@@ -49,7 +50,8 @@ enum Command {
         sysfs: PathBuf,
     },
     /// Wait for the device at a PCI path and print it: `/dev/NAME` for a block device, the
-    /// interface name for a net device. Exits 1 on timeout, saying what was seen.
+    /// interface name for a net device, the guest BDF for a PCI function. Exits 1 on timeout,
+    /// saying what was seen.
     Wait {
         /// The PCI path, e.g. `02/00`, `03/00/01`, `06`.
         #[arg(value_name = "PATH", value_parser = parse_path)]
@@ -63,9 +65,37 @@ enum Command {
         /// Wait until no PCI device is at the path instead (prints nothing).
         #[arg(long)]
         removed: bool,
-        /// Where sysfs is mounted.
-        #[arg(long, value_name = "DIR", default_value = "/sys")]
-        sysfs: PathBuf,
+        /// With `--kind pci`: wait until this driver (`vfio-pci`, `virtio-pci`) is bound.
+        #[arg(long, value_name = "NAME", conflicts_with = "unbound")]
+        driver: Option<String>,
+        /// With `--kind pci`: wait until the function is present with no driver bound.
+        #[arg(long)]
+        unbound: bool,
+        /// Print the whole answer as one JSON object (with `--kind pci`: BDF, IDs, class,
+        /// driver, IOMMU group).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        edges: function::Edges,
+    },
+    /// Hand the PCI function at a path, and the rest of its IOMMU group, to vfio-pci; print
+    /// `/dev/vfio/<group>`. Exits 1 when it cannot (no IOMMU group, a bridge in the group,
+    /// no vfio-pci driver, a write refused, a timeout), saying why. Needs root.
+    Vfio {
+        /// The PCI path, e.g. `02/00`.
+        #[arg(value_name = "PATH", value_parser = parse_path)]
+        path: PciPath,
+        /// How long to wait for the function and for the group's device node.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Print the group, its node and its functions as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Where device nodes are.
+        #[arg(long, value_name = "DIR", default_value = "/dev")]
+        dev: PathBuf,
+        #[command(flatten)]
+        edges: function::Edges,
     },
     /// Feed uevent recordings through a fresh registry and print the final state.
     ///
@@ -106,8 +136,35 @@ pub fn run() -> ExitCode {
             kind,
             timeout,
             removed,
-            sysfs,
-        } => live::wait(&sysfs, &path, kind, timeout, removed),
+            driver,
+            unbound,
+            json,
+            edges,
+        } => {
+            if (driver.is_some() || unbound) && kind != live::Kind::Pci {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "pciplug: --driver and --unbound need --kind pci"
+                );
+                return ExitCode::from(2);
+            }
+            let state = function::driver_state(driver, unbound);
+            let wait = live::Wait {
+                kind,
+                timeout,
+                removed,
+                state,
+                json,
+            };
+            live::wait(edges.builder(), &path, &wait)
+        }
+        Command::Vfio {
+            path,
+            timeout,
+            json,
+            dev,
+            edges,
+        } => function::vfio(&edges, dev, &path, timeout, json),
     };
     match result {
         Ok(code) => code,

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use super::state::{State, StateLock, Status};
 use super::thread::Listener;
-use super::{Counters, Inner, Monitor, Shared};
+use super::{Counters, Edges, Inner, Monitor, Shared};
 use crate::error::{Error, Result};
 use crate::netlink::SocketOptions;
 use crate::registry::Registry;
@@ -21,8 +21,10 @@ use crate::wait::Waiters;
 #[derive(Clone, Debug)]
 pub struct MonitorBuilder {
     sysfs_root: PathBuf,
+    dev_root: PathBuf,
     recv_buffer: usize,
     coldplug: bool,
+    rescan: bool,
     #[cfg(any(test, feature = "test-support"))]
     fault_hook: Option<FaultHook>,
 }
@@ -31,8 +33,10 @@ impl Default for MonitorBuilder {
     fn default() -> Self {
         MonitorBuilder {
             sysfs_root: PathBuf::from("/sys"),
+            dev_root: PathBuf::from("/dev"),
             recv_buffer: crate::netlink::DEFAULT_RECV_BUFFER,
             coldplug: true,
+            rescan: false,
             #[cfg(any(test, feature = "test-support"))]
             fault_hook: None,
         }
@@ -40,9 +44,28 @@ impl Default for MonitorBuilder {
 }
 
 impl MonitorBuilder {
-    /// Where sysfs is mounted. Default `/sys`.
+    /// Where sysfs is mounted. Default `/sys`. The coldplug scan and the IOMMU groups are
+    /// read below it, and every write ([`rescan`](Self::rescan), [`Monitor::vfio`]) goes below
+    /// it.
     pub fn sysfs_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.sysfs_root = root.into();
+        self
+    }
+
+    /// Where device nodes are. Default `/dev`. [`Monitor::vfio`] waits for
+    /// `<dev_root>/vfio/<group>`.
+    pub fn dev_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.dev_root = root.into();
+        self
+    }
+
+    /// Whether every wait rescans the PCI bus: writes `1` to `<sysfs_root>/bus/pci/rescan`
+    /// when it starts and again every [`RESCAN_INTERVAL`](super::RESCAN_INTERVAL) until it
+    /// answers. Default `false`: nothing is written. For VMMs that add a device without
+    /// telling the guest (no ACPI or PCIe hot-plug notice), which only a rescan finds. Needs
+    /// root; a refused write ends the wait with [`Error::SysfsWrite`].
+    pub fn rescan(mut self, yes: bool) -> Self {
+        self.rescan = yes;
         self
     }
 
@@ -113,6 +136,11 @@ impl MonitorBuilder {
                 shared,
                 stopper,
                 thread: Mutex::new(Some(thread)),
+                edges: Edges {
+                    sysfs_root: self.sysfs_root,
+                    dev_root: self.dev_root,
+                    rescan: self.rescan,
+                },
             }),
         })
     }

@@ -13,9 +13,11 @@
 //! and wakes every waiter, so that no wait hangs on a listener that is gone.
 
 mod builder;
+mod function;
 pub(crate) mod state;
 mod thread;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -25,7 +27,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::netlink::Stopper;
 use crate::path::PciPath;
 use crate::registry::{BlockDevice, Change, NetInterface, Registry};
@@ -53,7 +55,28 @@ struct Inner {
     shared: Arc<Shared>,
     stopper: Stopper,
     thread: Mutex<Option<JoinHandle<()>>>,
+    edges: Edges,
 }
+
+/// Where the waits read and write outside the registry (from the builder).
+#[derive(Debug)]
+struct Edges {
+    /// Where sysfs is mounted: IOMMU groups are read and every write goes below it.
+    sysfs_root: PathBuf,
+    /// Where device nodes are (`/dev`): the VFIO group node is awaited below it.
+    dev_root: PathBuf,
+    /// Whether every wait rescans the PCI bus ([`MonitorBuilder::rescan`]).
+    rescan: bool,
+}
+
+/// How often a wait with [`MonitorBuilder::rescan`] on rescans the PCI bus until it answers.
+///
+/// A rescan walks every bus and reads the configuration space of every empty slot (in a VM,
+/// each read a trap to the VMM), under the kernel's one PCI rescan lock, which hot-plug
+/// handling also takes: rescanning in a tight loop would slow the very hot-plug it waits
+/// for. A device that arrived without a notice is found within this interval, which is far
+/// below the seconds a host gives its agent for a device.
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Shared {
@@ -177,8 +200,58 @@ impl Monitor {
         deadline: Option<Instant>,
         answer: impl Fn(&Registry) -> Option<T>,
     ) -> Result<T> {
-        let wanted = Wanted { what, path: *path };
-        wait_for(&self.inner.shared.state, wanted, deadline, answer)
+        self.wait_seen(path, what, Registry::describe, deadline, answer)
+    }
+
+    /// [`wait`](Self::wait) whose timeout says what was seen at the path with `seen`; with
+    /// [`MonitorBuilder::rescan`], in [`RESCAN_INTERVAL`] slices, each after a rescan.
+    fn wait_seen<T>(
+        &self,
+        path: &PciPath,
+        what: &str,
+        seen: fn(&Registry, &PciPath) -> String,
+        deadline: Option<Instant>,
+        answer: impl Fn(&Registry) -> Option<T>,
+    ) -> Result<T> {
+        let wanted = || Wanted {
+            what,
+            path: *path,
+            seen,
+        };
+        let state = &self.inner.shared.state;
+        if !self.inner.edges.rescan {
+            return wait_for(state, wanted(), deadline, answer);
+        }
+        let start = Instant::now();
+        loop {
+            crate::sysfs_write::rescan(&self.inner.edges.sysfs_root)?;
+            let next = Instant::now().checked_add(RESCAN_INTERVAL);
+            let slice_end = match (deadline, next) {
+                (Some(d), Some(n)) => Some(d.min(n)),
+                (d, n) => d.or(n),
+            };
+            match wait_for(state, wanted(), slice_end, &answer) {
+                Err(Error::Timeout { wanted, seen, .. }) if slice_end == deadline => {
+                    return Err(Error::Timeout {
+                        wanted,
+                        waited: start.elapsed(),
+                        seen,
+                    });
+                }
+                Err(Error::Timeout { .. }) => continue, // the slice ended: rescan again
+                done => return done,
+            }
+        }
+    }
+
+    /// Where this monitor reads sysfs (and writes to it).
+    pub(crate) fn sysfs_root(&self) -> &Path {
+        &self.inner.edges.sysfs_root
+    }
+
+    /// Where this monitor looks for device nodes.
+    pub(crate) fn dev_root(&self) -> &Path {
+        &self.inner.edges.dev_root
     }
 
     /// A copy of the registry as it is now.
@@ -255,7 +328,7 @@ impl Drop for Inner {
     }
 }
 
-fn deadline_after(timeout: Duration) -> Option<Instant> {
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     // A timeout too large to represent is no timeout.
     Instant::now().checked_add(timeout)
 }
