@@ -90,6 +90,12 @@ def expect_exit(res, what, rc, stdout):
             what, res["rc"], res["stdout"], rc, stdout, _R().tail(res["stderr"])))
 
 
+def expect_said(res, what, seen):
+    """A timed-out wait says what it saw at the path."""
+    if seen not in res["stderr"]:
+        fail("`%s` timed out without saying %r: %s" % (what, seen, _R().tail(res["stderr"])))
+
+
 def run_job(run, what, timeout):
     """Start a guest job and wait for it to end (it must, within `timeout`)."""
     res = run.job_result(run.job(what), timeout + 15)
@@ -134,10 +140,11 @@ def plug_function(run, st):
     if diff:
         fail("`%s` disagrees with sysfs (field: (printed, sysfs)): %s; printed %s" % (what, diff, res["stdout"].strip()))
     detail["pciplug_json"] = got
-    for refused in st.refused:
+    for refused, seen in st.refused:
         what = PCIPLUG_WAIT_FN.format(path=e.path, args=refused + " ", timeout=REFUSED_TIMEOUT_S)
         res = run_job(run, what, REFUSED_TIMEOUT_S)
         expect_exit(res, what, 1, "")
+        expect_said(res, what, seen)
         detail.setdefault("refused", {})[refused] = res["stderr"].strip().splitlines()[-1:]
     return detail
 
@@ -226,6 +233,7 @@ def rescan_plug(run, st):
             res = run.job_result(jid, st.unseen_s + 15)
             detail["pciplug_wait_plain"] = {k: res.get(k) for k in ("rc", "stdout", "guest_s")}
             expect_exit(res, what, 1, "")
+            expect_said(res, what, "no PCI device at %s" % e.path)
             detail["plain_wait_stderr"] = res["stderr"].strip().splitlines()[-1:]
         else:
             ok, _ = run.sysfs_wait("present", "/sys/bus/pci/devices/%s" % e.bdf, st.unseen_s)

@@ -7,7 +7,8 @@ devpath, its vendor:device, and the driver bound to it (None: no driver binds it
 * `PlugFunction(device, expect, wait_args)`: `pciplug wait PATH --kind pci WAIT_ARGS` is
   started, then `device` is hot-added; the wait must print the bdf. `--json` must then
   agree with sysfs (bdf, ids, class, driver, IOMMU group), and each of `refused` (other
-  wait arguments the function does not meet) must time out with exit 1.
+  wait arguments the function does not meet, with what the timeout must say was seen)
+  must time out with exit 1.
 * `Vfio(expect)`: `pciplug vfio PATH` must print `/dev/vfio/<group>` of the function's
   IOMMU group, every function of the group must then be on vfio-pci, the node must
   be the group's and open in the guest; a second call answers the same.
@@ -15,8 +16,8 @@ devpath, its vendor:device, and the driver bound to it (None: no driver binds it
   where the guest gets no hot-plug notice. With `unseen_s`, a plain `pciplug wait PATH`
   started before device_add must time out (exit 1) and sysfs must not have the function;
   then `pciplug wait PATH --rescan` must find the disk. With `rescan_started_before`, the
-  `--rescan` wait is already running when device_add comes, so only a rescan repeated
-  during the wait can find it.
+  `--rescan` wait is already running (its uevent socket bound) when device_add comes, so
+  a rescan it repeats while waiting (every second) finds the disk.
 """
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -39,7 +40,8 @@ class PlugFunction:
     device: dict                      # QMP device_add arguments
     expect: Function
     wait_args: str = ""               # e.g. "--driver virtio-pci", "--unbound"
-    refused: Tuple[str, ...] = ()     # wait arguments that must time out for this function
+    # (wait arguments that must time out for this function, what the error must say was seen)
+    refused: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,13 +113,13 @@ SCENARIOS = (
         name="q35-pci-function", issue_item=13, machine="q35",
         descr="q35, ACPI hotplug: virtio-rng on 00:02.0 waited bound to virtio-pci (02/00); pci-testdev on "
               "00:03.0 waited unbound (03/00); edu on 00:04.0 waited present (04/00 -> 0000:03:00.0); "
-              "`--json` agrees with sysfs, and waits the function does not meet time out",
+              "`--json` agrees with sysfs; waits the function does not meet time out saying what they saw",
         topology=ROOT_PORTS,
         steps=(
             PlugFunction(dev("virtio-rng-pci", "rng1", "rp2"), function("02/00", 2, RNG, "virtio-pci"),
-                         wait_args="--driver virtio-pci", refused=("--unbound",)),
+                         wait_args="--driver virtio-pci", refused=(("--unbound", "0000:01:00.0 present at 02/00, bound to virtio-pci"),)),
             PlugFunction(dev("pci-testdev", "testdev1", "rp3"), function("03/00", 3, TESTDEV, None),
-                         wait_args="--unbound", refused=("--driver vfio-pci",)),
+                         wait_args="--unbound", refused=(("--driver vfio-pci", "0000:02:00.0 present at 03/00 and unbound"),)),
             PlugFunction(dev("edu", "edu1", "rp4"), function("04/00", 4, EDU, None)),
         )),
     S.Scenario(
@@ -137,7 +139,7 @@ SCENARIOS = (
         name="q35-rescan", issue_item=13, machine="q35",
         descr="q35, ACPI hotplug with the guest's acpiphp disabled (acpiphp.disable=1), so a device_add is never "
               "seen: a plain `wait 02/00` times out and sysfs has nothing, `wait 02/00 --rescan` finds vda; a "
-              "`wait 03/00 --rescan` already running when the disk is added finds vdb",
+              "`wait 03/00 --rescan` already running when the disk is added finds vdb (a later rescan)",
         topology=ROOT_PORTS, append="acpiphp.disable=1", images=("disk1", "disk2"),
         steps=(
             RescanPlug(S.vblk("vblk1", "rp2", "0x0"), image="disk1", expect=S.blk("02/00", "vda", fn(2), 0),
