@@ -36,6 +36,30 @@
 //! and uevents do not say which controller they belong to; the registry keeps them per
 //! subsystem until [`Registry::link_nvme_controller`] ties them to a path with what sysfs says.
 //!
+//! # PCI functions and VFIO
+//!
+//! A live [`Monitor`] also waits for a PCI function itself, in a driver state
+//! ([`DriverState`]: present, bound, bound to a named driver, unbound), and answers a
+//! [`PciFunction`] with its guest BDF, IDs, class, driver and IOMMU group. [`Monitor::vfio`]
+//! hands a function and the rest of its IOMMU group to `vfio-pci` and answers the group's
+//! node, `/dev/vfio/<group>`, for a container. With [`MonitorBuilder::rescan`], every wait
+//! rescans the PCI bus when it starts and every [`RESCAN_INTERVAL`], for VMMs that add
+//! devices without telling the guest. These are the only writes pciplug makes, all below the
+//! builder's sysfs root; a refused one is an [`Error::SysfsWrite`] naming the file.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use pciplug::{DriverState, Monitor};
+//!
+//! let monitor = Monitor::start()?;
+//! let path = "04/00".parse()?;
+//! let function = monitor.wait_function(&path, &DriverState::Any, Duration::from_secs(3))?;
+//! println!("{} in IOMMU group {:?}", function.bdf, function.iommu_group);
+//! let group = monitor.vfio(&path, Duration::from_secs(3))?;
+//! println!("{}", group.devnode.display()); // /dev/vfio/5
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Features
 //!
 //! - `test-support` (off): the `testing` module (a uevent injector for private network

@@ -36,12 +36,14 @@ impl SysfsWriteError {
     }
 }
 
-/// Writes `value` to the existing file `rel` below `root`, in one `write(2)` as sysfs wants.
-/// Never creates a file: a missing attribute is an error, not a new file in a fake tree.
+/// Writes `value` to the existing file `rel` below `root`, in one `write(2)` as sysfs wants
+/// (truncating, as a shell's `echo >` does; sysfs ignores it, a fake tree keeps the value
+/// alone). Never creates a file: a missing attribute is an error, not a new file.
 fn write(root: &Path, rel: &str, value: &str) -> Result<(), SysfsWriteError> {
     let file = root.join(rel);
     OpenOptions::new()
         .write(true)
+        .truncate(true)
         .open(&file)
         .and_then(|mut f| f.write_all(value.as_bytes()))
         .map_err(|source| SysfsWriteError {

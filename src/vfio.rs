@@ -136,6 +136,15 @@ impl Monitor {
             .ok_or(VfioError::NoIommuGroup { path: *path, bdf })?;
         let root = self.sysfs_root();
         let (members, others) = group_members(root, group)?;
+        if !members.iter().any(|m| m.bdf == bdf)
+            && !others.iter().any(|o| o.name == bdf.to_string())
+        {
+            // Its own group does not list it: sysfs changed under us (a remove); never hand
+            // over a group without the function asked for.
+            let dir = root.join(format!("kernel/iommu_groups/{group}/devices"));
+            let e = io::Error::new(io::ErrorKind::NotFound, format!("{bdf} is not listed"));
+            return Err(Error::io(format!("reading {}", dir.display()), e));
+        }
         if !others.is_empty() {
             return Err(VfioError::Unhandable { group, bdf, others }.into());
         }

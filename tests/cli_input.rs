@@ -95,6 +95,34 @@ fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
             "unexpected value 'yes' for '--removed'",
         ),
         (
+            &[b"wait", b"02/00", b"--driver", b"vfio-pci"],
+            "--driver and --unbound need --kind pci",
+        ),
+        (
+            &[b"wait", b"02/00", b"--kind", b"net", b"--unbound"],
+            "--driver and --unbound need --kind pci",
+        ),
+        (
+            &[
+                b"wait",
+                b"02/00",
+                b"--kind",
+                b"pci",
+                b"--driver",
+                b"x",
+                b"--unbound",
+            ],
+            "'--driver <NAME>' cannot be used with '--unbound'",
+        ),
+        (
+            &[b"vfio"],
+            "the following required arguments were not provided",
+        ),
+        (
+            &[b"vfio", b"02/zz"],
+            r#"hop 2 "zz" is not a two-digit hex slot"#,
+        ),
+        (
             &[b"watch", b"--stats=1"],
             "unexpected value '1' for '--stats'",
         ),

@@ -43,8 +43,9 @@ use state::{StateLock, Status};
 /// [`Error::ListenerStopped`](crate::Error::ListenerStopped).
 ///
 /// The waits come in the family style of crossbeam: `wait_block(path, timeout)`,
-/// `wait_block_deadline(path, deadline)`, `try_block(path)`; likewise for `net` and for the
-/// removal of a path. A wait returns at once if the answer is already there.
+/// `wait_block_deadline(path, deadline)`, `try_block(path)`; likewise for `net`, for a PCI
+/// function in a driver state (`wait_function`) and for the removal of a path. A wait returns
+/// at once if the answer is already there. [`Monitor::vfio`] hands a function to `vfio-pci`.
 #[derive(Clone, Debug)]
 pub struct Monitor {
     inner: Arc<Inner>,
