@@ -41,10 +41,8 @@ import traceback
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import run_pci  # noqa: E402  (issue 13: adds scenarios_pci.py's scenarios to scenarios.SCENARIOS)
 import scenarios as S  # noqa: E402
-import run_pci  # noqa: E402
-import scenarios_pci  # noqa: E402
-S.SCENARIOS += scenarios_pci.SCENARIOS  # issue 13: PCI functions, VFIO, rescan
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 E2E_DIR = os.environ.get("PCIPLUG_E2E_DIR") or os.path.join(REPO, "target", "e2e")
@@ -771,8 +769,6 @@ def tail(text, n=6):
 
 
 def describe(st):
-    if isinstance(st, scenarios_pci.STEPS):
-        return scenarios_pci.describe(st)
     if isinstance(st, S.Plug):
         d = st.device
         return "plug %s%s %s on %s addr %s -> %s %s" % (
@@ -780,6 +776,8 @@ def describe(st):
             d["driver"], d["id"], d["bus"], d.get("addr"), st.expect.path, st.expect.name)
     if isinstance(st, S.Unplug):
         return "unplug %s (%s %s)" % (st.qemu_id, st.gone.path, st.gone.name)
+    if isinstance(st, run_pci.STEPS):
+        return run_pci.describe(st)
     return "present: " + ", ".join("%s %s" % (e.path, e.name) for e in st.expect)
 
 
@@ -845,12 +843,12 @@ def attempt(sc, args, workdir, attempt_no):
                 log("%s: --simulate-hang: pausing the guest's CPUs before step %d" % (sc.name, i))
                 g.qmp.ok("stop")
             try:
-                if isinstance(st, S.Plug):
+                if isinstance(st, run_pci.STEPS):
+                    srec.update(run_pci.run_step(run, st))
+                elif isinstance(st, S.Plug):
                     srec.update(run.plug(st))
                 elif isinstance(st, S.Unplug):
                     srec.update(run.unplug(st))
-                elif isinstance(st, scenarios_pci.STEPS):
-                    srec.update(run_pci.run_step(run, st))
                 else:
                     srec.update(run.present(st))
             finally:

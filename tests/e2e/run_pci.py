@@ -10,6 +10,7 @@ import json
 import sys
 
 import scenarios_pci as P
+from scenarios_pci import STEPS, describe  # noqa: F401  (run.py's dispatch)
 
 # How these steps call the CLI in the guest; the one place to change if its flags move.
 PCIPLUG_WAIT_FN = "pciplug wait {path} --kind pci {args}--timeout {timeout}s"

@@ -1,6 +1,7 @@
 """The issue-13 scenarios, as data: PCI functions with no block or net child, VFIO, rescan.
 
-run.py adds them to scenarios.SCENARIOS; run_pci.py carries out their steps. A
+Importing this module adds them to scenarios.SCENARIOS (run.py imports run_pci, which
+imports this); run_pci.py carries out their steps. A
 `Function` is what the guest must show for a PCI path: the function's bdf and sysfs
 devpath, its vendor:device, and the driver bound to it (None: no driver binds it).
 
@@ -148,3 +149,6 @@ SCENARIOS = (
                        rescan_started_before=True),
         )),
 )
+
+# run.py lists and runs scenarios.SCENARIOS: these join them (once: modules import once)
+S.SCENARIOS += SCENARIOS
