@@ -76,6 +76,12 @@ WANTED="virtio_pci virtio_blk virtio_net virtio_scsi sd_mod nvme"
 # through modules.softdep); without them those libraries fall back to their generic code.
 OPTIONAL="crct10dif_generic crc64_rocksoft_generic"
 
+# PCI functions without a block or net child (issue 13): virtio-rng (its function is bound
+# by virtio-pci either way; virtio_rng binds the virtioN child, as in the recordings) and
+# VFIO: vfio-pci (with vfio, vfio_pci_core, vfio_virqfd, irqbypass) and the type1 IOMMU
+# backend, which nothing requests by name. None of them binds a device by itself.
+WANTED="$WANTED virtio_rng vfio_pci vfio_iommu_type1"
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pciplug-initramfs.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 ROOT=$WORK/root

@@ -41,6 +41,7 @@ import traceback
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import run_pci  # noqa: E402  (issue 13: adds scenarios_pci.py's scenarios to scenarios.SCENARIOS)
 import scenarios as S  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -775,6 +776,8 @@ def describe(st):
             d["driver"], d["id"], d["bus"], d.get("addr"), st.expect.path, st.expect.name)
     if isinstance(st, S.Unplug):
         return "unplug %s (%s %s)" % (st.qemu_id, st.gone.path, st.gone.name)
+    if isinstance(st, run_pci.STEPS):
+        return run_pci.describe(st)
     return "present: " + ", ".join("%s %s" % (e.path, e.name) for e in st.expect)
 
 
@@ -840,7 +843,9 @@ def attempt(sc, args, workdir, attempt_no):
                 log("%s: --simulate-hang: pausing the guest's CPUs before step %d" % (sc.name, i))
                 g.qmp.ok("stop")
             try:
-                if isinstance(st, S.Plug):
+                if isinstance(st, run_pci.STEPS):
+                    srec.update(run_pci.run_step(run, st))
+                elif isinstance(st, S.Plug):
                     srec.update(run.plug(st))
                 elif isinstance(st, S.Unplug):
                     srec.update(run.unplug(st))
