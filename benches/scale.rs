@@ -172,7 +172,7 @@ fn main() {
             black_box(big.registry.apply_datagram(0, d));
         }
         events += cycle.len() as u64;
-        if i.is_multiple_of(big.cycles.len()) || events >= CHURN_EVENTS {
+        if i % big.cycles.len() == 0 || events >= CHURN_EVENTS {
             samples.push((events, rss_kib(), alloc::live_bytes() - heap_before));
         }
     }

@@ -213,7 +213,7 @@ fn storm(
         for x in &datagrams {
             injector.inject(x).expect("the kernel takes the uevent");
             injected += 1;
-            if injected.is_multiple_of(STALL_EVERY as u64) {
+            if injected % STALL_EVERY as u64 == 0 {
                 stall_tx.send(()).unwrap();
             }
         }

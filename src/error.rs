@@ -78,7 +78,7 @@ pub(crate) fn humanize(d: Duration) -> impl fmt::Display {
     impl fmt::Display for H {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             let ms = self.0.as_millis();
-            if ms >= 1000 && ms.is_multiple_of(1000) {
+            if ms >= 1000 && ms % 1000 == 0 {
                 write!(f, "{}s", ms / 1000)
             } else if ms >= 1000 {
                 write!(f, "{:.3}s", self.0.as_secs_f64())

@@ -49,7 +49,7 @@ pub(crate) fn decode(hex: &str) -> Result<Vec<u8>, DecodeError> {
     if b.is_empty() {
         return Err(DecodeError::Empty);
     }
-    if !b.len().is_multiple_of(2) {
+    if b.len() % 2 != 0 {
         return Err(DecodeError::OddLength(b.len()));
     }
     let at = |i: usize| digit(b[i]).ok_or(DecodeError::NotHex { byte: b[i], at: i });

@@ -99,9 +99,9 @@ impl Recording {
     pub fn steps(&self) -> Vec<u32> {
         let mut steps: Vec<u32> = Vec::new();
         for r in &self.records {
-            if let Some(s) = r.step
-                && steps.last() != Some(&s)
-                && !steps.contains(&s)
+            if let Some(s) = r
+                .step
+                .filter(|s| steps.last() != Some(s) && !steps.contains(s))
             {
                 steps.push(s);
             }

@@ -223,9 +223,8 @@ impl Wakeups {
     /// Notes the slot of `path`, if anybody waits there. Called with the state lock held, right
     /// after the change at `path` was applied.
     pub(crate) fn add(&mut self, waiters: &Waiters, path: &PciPath) {
-        if let Some((slot, _)) = waiters.slots.get(path)
-            && !self.0.iter().any(|s| Arc::ptr_eq(s, slot))
-        {
+        let noted = |slot: &Arc<Slot>| self.0.iter().any(|s| Arc::ptr_eq(s, slot));
+        if let Some((slot, _)) = waiters.slots.get(path).filter(|(slot, _)| !noted(slot)) {
             self.0.push(Arc::clone(slot));
         }
     }

@@ -196,10 +196,15 @@ fn unreadable_inputs_are_runtime_errors_that_name_them() {
     }
 }
 
-/// A pipe whose reading end is closed: writing to it fails with EPIPE.
-fn closed_pipe() -> std::io::PipeWriter {
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
+/// A pipe whose reading end is closed: writing to it fails with EPIPE. The reading end was
+/// `true`'s stdin, closed when it exited (`std::io::pipe` needs rustc 1.87).
+fn closed_pipe() -> std::process::ChildStdin {
+    let mut reader = std::process::Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer = reader.stdin.take().unwrap();
+    assert!(reader.wait().unwrap().success());
     writer
 }
 

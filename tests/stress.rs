@@ -86,7 +86,7 @@ fn storm() -> Vec<Op> {
         if next[j] == last {
             continue;
         }
-        let (k, plug) = (next[j] / 2, next[j].is_multiple_of(2));
+        let (k, plug) = (next[j] / 2, next[j] % 2 == 0);
         let seq = 1000 * (j as u64 + 1) + k;
         let text = if plug { &plug_text } else { &unplug_text };
         ops.push(Op {

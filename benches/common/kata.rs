@@ -127,9 +127,7 @@ impl KataListener {
                             let mut sb = sb.lock().unwrap();
                             sb.uevent_map.insert(ev.devpath.clone(), ev.clone());
                             for watch in &mut sb.uevent_watchers {
-                                if let Some((matcher, _)) = watch
-                                    && matcher.is_match(&ev)
-                                {
+                                if watch.as_ref().is_some_and(|(m, _)| m.is_match(&ev)) {
                                     let (_, sender) = watch.take().unwrap();
                                     let _ = sender.send(ev.clone());
                                 }

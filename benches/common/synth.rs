@@ -241,7 +241,7 @@ pub fn tree_in(first_domain: u16, count: usize, fanout: usize, depth: usize) -> 
                 Kind::Bridge
             } else {
                 leaves += 1;
-                if leaves.is_multiple_of(4) {
+                if leaves % 4 == 0 {
                     Kind::Net
                 } else {
                     Kind::Disk

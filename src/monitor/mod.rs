@@ -239,9 +239,7 @@ impl Inner {
     fn shutdown(&self) {
         self.stopper.stop();
         let thread = self.thread.lock().take();
-        if let Some(t) = thread
-            && t.join().is_err()
-        {
+        if thread.is_some_and(|t| t.join().is_err()) {
             tracing::error!("the uevent listener thread panicked");
         }
         // The thread marks itself stopped; if it had already failed, its reason is kept.

@@ -53,9 +53,7 @@ impl FromStr for PciPath {
                 })?;
                 explicit_root = true;
                 parts.next();
-            } else if segments >= 3
-                && let Some(bus) = expander_bus(first)
-            {
+            } else if let Some(bus) = expander_bus(first).filter(|_| segments >= 3) {
                 // Kata's spelling of a path under a PCI expander bridge: a first "hop" that
                 // cannot be a slot is the root bus number of domain 0.
                 root = RootComplex { domain: 0, bus };

@@ -33,10 +33,10 @@ impl Registry {
         match ev.action().effect() {
             Effect::Gone => self.remove_subtree(&path, changes),
             Effect::Unbound => {
-                if let Some(mut dev) = self.devices.get_mut(&path)
-                    && dev.driver.take().is_some()
-                {
-                    changes.push(Change::DriverUnbound { path });
+                if let Some(mut dev) = self.devices.get_mut(&path) {
+                    if dev.driver.take().is_some() {
+                        changes.push(Change::DriverUnbound { path });
+                    }
                 }
                 // The children were created by the driver's probe and cannot outlive it.
                 self.clear_children(&path, changes);
@@ -49,9 +49,10 @@ impl Registry {
                 if let Some(ids) = pci_ids(ev) {
                     dev.ids = Some(ids);
                 }
-                if let Some(driver) = ev.get(Key::Driver)
-                    && dev.driver.as_deref() != Some(driver)
-                {
+                let new_driver = ev
+                    .get(Key::Driver)
+                    .filter(|d| dev.driver.as_deref() != Some(*d));
+                if let Some(driver) = new_driver {
                     dev.driver = Some(driver.into());
                     changes.push(Change::DriverBound {
                         path,
@@ -179,9 +180,7 @@ impl Registry {
         old_name: Option<&str>,
         changes: &mut Vec<Change>,
     ) {
-        if let Some(&held) = self.net_names.get(&net.name)
-            && held != path
-        {
+        if let Some(&held) = self.net_names.get(&net.name).filter(|&&held| held != path) {
             self.remove_net(held, &net.name.clone(), changes);
         }
         let Some(mut dev) = self.devices.get_mut(&path) else {

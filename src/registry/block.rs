@@ -43,9 +43,7 @@ impl Registry {
         block: BlockDevice,
         changes: &mut Vec<Change>,
     ) {
-        if let Some(&held) = self.names.get(&block.name)
-            && held != owner
-        {
+        if let Some(&held) = self.names.get(&block.name).filter(|&&held| held != owner) {
             self.remove_name(held, &block.name.clone(), changes);
         }
         // Holds the device taken out of the table while its list is in use.
@@ -327,9 +325,7 @@ fn take_block(
     i: usize,
     diskseq: Option<u64>,
 ) -> Option<Vec<BlockDevice>> {
-    if let (Some(held), Some(gone)) = (list[i].diskseq, diskseq)
-        && held != gone
-    {
+    if matches!((list[i].diskseq, diskseq), (Some(held), Some(gone)) if held != gone) {
         return None;
     }
     let block = list.remove(i);

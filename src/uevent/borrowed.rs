@@ -404,9 +404,7 @@ impl<'a> UeventRef<'a> {
             value: value.to_owned(),
         };
         for key in [Key::Devname, Key::Interface] {
-            if let Some(v) = self.get(key)
-                && !is_safe_device_name(v)
-            {
+            if let Some(v) = self.get(key).filter(|v| !is_safe_device_name(v)) {
                 return Err(bad(key, v));
             }
         }
@@ -424,15 +422,12 @@ impl<'a> UeventRef<'a> {
             Key::Partn,
             Key::Ifindex,
         ] {
-            if let Some(v) = self.get(key)
-                && v.parse::<u64>().is_err()
-            {
+            if let Some(v) = self.get(key).filter(|v| v.parse::<u64>().is_err()) {
                 return Err(bad(key, v));
             }
         }
-        if let Some(old) = self.get(Key::DevpathOld)
-            && !devpath::is_canonical(old.as_bytes())
-        {
+        let not_canonical = |old: &&str| !devpath::is_canonical(old.as_bytes());
+        if let Some(old) = self.get(Key::DevpathOld).filter(not_canonical) {
             return Err(bad(Key::DevpathOld, old));
         }
         Ok(())

@@ -338,10 +338,10 @@ fn reshape(d: &[u8], input: &mut Input<'_>) -> Option<Vec<u8>> {
                     *f = format!("INTERFACE={name}");
                 }
             }
-            if how & 0x80 == 0
-                && let Some((parent, _)) = devpath.rsplit_once('/')
-            {
-                devpath = format!("{parent}/{name}");
+            if how & 0x80 == 0 {
+                if let Some((parent, _)) = devpath.rsplit_once('/') {
+                    devpath = format!("{parent}/{name}");
+                }
             }
         }
         // Another DISKSEQ: a new disk under an old name, or a late event of an old one.

@@ -12,6 +12,11 @@
 # The kernel comes from setup.sh ($PCIPLUG_E2E_KERNEL_CACHE/kernel.env).
 # OUT defaults to $PCIPLUG_E2E_DIR/initramfs.cpio.gz (<repo>/target/e2e/...).
 #
+# For arm64, point PCIPLUG_E2E_KERNEL_CACHE at setup-arm64.sh's kernel cache: its
+# kernel.env also names the arm64 busybox (BUSYBOX=). A busybox that cannot run on
+# this host makes its applet links itself in the guest (/init runs
+# `busybox --install -s`), and PCIPLUG_BINARY must be for the same machine as busybox.
+#
 # The binary the tests expect is built with
 #   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target x86_64-unknown-linux-gnu
 # (the explicit --target keeps RUSTFLAGS away from build scripts and proc macros).
@@ -22,7 +27,6 @@ REPO=$(cd "$HERE/../.." && pwd)
 E2E_DIR=${PCIPLUG_E2E_DIR:-$REPO/target/e2e}
 KCACHE=${PCIPLUG_E2E_KERNEL_CACHE:-$E2E_DIR/kernel}
 OUT=$E2E_DIR/initramfs.cpio.gz
-BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 usage() { echo "usage: $0 [-o OUT.cpio.gz] [PCIPLUG_BINARY]" >&2; exit 2; }
 die() { printf 'build-initramfs: error: %s\n' "$*" >&2; exit 1; }
@@ -39,14 +43,30 @@ PCIPLUG=${1:-}
 [ -s "$KCACHE/kernel.env" ] || die "no $KCACHE/kernel.env: run tests/e2e/setup.sh first"
 # shellcheck disable=SC1091
 . "$KCACHE/kernel.env"
+BUSYBOX=${BUSYBOX:-/bin/busybox}
 MODDIR=$KROOT/lib/modules/$KVER
 [ -s "$MODDIR/modules.dep" ] || die "no $MODDIR/modules.dep"
 
 is_static() { ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter' && LC_ALL=C readelf -h "$1" >/dev/null 2>&1; }
 is_static "$BUSYBOX" || die "$BUSYBOX is not a static ELF binary (apt-get install busybox-static)"
+elf_machine() { LC_ALL=C readelf -h "$1" | sed -n 's/^ *Machine: *//p'; }
 if [ -n "$PCIPLUG" ]; then
 	[ -x "$PCIPLUG" ] || die "$PCIPLUG is not an executable"
 	is_static "$PCIPLUG" || die "$PCIPLUG is dynamically linked; build it with RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu"
+	[ "$(elf_machine "$PCIPLUG")" = "$(elf_machine "$BUSYBOX")" ] ||
+		die "$PCIPLUG is for $(elf_machine "$PCIPLUG"), but the guest ($BUSYBOX) is $(elf_machine "$BUSYBOX")"
+fi
+# Built into the kernel, or the guest cannot be driven at all: PCIe port services with
+# native hot-plug (pciehp) and, on arm64 virt, the ECAM host bridge and the PL011 UARTs.
+KCONFIG=$KROOT/boot/config-$KVER
+if [ -f "$KCONFIG" ]; then
+	NEED_Y="CONFIG_PCIEPORTBUS CONFIG_HOTPLUG_PCI_PCIE"
+	case $(elf_machine "$BUSYBOX") in
+	AArch64) NEED_Y="$NEED_Y CONFIG_PCI_HOST_GENERIC CONFIG_SERIAL_AMBA_PL011 CONFIG_SERIAL_AMBA_PL011_CONSOLE" ;;
+	esac
+	for c in $NEED_Y; do
+		grep -qx "$c=y" "$KCONFIG" || die "$KVER does not have $c=y (see $KCONFIG)"
+	done
 fi
 
 # Modules the scenarios load, by module name ('-' and '_' are the same). All of
@@ -111,14 +131,29 @@ done
 
 # --- busybox, pciplug, /init ------------------------------------------------------------
 cp "$BUSYBOX" "$ROOT/bin/busybox"
-for a in $("$BUSYBOX" --list); do
-	# No modprobe: nothing in the guest should load modules behind the test's back.
-	case $a in busybox|modprobe) continue ;; esac
-	ln -s busybox "$ROOT/bin/$a"
-done
+if APPLETS=$("$BUSYBOX" --list 2>/dev/null) && [ -n "$APPLETS" ]; then
+	for a in $APPLETS; do
+		# No modprobe: nothing in the guest should load modules behind the test's back.
+		case $a in busybox|modprobe) continue ;; esac
+		ln -s busybox "$ROOT/bin/$a"
+	done
+else
+	# a foreign busybox (arm64 on an x86 host): /init makes the links, then removes modprobe
+	touch "$ROOT/etc/busybox-install"
+fi
 ln -s bin "$ROOT/sbin"
 if [ -n "$PCIPLUG" ]; then
-	strip -o "$ROOT/bin/pciplug" "$PCIPLUG"
+	# the host's strip knows only its own machine; a cross strip (binutils-aarch64-linux-gnu)
+	# is used when there is one, else the binary goes in as it is
+	case $(elf_machine "$PCIPLUG") in
+	AArch64) STRIP=aarch64-linux-gnu-strip ;;
+	*) STRIP=strip ;;
+	esac
+	if ! { command -v "$STRIP" >/dev/null && "$STRIP" -o "$ROOT/bin/pciplug" "$PCIPLUG" 2>/dev/null; }; then
+		echo "build-initramfs: no $STRIP here: $PCIPLUG goes in unstripped"
+		cp "$PCIPLUG" "$ROOT/bin/pciplug"
+	fi
+	chmod 755 "$ROOT/bin/pciplug"
 	sha256sum "$PCIPLUG" | cut -d' ' -f1 > "$ROOT/etc/pciplug.sha256"
 fi
 install -m 755 "$HERE/guest-init.sh" "$ROOT/init"

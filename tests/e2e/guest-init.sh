@@ -3,7 +3,8 @@
 #
 # Two serial ports, so that kernel messages never mix with test output:
 #   ttyS0  the kernel console (the host keeps it as console.log)
-#   ttyS1  the command channel: run.py writes one shell line per command ("<n> <cmd> #<n>"),
+#   ttyS1  the command channel (on arm64 virt: ttyAMA0 and ttyAMA1; the kernel command line
+#          names the channel's port as pciplug_e2e.chan=ttyAMA1): run.py writes one shell line per command ("<n> <cmd> #<n>"),
 #          "<n> <shell words>"; the line is eval'ed with stdin from /dev/null
 #          and its output is framed as
 #              @@<token> BEGIN <n>
@@ -14,14 +15,23 @@
 # Long-running commands (a `pciplug wait` started before a hot-plug) run as jobs:
 # see job_start / job_listening / job_wait below.
 export PATH=/bin
+# a busybox that build-initramfs.sh could not run (another architecture): make its links here
+if [ -e /etc/busybox-install ]; then
+	/bin/busybox --install -s /bin
+	/bin/busybox rm -f /bin/modprobe   # nothing should load modules behind the test's back
+fi
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /run/job
 
 TOKEN=x
+CH=/dev/ttyS1
 for w in $(cat /proc/cmdline); do
-	case $w in pciplug_e2e.token=*) TOKEN=${w#*=} ;; esac
+	case $w in
+	pciplug_e2e.token=*) TOKEN=${w#*=} ;;
+	pciplug_e2e.chan=*) CH=/dev/${w#*=} ;;
+	esac
 done
 M="@@$TOKEN"
 say() { echo "$M $*"; }   # to the console until the channel is open
@@ -142,7 +152,6 @@ links() {
 }
 
 # ---- the command channel -------------------------------------------------------
-CH=/dev/ttyS1
 stty -F $CH raw -echo 2>/dev/null || say "CHANNEL-STTY-FAILED"
 exec 3<>$CH
 READY="READY uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r) modules=$(wc -l < /etc/modules.order)"

@@ -4,6 +4,7 @@ devices hot-plugged through QMP, and what the guest shows asserted step by step.
 
     run.py [--smoke] [options] [SCENARIO ...]     (default: all; names or issue numbers)
     run.py --list
+    run.py --arch aarch64 [...]                   the arm64 `virt` scenarios (setup-arm64.sh)
 
 Needs setup.sh (QEMU, kernel) and build-initramfs.sh (the initramfs) first; see
 README.md. Only the python3 standard library is used.
@@ -47,6 +48,21 @@ S.SCENARIOS += ST.SCENARIOS
 REPO = os.path.dirname(os.path.dirname(HERE))
 E2E_DIR = os.environ.get("PCIPLUG_E2E_DIR") or os.path.join(REPO, "target", "e2e")
 KERNEL_CACHE = os.environ.get("PCIPLUG_E2E_KERNEL_CACHE") or os.path.join(E2E_DIR, "kernel")
+ARM64_CACHE = os.environ.get("PCIPLUG_E2E_ARM64_CACHE") or "/var/cache/pciplug/e2e-arm64"
+
+# Per guest architecture: the QEMU binary, the serial ports as the guest names them (the
+# kernel console, then the command channel), where setup puts the kernel, and the defaults
+# of --initrd and --out. A scenario runs only with the --arch of its `arch`.
+ARCHES = {
+    "x86_64": dict(qemu="qemu-system-x86_64", console="ttyS0", chan="ttyS1",
+                   kernel_cache=KERNEL_CACHE, setup="tests/e2e/setup.sh",
+                   initrd=os.path.join(E2E_DIR, "initramfs.cpio.gz"), out=os.path.join(E2E_DIR, "runs")),
+    # QEMU >= 9.2 virt: a second -serial is a second PL011, ttyAMA1
+    "aarch64": dict(qemu="qemu-system-aarch64", console="ttyAMA0", chan="ttyAMA1",
+                    kernel_cache=os.path.join(ARM64_CACHE, "kernel"), setup="tests/e2e/setup-arm64.sh",
+                    initrd=os.path.join(E2E_DIR, "arm64", "initramfs.cpio.gz"),
+                    out=os.path.join(E2E_DIR, "runs-arm64")),
+}
 
 # How the harness calls the CLI in the guest; the one place to change if its flags move.
 PCIPLUG_WAIT = "pciplug wait {path} --timeout {timeout}s"
@@ -194,7 +210,7 @@ def connect_unix(path, timeout, proc=None):
 
 
 # ----------------------------------------------------------------------------------
-# The command channel (guest ttyS1, see guest-init.sh)
+# The command channel (guest ttyS1 or ttyAMA1, see guest-init.sh)
 # ----------------------------------------------------------------------------------
 
 class Channel:
@@ -301,12 +317,16 @@ class Guest:
         self.sockdir = tempfile.mkdtemp(prefix="pciplug-e2e-")  # sun_path is short: not under OUT
         chan_path = os.path.join(self.sockdir, "chan.sock")
         qmp_path = os.path.join(self.sockdir, "qmp.sock")
-        append = "console=ttyS0 panic=-1 pciplug_e2e.token=%s" % self.token
+        ports = ARCHES[sc.arch]
+        append = "console=%s panic=-1 pciplug_e2e.token=%s" % (ports["console"], self.token)
+        if ports["chan"] != "ttyS1":
+            append += " pciplug_e2e.chan=%s" % ports["chan"]
         if not args.verbose_kernel:
             append += " quiet"
         if sc.append:
             append += " " + sc.append
-        argv = [args.qemu, "-machine", sc.machine, "-accel", args.accel,
+        argv = [args.qemu, "-machine", sc.machine] + (["-cpu", sc.cpu] if sc.cpu else []) + [
+                "-accel", args.accel,
                 "-m", str(args.mem), "-smp", str(args.smp),
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-kernel", args.kernel, "-initrd", args.initrd, "-append", append,
@@ -420,6 +440,10 @@ def check_scenario_data():
             on_pci = e.controller if isinstance(e, S.Block) and e.controller else e.devpath
             if pci_path_of(on_pci) != e.path:
                 errs.append("%s: %s: devpath %s is on PCI path %s" % (sc.name, e.path, on_pci, pci_path_of(on_pci)))
+            listed = dict(e.listed) if isinstance(e, S.Block) else {}
+            if listed.get("transport") == "scsi" and "/%s/block/" % listed.get("address") not in e.devpath:
+                errs.append("%s: %s: SCSI address %s is not the one of %s" % (
+                    sc.name, e.path, listed.get("address"), e.devpath))
             fns = [c for c in on_pci.split("/") if PCI_FN.match(c)]
             if fns[-1:] != [e.bdf]:
                 errs.append("%s: %s: bdf %s is not the last PCI function of %s" % (sc.name, e.path, e.bdf, on_pci))
@@ -613,6 +637,9 @@ class Run:
         for n, b in blocks.items():
             if "devpath" in b and b["devpath"] != want_dp[n]:
                 raise CheckFailed("`%s`: %s has devpath %s, the kernel's is %s" % (PCIPLUG_LIST, n, b["devpath"], want_dp[n]))
+        for k, v in e.listed:
+            if str(blocks[e.name].get(k)) != v:
+                raise CheckFailed("`%s`: %s has %s %r, expected %r" % (PCIPLUG_LIST, e.name, k, blocks[e.name].get(k), v))
         if e.hidden:
             everywhere = [b.get("name") for y in entries for b in y.get("block", [])]
             if e.hidden in everywhere:
@@ -659,8 +686,12 @@ class Run:
             jid = self.job(what)
             self.job_listening(jid, what)
         t0 = time.monotonic()
+        for b in st.before:
+            q.ok("device_add", b)
         q.ok("device_add", dev)
         detail = {"device_add": dev}
+        if st.before:
+            detail["device_add_before"] = list(st.before)
         if not self.args.smoke:
             res = self.job_result(jid, t + 15)
             detail["pciplug_wait"] = {k: res.get(k) for k in ("rc", "stdout", "guest_s")}
@@ -915,8 +946,9 @@ def describe(st):
         return st.what
     if isinstance(st, S.Plug):
         d = st.device
-        return "plug %s %s on %s addr %s -> %s %s" % (d["driver"], d["id"], d["bus"], d.get("addr"),
-                                                     st.expect.path, st.expect.name)
+        return "plug %s%s %s on %s addr %s -> %s %s" % (
+            "".join("%s %s + " % (b["driver"], b["id"]) for b in st.before),
+            d["driver"], d["id"], d["bus"], d.get("addr"), st.expect.path, st.expect.name)
     if isinstance(st, S.Unplug):
         return "unplug %s (%s %s)" % (st.qemu_id, st.gone.path, st.gone.name)
     return "present: " + ", ".join("%s %s" % (e.path, e.name) for e in st.expect)
@@ -1055,9 +1087,9 @@ def run_scenario(sc, args):
     return r
 
 
-def load_kernel_env():
+def load_kernel_env(arch):
     env = {}
-    path = os.path.join(KERNEL_CACHE, "kernel.env")
+    path = os.path.join(ARCHES[arch]["kernel_cache"], "kernel.env")
     try:
         with open(path) as f:
             for line in f:
@@ -1069,28 +1101,32 @@ def load_kernel_env():
     return env
 
 
-def select(names):
+def select(names, arch):
+    mine = [sc for sc in S.SCENARIOS if sc.arch == arch]
     if not names or names == ["all"]:
-        return list(S.SCENARIOS)
+        return mine
     out = []
     for n in names:
-        m = [sc for sc in S.SCENARIOS if sc.name == n or str(sc.issue_item) == n]
+        m = [sc for sc in mine if sc.name == n or str(sc.issue_item) == n]
         if not m:
-            raise SystemExit("unknown scenario %r (see --list)" % n)
+            raise SystemExit("unknown scenario %r for --arch %s (see --list)" % (n, arch))
         out += m
     return out
 
 
 def main():
-    kenv = load_kernel_env()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenarios", nargs="*", help="scenario names or issue numbers (default: all)")
+    ap.add_argument("--arch", choices=sorted(ARCHES), default="x86_64",
+                    help="the guest architecture, and so which scenarios (default: %(default)s)")
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
     ap.add_argument("--smoke", action="store_true", help="check sysfs only, do not run pciplug")
-    ap.add_argument("--kernel", default=kenv.get("VMLINUZ"), help="default: from setup.sh's kernel.env")
-    ap.add_argument("--initrd", default=os.path.join(E2E_DIR, "initramfs.cpio.gz"))
-    ap.add_argument("--out", default=os.path.join(E2E_DIR, "runs"), help="artifacts (default: %(default)s)")
-    ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--kernel", help="default: from the kernel.env of setup.sh (setup-arm64.sh for aarch64)")
+    ap.add_argument("--initrd", help="default: %s (x86_64), %s (aarch64)" % (
+        ARCHES["x86_64"]["initrd"], ARCHES["aarch64"]["initrd"]))
+    ap.add_argument("--out", help="artifacts (default: %s, or %s for aarch64)" % (
+        ARCHES["x86_64"]["out"], ARCHES["aarch64"]["out"]))
+    ap.add_argument("--qemu", help="default: qemu-system-x86_64, or qemu-system-aarch64 for aarch64")
     ap.add_argument("--accel", default="tcg")
     ap.add_argument("--smp", type=int, default=1)
     ap.add_argument("--mem", type=int, default=512, help="MiB")
@@ -1108,6 +1144,12 @@ def main():
     ap.add_argument("--simulate-hang", metavar="SCENARIO:STEP",
                     help="test the retry: pause the guest (QMP stop) before STEP of the first attempt")
     args = ap.parse_args()
+    kenv = load_kernel_env(args.arch)
+    arch = ARCHES[args.arch]
+    args.kernel = args.kernel or kenv.get("VMLINUZ")
+    args.initrd = args.initrd or arch["initrd"]
+    args.out = args.out or arch["out"]
+    args.qemu = args.qemu or arch["qemu"]
 
     errs = check_scenario_data()
     if errs:
@@ -1115,21 +1157,21 @@ def main():
             print("scenarios.py: " + e, file=sys.stderr)
         return 2
     if args.list:
-        for sc in S.SCENARIOS:
+        for sc in select([], args.arch):
             print("%d  %-20s %s" % (sc.issue_item, sc.name, sc.descr))
         return 0
     for what, p in (("kernel", args.kernel), ("initramfs", args.initrd)):
         if not p or not os.path.isfile(p):
-            print("e2e: no %s (%s): run tests/e2e/setup.sh and tests/e2e/build-initramfs.sh first" % (what, p),
+            print("e2e: no %s (%s): run %s and tests/e2e/build-initramfs.sh first" % (what, p, arch["setup"]),
                   file=sys.stderr)
             return 2
     if shutil.which(args.qemu) is None and not os.path.isfile(args.qemu):
-        print("e2e: %s not found: run tests/e2e/setup.sh" % args.qemu, file=sys.stderr)
+        print("e2e: %s not found: run %s" % (args.qemu, arch["setup"]), file=sys.stderr)
         return 2
     args.kernel = os.path.abspath(args.kernel)
     args.initrd = os.path.abspath(args.initrd)
     args.out = os.path.abspath(args.out)
-    chosen = select(args.scenarios)
+    chosen = select(args.scenarios, args.arch)
     log("%d scenario(s), mode %s, kernel %s (%s), accel %s, -smp %d, artifacts in %s" % (
         len(chosen), "smoke" if args.smoke else "pciplug", os.path.basename(args.kernel),
         kenv.get("KERNEL_PKG", "?") + " " + kenv.get("KERNEL_PKG_VERSION", ""), args.accel, args.smp, args.out))

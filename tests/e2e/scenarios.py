@@ -6,7 +6,8 @@ the guest must show for it, as precisely as the kernel makes it observable:
 
 * `Plug(device, expect)`: hot-add `device` (a QMP device_add argument dict; `image`
   names a backing image that is blockdev-add'ed first, `netdev` a netdev that is
-  netdev_add'ed first) and expect the block or net device `expect` to appear.
+  netdev_add'ed first, `before` devices that are device_add'ed just before it, such as
+  the SCSI HBA of a scsi-hd) and expect the block or net device `expect` to appear.
 * `Unplug(qemu_id, gone)`: device_del, wait for QMP DEVICE_DELETED; `gone` must vanish.
 * `Present(expect)`: the devices (coldplugged) must already be there.
 
@@ -19,7 +20,7 @@ buses 02-04 behind it. They match the recordings in fixtures/real-hotplug/.
 In --smoke mode run.py checks these against the guest's sysfs with busybox tools;
 otherwise it also checks what `pciplug wait` / `pciplug list --json` print.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Tuple, Union
 
 
@@ -39,6 +40,9 @@ class Block:
     # remember the DISKSEQ under this label / require it to differ from the one remembered
     remember_diskseq: Optional[str] = None
     diskseq_differs_from: Optional[str] = None
+    # fields the disk's entry in `list --json` must have, as (key, value) pairs: how it
+    # hangs below its PCI function, e.g. (("transport", "scsi"), ("address", "0:0:0:0"))
+    listed: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Plug:
     expect: Expect
     image: Optional[str] = None       # backing image name (see Scenario.images)
     netdev: Optional[dict] = None     # QMP netdev_add arguments
+    before: Tuple[dict, ...] = ()     # device_add'ed first, in order (after `pciplug wait` started)
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class Coldplug:
 class Scenario:
     name: str
     descr: str
-    machine: str                      # "q35" or "pc"
+    machine: str                      # "q35", "pc", or "virt,acpi=off" for aarch64
     steps: Tuple[Step, ...]
     topology: Tuple[str, ...] = ()    # extra QEMU arguments (bridges, root ports, -global)
     coldplug: Tuple[Coldplug, ...] = ()
@@ -96,6 +101,8 @@ class Scenario:
     append: str = ""                  # extra kernel command line
     issue_item: int = 0               # number of the scenario in the project issue
     tags: Tuple[str, ...] = field(default=())
+    arch: str = "x86_64"              # the guest's: x86_64 or aarch64 (run.py --arch)
+    cpu: str = ""                     # QEMU -cpu, when the machine's default is not wanted
 
 
 # ---- topologies -------------------------------------------------------------------
@@ -237,4 +244,101 @@ SCENARIOS = (
         steps=(Plug(vblk("vblk1", "rp2", "0x0"), image="disk1", expect=blk("02/00", "vda", RP2, 0)),)
         + q35_bridge_steps(1)
         + (Unplug("vblk1", gone=blk("02/00", "vda", RP2, 0)),)),
+)
+
+
+# ---- arm64 `virt` (issue 16, item 3) ------------------------------------------------
+#
+# qemu-system-aarch64 -machine virt,acpi=off -cpu cortex-a57, under TCG, booted with
+# -kernel and no firmware, so the guest kernel takes the device tree: the PCIe host bridge
+# is the platform device pci-host-ecam-generic, and every PCI devpath starts under
+# /devices/platform/4010000000.pcie/. With DT there is no ACPI hot-plug: the root ports
+# use native PCIe hot-plug (pciehp, with its 5 s attention-button delay on add and on
+# removal). Root ports at 00:02.0 .. 00:07.0 get buses 01 .. 06. The devpaths are the
+# ones of the `arm64-virt-dt` recording in fixtures/real-hotplug-2/.
+ARM64_MACHINE = "virt,acpi=off"
+ARM64_CPU = "cortex-a57"
+ARM64_TOPOLOGY = sum((("-device", "pcie-root-port,id=rp%d,bus=pcie.0,addr=0x%x,chassis=%d,port=%d"
+                       % (s, s, s, s)) for s in range(2, 8)), ())
+ARM64_ROOT = "/devices/platform/4010000000.pcie/pci0000:00"
+
+
+def arm64_fn(slot):
+    """The function behind the root port at 00:<slot>.0 (bus slot - 1)."""
+    return "%s/0000:00:%02x.0/0000:%02x:00.0" % (ARM64_ROOT, slot, slot - 1)
+
+
+def scsi_disk(path, name, fn, virtio, host=0, hctl="0:0:0"):
+    """A SCSI disk on a virtio-scsi HBA: .../virtio<N>/host<H>/target<H:C:T>/<H:C:T:L>/block/<name>."""
+    c, t, lun = hctl.split(":")
+    return Block(path=path, name=name, bdf=fn.rsplit("/", 1)[1],
+                 devpath="%s/virtio%d/host%d/target%d:%s:%s/%d:%s:%s:%s/block/%s"
+                 % (fn, virtio, host, host, c, t, host, c, t, lun, name),
+                 listed=(("transport", "scsi"), ("address", "%d:%s" % (host, hctl))))
+
+
+def arm64_nvme_head(path, fn):
+    """nvme_head(), and `list --json` must say it is a multipath head of nvme-subsys0."""
+    return replace(nvme_head(path, fn), listed=(("transport", "nvme-multipath"), ("subsystem", "nvme-subsys0")))
+
+
+SCENARIOS += (
+    Scenario(
+        name="arm64-virt-hotplug", issue_item=16, arch="aarch64", machine=ARM64_MACHINE, cpu=ARM64_CPU,
+        descr="arm64 virt (device tree, pciehp): virtio-blk on the root port at 00:02.0 (02/00 vda), "
+              "virtio-net on 00:03.0 (03/00 eth0), virtio-scsi + scsi-hd 0:0:0 on 00:04.0 (04/00 sda), "
+              "NVMe on 00:05.0 (05/00 -> the multipath head nvme0n1, never the hidden nvme0c0n1)",
+        topology=ARM64_TOPOLOGY, images=("disk1", "disk3", "disk4"),
+        steps=(
+            Plug(vblk("vblk1", "rp2", "0x0"), image="disk1", expect=blk("02/00", "vda", arm64_fn(2), 0)),
+            Plug({"driver": "virtio-net-pci", "id": "vnet1", "netdev": "net1", "bus": "rp3",
+                  "addr": "0x0", "mac": "52:54:00:12:34:03", "romfile": ""},
+                 netdev={"type": "user", "id": "net1", "restrict": True},
+                 expect=Net("03/00", "eth0", arm64_fn(3) + "/virtio1/net/eth0", "0000:02:00.0")),
+            Plug({"driver": "scsi-hd", "id": "sd1", "bus": "vscsi1.0", "channel": 0, "scsi-id": 0,
+                  "lun": 0, "serial": "sd1"}, image="disk3",
+                 before=({"driver": "virtio-scsi-pci", "id": "vscsi1", "bus": "rp4", "addr": "0x0"},),
+                 expect=scsi_disk("04/00", "sda", arm64_fn(4), 2)),
+            Plug({"driver": "nvme", "id": "nvme1", "serial": "nvme1", "bus": "rp5", "addr": "0x0"},
+                 image="disk4", expect=arm64_nvme_head("05/00", arm64_fn(5))),
+        )),
+    Scenario(
+        name="arm64-virt-coldplug", issue_item=16, arch="aarch64", machine=ARM64_MACHINE, cpu=ARM64_CPU,
+        descr="arm64 virt (device tree): virtio-blk on 00:02.0, virtio-net on 00:03.0, virtio-scsi + "
+              "scsi-hd on 00:04.0 and NVMe on 00:05.0 given on the QEMU command line: listed at their "
+              "paths by `list --json`, and `wait` answers at once",
+        topology=ARM64_TOPOLOGY, images=("disk1", "disk3", "disk4"),
+        coldplug=(
+            Coldplug(vblk("vblk1", "rp2", "0x0"), image="disk1"),
+            Coldplug({"driver": "virtio-net-pci", "id": "vnet1", "netdev": "net1", "bus": "rp3",
+                      "addr": "0x0", "mac": "52:54:00:12:34:03", "romfile": ""},
+                     netdev="user,id=net1,restrict=on"),
+            Coldplug({"driver": "virtio-scsi-pci", "id": "vscsi1", "bus": "rp4", "addr": "0x0"}),
+            Coldplug({"driver": "scsi-hd", "id": "sd1", "bus": "vscsi1.0", "channel": 0, "scsi-id": 0,
+                      "lun": 0, "serial": "sd1"}, image="disk3"),
+            Coldplug({"driver": "nvme", "id": "nvme1", "serial": "nvme1", "bus": "rp5", "addr": "0x0"},
+                     image="disk4"),
+        ),
+        steps=(
+            Present((
+                blk("02/00", "vda", arm64_fn(2), 0),
+                Net("03/00", "eth0", arm64_fn(3) + "/virtio1/net/eth0", "0000:02:00.0"),
+                scsi_disk("04/00", "sda", arm64_fn(4), 2),
+                arm64_nvme_head("05/00", arm64_fn(5)),
+            )),
+        )),
+    Scenario(
+        name="arm64-virt-removal", issue_item=16, arch="aarch64", machine=ARM64_MACHINE, cpu=ARM64_CPU,
+        descr="arm64 virt (device tree, pciehp): virtio-blk (MBR, 2 partitions) on 00:02.0 is 02/00 vda; "
+              "`wait 02/00 --removed` returns after device_del; a new disk on the same slot is vda again "
+              "with a new DISKSEQ",
+        topology=ARM64_TOPOLOGY, images=("disk1", "disk5"), partitioned=("disk1",),
+        steps=(
+            Plug(vblk("vblk1", "rp2", "0x0"), image="disk1",
+                 expect=blk("02/00", "vda", arm64_fn(2), 0, partitions=("vda1", "vda2"),
+                            remember_diskseq="first")),
+            Unplug("vblk1", gone=blk("02/00", "vda", arm64_fn(2), 0)),
+            Plug(vblk("vblk5", "rp2", "0x0"), image="disk5",
+                 expect=blk("02/00", "vda", arm64_fn(2), 0, diskseq_differs_from="first")),
+        )),
 )

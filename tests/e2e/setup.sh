@@ -112,7 +112,8 @@ if [ ${#PKGS[@]} -gt 0 ]; then
 		release) ;;
 		backports) TARGET=(-t "$CODENAME-backports") ;;
 		auto)
-			if apt-cache policy qemu-system-x86 | grep -q " $CODENAME-backports/"; then
+			# (grep reads all of it: with pipefail, grep -q closing early can fail the pipeline)
+			if apt-cache policy qemu-system-x86 | grep " $CODENAME-backports/" >/dev/null; then
 				TARGET=(-t "$CODENAME-backports")
 			else
 				log "no qemu-system-x86 in $CODENAME-backports: using the release's (NVMe multipath scenarios need QEMU >= 8)"
