@@ -57,6 +57,11 @@ pub enum Error {
         seen: String,
     },
 
+    /// A disk address fits several disks: a path whose function carries more than one whole
+    /// disk, or a unit several functions have. The candidates are listed with their addresses.
+    #[error(transparent)]
+    Ambiguous(#[from] crate::address::AmbiguousDisk),
+
     /// The listener is gone (shut down or failed), so the wait can never be answered.
     #[error("listener stopped: {0}")]
     ListenerStopped(String),

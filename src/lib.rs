@@ -46,6 +46,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod address;
 mod devpath;
 mod error;
 mod hex;
@@ -60,6 +61,7 @@ pub mod testing;
 pub mod uevent;
 mod wait;
 
+pub use address::{AmbiguousDisk, Candidate, DiskAddress, Nsid, ParseUnitError, ScsiUnit, Unit};
 pub use error::{Error, Result};
 pub use monitor::{Monitor, MonitorBuilder, MonitorStats};
 pub use path::{Bdf, Hop, PciPath, RootComplex};

@@ -167,20 +167,45 @@ pub(crate) struct Waiters {
     /// is above zero, until the listener stops; then the table is empty for good, and the
     /// waiters still in flight never touch it again.
     slots: HashMap<PciPath, (Arc<Slot>, usize)>,
+    /// The slot of the waits that have no path (a SCSI unit anywhere in the guest): a change
+    /// at any path bumps it. Same invariant as a path's entry.
+    anywhere: Option<(Arc<Slot>, usize)>,
+}
+
+/// Where a waiter waits: the changes of one path, or of every path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Watch {
+    Path(PciPath),
+    Anywhere,
 }
 
 impl Waiters {
-    fn register(&mut self, path: PciPath) -> Arc<Slot> {
-        let slot = self.slots.entry(path).or_default();
+    fn register(&mut self, at: Watch) -> Arc<Slot> {
+        let slot = match at {
+            Watch::Path(path) => self.slots.entry(path).or_default(),
+            Watch::Anywhere => self.anywhere.get_or_insert_with(Default::default),
+        };
         slot.1 += 1;
         Arc::clone(&slot.0)
     }
 
-    fn unregister(&mut self, path: &PciPath) {
-        if let Some(slot) = self.slots.get_mut(path) {
-            slot.1 -= 1;
-            if slot.1 == 0 {
-                self.slots.remove(path);
+    fn unregister(&mut self, at: &Watch) {
+        match at {
+            Watch::Path(path) => {
+                if let Some(slot) = self.slots.get_mut(path) {
+                    slot.1 -= 1;
+                    if slot.1 == 0 {
+                        self.slots.remove(path);
+                    }
+                }
+            }
+            Watch::Anywhere => {
+                if let Some(slot) = &mut self.anywhere {
+                    slot.1 -= 1;
+                    if slot.1 == 0 {
+                        self.anywhere = None;
+                    }
+                }
             }
         }
     }
@@ -201,16 +226,20 @@ impl Waiters {
         for (_, (slot, _)) in self.slots.drain() {
             slot.stop(why);
         }
+        if let Some((slot, _)) = self.anywhere.take() {
+            slot.stop(why);
+        }
     }
 
-    /// Number of paths with at least one waiter.
+    /// Number of paths with at least one waiter (the waits with no path count as one).
     pub(crate) fn paths(&self) -> usize {
-        self.slots.len()
+        self.slots.len() + usize::from(self.anywhere.is_some())
     }
 
     /// Number of registered waiters.
     pub(crate) fn waiters(&self) -> usize {
-        self.slots.values().map(|s| s.1).sum()
+        let anywhere = self.anywhere.as_ref().map_or(0, |s| s.1);
+        self.slots.values().map(|s| s.1).sum::<usize>() + anywhere
     }
 }
 
@@ -223,9 +252,12 @@ impl Wakeups {
     /// Notes the slot of `path`, if anybody waits there. Called with the state lock held, right
     /// after the change at `path` was applied.
     pub(crate) fn add(&mut self, waiters: &Waiters, path: &PciPath) {
-        let noted = |slot: &Arc<Slot>| self.0.iter().any(|s| Arc::ptr_eq(s, slot));
-        if let Some((slot, _)) = waiters.slots.get(path).filter(|(slot, _)| !noted(slot)) {
-            self.0.push(Arc::clone(slot));
+        let at_path = waiters.slots.get(path).map(|(slot, _)| slot);
+        let anywhere = waiters.anywhere.as_ref().map(|(slot, _)| slot);
+        for slot in at_path.into_iter().chain(anywhere) {
+            if !self.0.iter().any(|s| Arc::ptr_eq(s, slot)) {
+                self.0.push(Arc::clone(slot));
+            }
         }
     }
 
@@ -251,8 +283,35 @@ pub(crate) fn wait_for<T>(
     deadline: Option<Instant>,
     answer: impl Fn(&Registry) -> Option<T>,
 ) -> Result<T> {
-    let start = Instant::now();
     let path = wanted.path;
+    let timeout = |r: &Registry, waited| Error::Timeout {
+        wanted: format!("{} at {path}", wanted.what),
+        waited,
+        seen: r.describe(&path),
+    };
+    wait_at(state, Watch::Path(path), deadline, answer, timeout)
+}
+
+/// [`wait_for`] for an answer that may appear at any path: woken by a change at every path.
+/// `timeout` makes the error of a deadline that passed, from the registry and the time waited.
+pub(crate) fn wait_anywhere<T>(
+    state: &Mutex<State>,
+    deadline: Option<Instant>,
+    answer: impl Fn(&Registry) -> Option<T>,
+    timeout: impl Fn(&Registry, std::time::Duration) -> Error,
+) -> Result<T> {
+    wait_at(state, Watch::Anywhere, deadline, answer, timeout)
+}
+
+/// The protocol, for a waiter at `at`.
+fn wait_at<T>(
+    state: &Mutex<State>,
+    at: Watch,
+    deadline: Option<Instant>,
+    answer: impl Fn(&Registry) -> Option<T>,
+    timeout: impl Fn(&Registry, std::time::Duration) -> Error,
+) -> Result<T> {
+    let start = Instant::now();
     let mut st = state.lock();
     // 1. Check: the answer may be there already (a device present before the wait).
     if let Some(done) = check(&st, &answer) {
@@ -261,7 +320,7 @@ pub(crate) fn wait_for<T>(
     // 2. Register, and note the slot's generation, still under the lock the listener applies
     //    events under: a change applied after the check above finds the slot in the table,
     //    and the listener bumps it past `seen` once it has released the lock.
-    let slot = st.waiters.register(path);
+    let slot = st.waiters.register(at);
     let mut seen = slot.generation();
     loop {
         drop(st);
@@ -273,15 +332,11 @@ pub(crate) fn wait_for<T>(
             // Stopped while this waiter was on its way here; nothing to unregister.
             Some(Err(stopped)) => return Err(stopped),
             Some(Ok(t)) => Ok(t),
-            None if timed_out => Err(Error::Timeout {
-                wanted: format!("{} at {path}", wanted.what),
-                waited: start.elapsed(),
-                seen: st.registry.describe(&path),
-            }),
+            None if timed_out => Err(timeout(&st.registry, start.elapsed())),
             None => continue,
         };
         // 5. Unregister, so that the table holds only live waiters.
-        st.waiters.unregister(&path);
+        st.waiters.unregister(&at);
         return result;
     }
 }

@@ -4,32 +4,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::cli::Running;
 use common::fake_sysfs::FakeSysfs;
-use common::netns::{in_private_netns, inject_all, injectable, wait_until_listening};
+use common::netns::{in_private_netns, inject_all, recording_up_to, wait_until_listening};
 use common::pciplug;
-use pciplug::{PciPath, Recording};
-
-/// The datagrams of a shipped recording up to and including step `last`, ready to inject.
-fn recording_up_to(file: &str, last: u32) -> Vec<Vec<u8>> {
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(file);
-    let recording = Recording::read(&file).unwrap();
-    let records: Vec<_> = recording
-        .records
-        .into_iter()
-        .filter(|r| r.step.is_some_and(|s| s <= last))
-        .collect();
-    assert!(
-        !records.is_empty(),
-        "{} has steps 0..={last}",
-        file.display()
-    );
-    injectable(&records)
-}
+use pciplug::PciPath;
 
 /// One `pciplug wait` for each `(spelling, extra args)`, all listening before anything is
 /// injected; after the injection each must print `answer`.

@@ -112,28 +112,33 @@ pub fn wait(
                 (net.name.clone(), net.name.to_string())
             }
         };
-        // The line is what a caller mounts or configures: never print a name that could
-        // escape /dev or forge a second line, whatever the library let through.
-        if !is_safe_device_name(&name) {
-            return Err(pciplug::Error::Io {
-                op: format!("printing the device at {path}"),
-                source: io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{name:?} is not a safe device name"),
-                ),
-            });
-        }
-        Some(line)
+        Some((name, line))
     };
-    if let Some(line) = line {
-        // Not println!: a closed stdout is an error to report, not a panic (exit 101).
-        Out.line(|w| writeln!(w, "{line}"))
-            .map_err(|e| pciplug::Error::Io {
-                op: "writing to stdout".into(),
-                source: e,
-            })?;
+    if let Some((name, line)) = line {
+        print_device(&name, &line, path)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the line of the device called `name` found at `at`.
+pub fn print_device(name: &str, line: &str, at: &dyn std::fmt::Display) -> pciplug::Result<()> {
+    // The line is what a caller mounts or configures: never print a name that could
+    // escape /dev or forge a second line, whatever the library let through.
+    if !is_safe_device_name(name) {
+        return Err(pciplug::Error::Io {
+            op: format!("printing the device at {at}"),
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name:?} is not a safe device name"),
+            ),
+        });
+    }
+    // Not println!: a closed stdout is an error to report, not a panic (exit 101).
+    Out.line(|w| writeln!(w, "{line}"))
+        .map_err(|e| pciplug::Error::Io {
+            op: "writing to stdout".into(),
+            source: e,
+        })
 }
 
 /// stdout, one flushed line at a time, so that a reader sees each line as it happens.

@@ -1,5 +1,5 @@
 //! Command-line parsing and dispatch. Exit codes: 0 success, 1 runtime failure (including a
-//! wait that timed out), 2 bad arguments.
+//! wait that timed out), 2 bad arguments or a disk address that fits several disks.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use pciplug::PciPath;
 
 use clap::{Parser, Subcommand};
 
+mod disk;
 mod live;
 mod output;
 mod replay;
@@ -49,11 +50,15 @@ enum Command {
         sysfs: PathBuf,
     },
     /// Wait for the device at a PCI path and print it: `/dev/NAME` for a block device, the
-    /// interface name for a net device. Exits 1 on timeout, saying what was seen.
+    /// interface name for a net device. Exits 1 on timeout, saying what was seen; 2 when the
+    /// address fits several disks (a function with several, and no --scsi or --nsid to pick
+    /// one), naming each.
     Wait {
-        /// The PCI path, e.g. `02/00`, `03/00/01`, `06`.
-        #[arg(value_name = "PATH", value_parser = parse_path)]
-        path: PciPath,
+        /// The PCI path, e.g. `02/00`, `03/00/01`, `06`; optional with --scsi or --nsid.
+        #[arg(value_name = "PATH", value_parser = parse_path, required_unless_present_any = ["scsi", "nsid"])]
+        path: Option<PciPath>,
+        #[command(flatten)]
+        unit: disk::UnitArgs,
         /// What to wait for.
         #[arg(long, value_enum, default_value = "block")]
         kind: live::Kind,
@@ -103,20 +108,37 @@ pub fn run() -> ExitCode {
         Command::Watch { json, stats, sysfs } => live::watch(&sysfs, json, stats),
         Command::Wait {
             path,
+            unit,
             kind,
             timeout,
             removed,
             sysfs,
-        } => live::wait(&sysfs, &path, kind, timeout, removed),
+        } => match (unit.unit(), path) {
+            (Some(u), path) => disk::wait(&sysfs, path, u, kind, timeout, unit.scan),
+            (None, Some(path)) => live::wait(&sysfs, &path, kind, timeout, removed),
+            (None, None) => {
+                usage_error("wait needs a PATH, a --scsi T:L or a --nsid N");
+                Ok(ExitCode::from(2))
+            }
+        },
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             // Not eprintln!: a closed stderr must not turn a failure into a panic (exit 101).
             let _ = writeln!(std::io::stderr(), "pciplug: {e}");
-            ExitCode::from(1)
+            // An ambiguous address is the caller's to make precise, like a bad argument.
+            match e {
+                pciplug::Error::Ambiguous(_) => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
         }
     }
+}
+
+/// Reports a bad combination of arguments clap cannot see (exit 2 is the caller's).
+fn usage_error(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "pciplug: {msg}");
 }
 
 fn parse_path(s: &str) -> Result<PciPath, String> {

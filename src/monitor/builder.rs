@@ -23,6 +23,7 @@ pub struct MonitorBuilder {
     sysfs_root: PathBuf,
     recv_buffer: usize,
     coldplug: bool,
+    scsi_scan: bool,
     #[cfg(any(test, feature = "test-support"))]
     fault_hook: Option<FaultHook>,
 }
@@ -33,6 +34,7 @@ impl Default for MonitorBuilder {
             sysfs_root: PathBuf::from("/sys"),
             recv_buffer: crate::netlink::DEFAULT_RECV_BUFFER,
             coldplug: true,
+            scsi_scan: false,
             #[cfg(any(test, feature = "test-support"))]
             fault_hook: None,
         }
@@ -61,6 +63,16 @@ impl MonitorBuilder {
         self
     }
 
+    /// Whether a wait for a disk with a SCSI unit first asks the kernel to probe that LUN:
+    /// writes `"0 T L"` to the `scan` attribute of the SCSI hosts at the address's path (of
+    /// every SCSI host below a PCI function when it has none), as Kata's agent does, for
+    /// hypervisors that do not report a LUN hot-add. See [`Monitor::scan_scsi`]. Default
+    /// `false`.
+    pub fn scsi_scan(mut self, yes: bool) -> Self {
+        self.scsi_scan = yes;
+        self
+    }
+
     /// Test support (feature `test-support`): `hook` sees every datagram the listener
     /// receives, before it is handled. An `Err` is treated as a receive error (the listener
     /// stops with it); a panic panics the listener thread. Lets tests check that waiters
@@ -85,6 +97,7 @@ impl MonitorBuilder {
         let mut registry = Registry::new();
         if self.coldplug {
             sysfs.scan()?.apply_to(&mut registry);
+            sysfs.read_nsids(&mut registry);
         }
         let shared = Arc::new(Shared {
             state: StateLock::new(State {
@@ -111,6 +124,8 @@ impl MonitorBuilder {
         Ok(Monitor {
             inner: Arc::new(Inner {
                 shared,
+                sysfs: Sysfs::new(&self.sysfs_root),
+                scsi_scan: self.scsi_scan,
                 stopper,
                 thread: Mutex::new(Some(thread)),
             }),

@@ -13,6 +13,8 @@
 //! and wakes every waiter, so that no wait hangs on a listener that is gone.
 
 mod builder;
+mod disk;
+mod nsid;
 pub(crate) mod state;
 mod thread;
 
@@ -25,10 +27,12 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::address::DiskAddress;
 use crate::error::Result;
 use crate::netlink::Stopper;
 use crate::path::PciPath;
 use crate::registry::{BlockDevice, Change, NetInterface, Registry};
+use crate::sysfs::Sysfs;
 use crate::wait::{Wanted, wait_for};
 pub use builder::MonitorBuilder;
 use state::{StateLock, Status};
@@ -41,8 +45,9 @@ use state::{StateLock, Status};
 /// [`Error::ListenerStopped`](crate::Error::ListenerStopped).
 ///
 /// The waits come in the family style of crossbeam: `wait_block(path, timeout)`,
-/// `wait_block_deadline(path, deadline)`, `try_block(path)`; likewise for `net` and for the
-/// removal of a path. A wait returns at once if the answer is already there.
+/// `wait_block_deadline(path, deadline)`, `try_block(path)`; likewise for a disk by its full
+/// address (`wait_disk`, a [`DiskAddress`]: a path, a SCSI `T:L` or NVMe namespace id), for
+/// `net` and for the removal of a path. A wait returns at once if the answer is already there.
 #[derive(Clone, Debug)]
 pub struct Monitor {
     inner: Arc<Inner>,
@@ -51,6 +56,10 @@ pub struct Monitor {
 #[derive(Debug)]
 struct Inner {
     shared: Arc<Shared>,
+    /// For the SCSI scan on request.
+    sysfs: Sysfs,
+    /// [`MonitorBuilder::scsi_scan`].
+    scsi_scan: bool,
     stopper: Stopper,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -109,10 +118,13 @@ impl Monitor {
         MonitorBuilder::default().start()
     }
 
-    /// The whole block device at `path` (a disk, not a partition), waiting up to `timeout`.
+    /// The whole block device at `path` (a disk, not a partition), waiting up to `timeout`:
+    /// [`wait_disk`](Self::wait_disk) with an address that is the path alone. A function that
+    /// carries several disks (SCSI LUNs, NVMe namespaces) makes it fail with
+    /// [`Error::Ambiguous`](crate::Error::Ambiguous), never answer one of them.
     ///
     /// With native NVMe multipath, this is the namespace head (`nvme0n1`), never the hidden
-    /// per-path disk.
+    /// per-path disk. A virtio-pmem device's `pmemN` counts as its disk.
     pub fn wait_block(&self, path: &PciPath, timeout: Duration) -> Result<BlockDevice> {
         self.wait_block_deadline(path, deadline_after(timeout))
     }
@@ -123,14 +135,13 @@ impl Monitor {
         path: &PciPath,
         deadline: impl Into<Option<Instant>>,
     ) -> Result<BlockDevice> {
-        self.wait(path, "block disk", deadline.into(), |r| {
-            r.disk(path).cloned()
-        })
+        self.wait_disk_deadline(&DiskAddress::at(*path), deadline)
     }
 
-    /// The whole block device at `path` if it is there now.
+    /// The whole block device at `path` if it is there now and the only one there (`None`
+    /// when several are: [`try_disk`](Self::try_disk) says which).
     pub fn try_block(&self, path: &PciPath) -> Option<BlockDevice> {
-        self.inner.shared.state.lock().registry.disk(path).cloned()
+        self.try_disk(&DiskAddress::at(*path)).ok().flatten()
     }
 
     /// The network interface at `path`, waiting up to `timeout`.

@@ -140,9 +140,13 @@ impl Listener {
         match st.registry.apply_datagram(sender, bytes) {
             Outcome::Applied(changes) => {
                 let untied = untied_heads(&changes);
+                let nsids = super::nsid::added_without_nsid(&changes);
                 publish(shared, st, changes);
                 if untied != Untied::Nothing {
                     self.resolve_nvme_heads(untied);
+                }
+                if !nsids.is_empty() {
+                    self.read_nsids(nsids);
                 }
             }
             skipped => skipped.log(&""),
@@ -219,6 +223,7 @@ impl Listener {
             Ok(snapshot) => {
                 let mut r = Registry::new();
                 snapshot.apply_to(&mut r);
+                self.sysfs.read_nsids(&mut r);
                 Some(r)
             }
             Err(e) => {
@@ -408,6 +413,7 @@ mod tests {
             transport: Transport::NvmeMultipath {
                 subsystem: "nvme-subsys0".into(),
             },
+            nsid: None,
             devpath: format!("{}nvme-subsys0/nvme0n1", devpath::NVME_SUBSYSTEMS).into(),
         };
         let changes = vec![

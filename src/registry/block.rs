@@ -292,8 +292,11 @@ fn place_block(list: &mut Vec<BlockDevice>, block: &BlockDevice) -> Option<Vec<B
     match list.binary_search_by(|b| b.name.cmp(&block.name)) {
         Ok(i) if list[i] == *block => return None, // a duplicate
         Ok(i) if same_disk(&list[i], block) => {
-            // Same disk, new facts (e.g. a `change` after a resize): update quietly.
+            // Same disk, new facts (e.g. a `change` after a resize): update quietly. The
+            // namespace id read from sysfs is no event's, so an event does not forget it.
+            let nsid = block.nsid.or(list[i].nsid);
             list[i].clone_from(block);
+            list[i].nsid = nsid;
             return None;
         }
         Ok(i) => {
@@ -378,6 +381,7 @@ fn block_device(ev: &UeventRef<'_>, name: &str, transport: Transport) -> BlockDe
         partn: num(Key::Partn),
         disk,
         transport,
+        nsid: None,
         devpath: ev.devpath().into(),
     }
 }

@@ -26,13 +26,15 @@
 //! One noun per file: `model` (the public types), `change` ([`Change`]), `intake` (what the
 //! registry is fed and the counters: [`Outcome`], [`Stats`]), `devices` (the table of
 //! functions), `hash` (its hasher), `apply` (PCI functions, interfaces, NVMe controllers),
-//! `block` (disks, partitions, NVMe heads), `query` (the answers), `diff` (reconcile).
+//! `block` (disks, partitions, NVMe heads), `query` (the answers), `disks` (which disk an
+//! address names, ambiguity, NVMe namespace ids), `diff` (reconcile).
 
 mod apply;
 mod block;
 mod change;
 mod devices;
 mod diff;
+mod disks;
 mod hash;
 mod intake;
 mod model;
@@ -46,6 +48,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::uevent::Uevent;
 
 pub use change::Change;
+pub(crate) use disks::needs_nsid;
 pub use intake::{MalformedKinds, Outcome, Stats};
 pub use model::{
     BlockDevice, DevType, DeviceView, NetInterface, NvmeController, PciDevice, PciIds, Transport,

@@ -107,6 +107,11 @@ pub struct BlockDevice {
     /// How it hangs below the PCI function.
     #[serde(flatten)]
     pub transport: Transport,
+    /// For an NVMe disk, its namespace id. No uevent carries it: the live monitor reads
+    /// `/sys/class/block/<name>/nsid` when it registers the disk, and a replay (no sysfs)
+    /// leaves it unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nsid: Option<u32>,
     /// Its kernel device path.
     pub devpath: Box<str>,
 }

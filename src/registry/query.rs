@@ -61,7 +61,10 @@ impl Registry {
         out
     }
 
-    /// The first whole disk at `path` (by name), the answer to "which disk is at 02/00".
+    /// The first whole disk at `path` by name, even where the function carries several (a
+    /// SCSI HBA with several LUNs, an NVMe controller with several namespaces): a quick look,
+    /// not an answer to act on. [`Registry::find_disk`] refuses to pick among several, and is
+    /// what the [`Monitor`](crate::Monitor)'s waits use.
     pub fn disk(&self, path: &PciPath) -> Option<&BlockDevice> {
         // What `block_devices` lists, in the same order, without collecting it: every wait
         // for a disk asks this, under the lock the listener needs.

@@ -84,6 +84,15 @@ impl FakeSysfs {
         self.link(&format!("class/{class}/{name}"), devpath);
     }
 
+    /// A SCSI host whose device directory is `host_dir` (`.../virtio0/host0`): its class
+    /// device `scsi_host/host0` with an empty `scan` attribute, listed in `class/scsi_host`.
+    pub fn scsi_host(&self, host_dir: &str) {
+        let name = host_dir.rsplit('/').next().unwrap();
+        let dev = format!("{host_dir}/scsi_host/{name}");
+        self.class_device("scsi_host", &dev, &[]);
+        self.attr(&dev, "scan", "");
+    }
+
     /// Removes the device directory at `devpath`, leaving the links to it dangling.
     pub fn unplug(&self, devpath: &str) {
         fs::remove_dir_all(self.root().join(devpath.trim_start_matches('/'))).unwrap();
@@ -214,6 +223,7 @@ fn q35_nvme(t: &FakeSysfs) {
         &["MAJOR=0", "MINOR=0", "DEVNAME=nvme0c0n1", "DEVTYPE=disk"],
     );
     t.attr(&hidden, "hidden", "1\n");
+    t.attr(&hidden, "nsid", "1\n");
     t.device(SUBSYS, "class/nvme-subsystem", &[]);
     t.link("class/nvme-subsystem/nvme-subsys0", SUBSYS);
     t.link(&format!("{SUBSYS}/nvme0"), &ctrl);
@@ -230,4 +240,6 @@ fn q35_nvme(t: &FakeSysfs) {
         ],
     );
     t.attr(&head, "hidden", "0\n");
+    // No uevent carries the namespace id; only this attribute does.
+    t.attr(&head, "nsid", "1\n");
 }

@@ -25,7 +25,7 @@ pub use pciplug::testing::fake_sysfs;
 #[allow(unused_imports)] // as dead_code above: each binary uses its own subset
 pub use {
     cli::pciplug,
-    fixtures::{FIXTURES, fixture_path},
+    fixtures::{FIXTURES, fixture_path, records_up_to},
     poll::eventually,
     skip::{required, skip},
     tree::copy_tree,

@@ -97,6 +97,12 @@ pub fn injectable(records: &[Record]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The datagrams of the shipped recording `file` (relative to `fixtures/`) up to and including
+/// step `last`, ready to inject.
+pub fn recording_up_to(file: &str, last: u32) -> Vec<Vec<u8>> {
+    injectable(&super::records_up_to(file, last))
+}
+
 /// Injects each datagram through the kernel, which broadcasts it with sender port 0.
 pub fn inject_all(datagrams: &[Vec<u8>]) {
     let injector = Injector::new().expect("an injector socket");

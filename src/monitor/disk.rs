@@ -1,0 +1,104 @@
+//! The waits for a disk by its full address ([`DiskAddress`]): a PCI path, a unit (SCSI `T:L`,
+//! NVMe namespace id) or both; the SCSI scan on request.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::{Monitor, deadline_after};
+use crate::address::{DiskAddress, Unit};
+use crate::error::{Error, Result};
+use crate::registry::{BlockDevice, Registry};
+use crate::wait::wait_anywhere;
+
+impl Monitor {
+    /// The one whole disk at `address`, waiting up to `timeout`.
+    ///
+    /// - A path alone answers with the function's disk; if the function carries several whole
+    ///   disks when the answer comes, the wait fails at once with [`Error::Ambiguous`], which
+    ///   lists each with its address (`sda 0:0:0:0, sdb 0:0:0:1`). Partitions never count.
+    /// - A path and a unit answer with the disk that has the unit (the SCSI `T:L` on channel
+    ///   0, or the NVMe namespace id, read from sysfs as the disk is registered).
+    /// - A unit without a path answers when exactly one PCI function in the guest has a disk
+    ///   with it, and fails with [`Error::Ambiguous`] naming every candidate's path when
+    ///   several do.
+    ///
+    /// With [`MonitorBuilder::scsi_scan`](super::MonitorBuilder::scsi_scan) on, a SCSI unit is
+    /// first asked for with [`Monitor::scan_scsi`].
+    pub fn wait_disk(&self, address: &DiskAddress, timeout: Duration) -> Result<BlockDevice> {
+        self.wait_disk_deadline(address, deadline_after(timeout))
+    }
+
+    /// Like [`wait_disk`](Self::wait_disk), until `deadline` (`None`: for ever).
+    pub fn wait_disk_deadline(
+        &self,
+        address: &DiskAddress,
+        deadline: impl Into<Option<Instant>>,
+    ) -> Result<BlockDevice> {
+        if self.inner.scsi_scan && matches!(address.unit(), Some(Unit::Scsi(_))) {
+            self.scan_scsi(address)?;
+        }
+        let deadline = deadline.into();
+        let answer = |r: &Registry| -> Option<Result<BlockDevice>> {
+            match r.find_disk(address) {
+                Ok(found) => found.cloned().map(Ok),
+                Err(ambiguous) => Some(Err(Error::Ambiguous(ambiguous))),
+            }
+        };
+        match (address.path(), address.unit()) {
+            (Some(path), None) => self.wait(path, "block disk", deadline, answer)?,
+            (Some(path), Some(unit)) => {
+                self.wait(path, &format!("block disk {unit}"), deadline, answer)?
+            }
+            (None, _) => {
+                let state = &self.inner.shared.state;
+                let timeout = |r: &Registry, waited| Error::Timeout {
+                    wanted: format!("block disk {address} at any PCI path"),
+                    waited,
+                    seen: units_present(r),
+                };
+                wait_anywhere(state, deadline, answer, timeout)?
+            }
+        }
+    }
+
+    /// The one whole disk at `address` if it is there now; [`Error::Ambiguous`] if the address
+    /// fits several (see [`wait_disk`](Self::wait_disk)).
+    pub fn try_disk(&self, address: &DiskAddress) -> Result<Option<BlockDevice>> {
+        let st = self.inner.shared.state.lock();
+        match st.registry.find_disk(address) {
+            Ok(found) => Ok(found.cloned()),
+            Err(ambiguous) => Err(Error::Ambiguous(ambiguous)),
+        }
+    }
+
+    /// Asks the kernel to probe the SCSI unit of `address` (channel 0): writes `"0 T L"` to the
+    /// `scan` attribute of the SCSI hosts of the function at its path, or of every SCSI host
+    /// below a PCI function when it has no path, under the monitor's sysfs root. Returns the
+    /// files written (none for an address without a SCSI unit, or a path with no SCSI host).
+    /// A refused write is an [`Error::Io`] naming the file, with the OS error.
+    pub fn scan_scsi(&self, address: &DiskAddress) -> Result<Vec<PathBuf>> {
+        match address.unit() {
+            Some(Unit::Scsi(unit)) => self.inner.sysfs.scan_scsi(address.path(), *unit),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+/// What a wait for a unit at any path saw: the disks with a unit, and where.
+fn units_present(r: &Registry) -> String {
+    let mut seen = Vec::new();
+    for d in r.devices() {
+        for b in r.disks(&d.path) {
+            if let Some([h, c, t, l]) = b.scsi_address() {
+                seen.push(format!("{} {h}:{c}:{t}:{l} at {}", b.name, d.path));
+            } else if let Some(n) = b.nsid {
+                seen.push(format!("{} nsid {n} at {}", b.name, d.path));
+            }
+        }
+    }
+    if seen.is_empty() {
+        "no disk with a SCSI address or a namespace id is present".to_owned()
+    } else {
+        format!("disks present: {}", seen.join(", "))
+    }
+}
