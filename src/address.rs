@@ -1,31 +1,5 @@
 //! [`DiskAddress`]: one disk's full address, a PCI path and a unit selector (SCSI `T:L`,
 //! NVMe namespace id), and the [`AmbiguousDisk`] error of an address that fits several disks.
-//!
-//! A PCI function may carry several disks: a virtio-scsi HBA one per LUN, an NVMe controller
-//! one per namespace. The PCI path alone then names none of them, and pciplug never picks one:
-//! a wait on such a path fails with the candidates. The selector names one:
-//!
-//! | selector | CLI | meaning |
-//! |---|---|---|
-//! | [`Unit::Scsi`] | `--scsi 0:1` | SCSI target 0, LUN 1 on channel 0 (`H:0:0:1`, whatever the host number `H`) |
-//! | [`Unit::Nsid`] | `--nsid 2` | the NVMe namespace with id 2 (read from sysfs) |
-//!
-//! The SCSI host number `H` is never part of an address: the guest gives it out in probe order
-//! and it moves between boots. An address may also have a unit and no path (Kata's agent
-//! addresses SCSI disks by `T:L` alone): it then answers when exactly one PCI function in the
-//! guest has a disk with that unit, and is ambiguous when several do.
-//!
-//! ```
-//! use pciplug::{DiskAddress, ScsiUnit, Unit};
-//!
-//! let unit: ScsiUnit = "0:1".parse()?;
-//! assert_eq!((unit.target, unit.lun), (0, 1));
-//! let at = DiskAddress::with_unit(Some("02/00".parse()?), Unit::Scsi(unit));
-//! assert_eq!(at.to_string(), "02/00 scsi 0:1");
-//! assert_eq!(DiskAddress::with_unit(None, "2".parse::<pciplug::Nsid>()?.into()).to_string(), "nsid 2");
-//! assert!("0:x".parse::<ScsiUnit>().unwrap_err().to_string().contains("LUN \"x\""));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -54,7 +28,36 @@ pub enum Unit {
     Nsid(Nsid),
 }
 
-/// A disk's address: a PCI path, a unit selector, or both (see the [module docs](self)).
+/// A disk's address: a PCI path, a unit selector, or both.
+///
+/// A PCI function may carry several disks: a virtio-scsi HBA one per LUN, an NVMe controller
+/// one per namespace. The PCI path alone then names none of them, and pciplug never picks one:
+/// a wait on such a path fails with the candidates. The selector names one:
+///
+/// | selector | CLI | meaning |
+/// |---|---|---|
+/// | [`Unit::Scsi`] | `--scsi 0:1` | SCSI target 0, LUN 1 on channel 0 (`H:0:0:1`, whatever the host number `H`) |
+/// | [`Unit::Nsid`] | `--nsid 2` | the NVMe namespace with id 2 (read from sysfs) |
+///
+/// The SCSI host number `H` is never part of an address: the guest gives it out in probe order
+/// and it moves between boots. An address may also have a unit and no path (Kata's agent
+/// addresses SCSI disks by `T:L` alone): it then answers when exactly one PCI function in the
+/// guest has a disk with that unit, and is ambiguous when several do.
+///
+/// [`Monitor::wait_disk`](crate::Monitor::wait_disk) waits for the disk at an address;
+/// [`Registry::find_disk`](crate::Registry::find_disk) answers from a registry.
+///
+/// ```
+/// use pciplug::{DiskAddress, ScsiUnit, Unit};
+///
+/// let unit: ScsiUnit = "0:1".parse()?;
+/// assert_eq!((unit.target, unit.lun), (0, 1));
+/// let at = DiskAddress::with_unit(Some("02/00".parse()?), Unit::Scsi(unit));
+/// assert_eq!(at.to_string(), "02/00 scsi 0:1");
+/// assert_eq!(DiskAddress::with_unit(None, "2".parse::<pciplug::Nsid>()?.into()).to_string(), "nsid 2");
+/// assert!("0:x".parse::<ScsiUnit>().unwrap_err().to_string().contains("LUN \"x\""));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DiskAddress {
     path: Option<PciPath>,

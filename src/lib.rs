@@ -32,6 +32,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A function may carry several disks (a SCSI HBA's LUNs, an NVMe controller's namespaces):
+//! [`Registry::disk`] then shows the first by name, while [`Registry::find_disk`] and the
+//! live [`Monitor`]'s waits take a [`DiskAddress`] (a path, a SCSI `T:L` or an NVMe namespace
+//! id, or a unit alone) and report an address that fits several disks as
+//! [`Error::Ambiguous`], never picking one.
+//!
 //! NVMe namespace heads with native multipath live under `/devices/virtual/nvme-subsystem/`
 //! and uevents do not say which controller they belong to; the registry keeps them per
 //! subsystem until [`Registry::link_nvme_controller`] ties them to a path with what sysfs says.

@@ -45,7 +45,7 @@ fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
         ),
         (
             &[b"wait", b"02/zz"],
-            r#"invalid value '02/zz' for '<PATH>': invalid PCI path "02/zz": hop 2 "zz" is not a two-digit hex slot"#,
+            r#"invalid value '02/zz' for '[PATH]': invalid PCI path "02/zz": hop 2 "zz" is not a two-digit hex slot"#,
         ),
         (&[b"wait", b"02/20"], r#"hop 2 "20" has a slot above 1f"#),
         (
@@ -93,6 +93,34 @@ fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
         (
             &[b"wait", b"02/00", b"--removed=yes"],
             "unexpected value 'yes' for '--removed'",
+        ),
+        (
+            &[b"wait", b"02/00", b"--scsi", b"0:x"],
+            r#"invalid value '0:x' for '--scsi <T:L>': invalid SCSI unit "0:x": LUN "x" is not a decimal number"#,
+        ),
+        (
+            &[b"wait", b"--scsi", b"0:0:0:1"],
+            "the host number H is the guest's own",
+        ),
+        (
+            &[b"wait", b"06/00", b"--nsid", b"0"],
+            r#"invalid NVMe namespace id "0": namespace ids run from 1 to 4294967294"#,
+        ),
+        (
+            &[b"wait", b"02/00", b"--scsi", b"0:1", b"--nsid", b"1"],
+            "'--scsi <T:L>' cannot be used with '--nsid <N>'",
+        ),
+        (
+            &[b"wait", b"02/00", b"--scan"],
+            "the following required arguments were not provided:\n  --scsi <T:L>",
+        ),
+        (
+            &[b"wait", b"02/00", b"--scsi", b"0:1", b"--kind", b"net"],
+            "--scsi and --nsid address a disk: they go with --kind block only",
+        ),
+        (
+            &[b"wait"],
+            "the following required arguments were not provided:\n  <PATH>",
         ),
         (
             &[b"watch", b"--stats=1"],

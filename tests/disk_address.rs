@@ -208,17 +208,23 @@ fn a_wait_for_a_unit_without_a_path_wakes_on_any_path_and_times_out_saying_what_
         || {
             let sysfs = FakeSysfs::new();
             let monitor = Monitor::builder().sysfs_root(sysfs.root()).start().unwrap();
+            // No deadline: only a wake-up for a change at 03/00 can answer it.
             let m = monitor.clone();
             let sdd = thread::spawn(move || {
-                m.wait_disk(
-                    &DiskAddress::with_unit(None, scsi("0:0")),
-                    Duration::from_secs(60),
-                )
+                m.wait_disk_deadline(&DiskAddress::with_unit(None, scsi("0:0")), None)
             });
+            assert!(eventually(Duration::from_secs(20), || monitor
+                .stats()
+                .waiters
+                == 1));
             // Only the second HBA's step: sdd at 03/00 is the only disk with 0:0.
             let records = records_up_to(SCSI, 5);
             let step5: Vec<_> = records.into_iter().filter(|r| r.step == Some(5)).collect();
             inject_all(&common::netns::injectable(&step5));
+            assert!(
+                eventually(Duration::from_secs(60), || sdd.is_finished()),
+                "the waiter was never woken"
+            );
             assert_eq!(&*sdd.join().unwrap().unwrap().name, "sdd");
             let e = monitor
                 .wait_disk(
@@ -387,4 +393,29 @@ fn a_scan_file_that_refuses_the_write_is_an_error_naming_it() {
         )
     );
     assert_eq!(fs::read_to_string(&host0).unwrap(), "");
+}
+
+#[test]
+fn list_shows_the_namespace_id_sysfs_has() {
+    // The q35 fake tree: nvme0n1 under 06/00 has `nsid` 1.
+    let sysfs = common::fake_sysfs::q35();
+    let ran = pciplug(["list", "--json", "--sysfs"])
+        .arg(sysfs.root())
+        .run();
+    assert_eq!(ran.code(), 0, "{}", ran.stderr);
+    let nvme: serde_json::Value = ran
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["path"] == "06/00")
+        .expect("06/00 listed");
+    assert_eq!(nvme["block"][0]["name"], "nvme0n1");
+    assert_eq!(nvme["block"][0]["nsid"], 1);
+    let ran = pciplug(["list", "--sysfs"]).arg(sysfs.root()).run();
+    assert!(
+        ran.stdout
+            .contains("nvme0n1 (disk, multipath nvme-subsys0, nsid 1, diskseq 6)"),
+        "{}",
+        ran.stdout
+    );
 }

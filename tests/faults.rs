@@ -89,9 +89,11 @@ fn lost_events_in_the_middle_of_a_hotplug_converge_and_the_waiter_gets_its_disk(
             wait_until("the resync", || monitor.stats().resyncs >= 1);
             let s = monitor.stats();
             assert!(s.overflows >= 1 && s.resync_failures == 0, "{s:?}");
-            // The registry is sysfs's truth, not what the lost events left.
+            // The registry is sysfs's truth, not what the lost events left (NVMe namespace ids
+            // included, which only sysfs has).
             let mut want = Registry::new();
             Sysfs::new(sysfs.root()).scan().unwrap().apply_to(&mut want);
+            Sysfs::new(sysfs.root()).read_nsids(&mut want);
             assert_eq!(snapshot(&monitor.registry()), snapshot(&want));
 
             // The hot-plug goes on: removals and a new disk under an old name are applied.

@@ -26,7 +26,9 @@ const STATS_TICK: Duration = Duration::from_secs(1);
 
 pub fn list(sysfs: &Path, json: bool) -> pciplug::Result<ExitCode> {
     let mut registry = Registry::new();
-    Sysfs::new(sysfs).scan()?.apply_to(&mut registry);
+    let sysfs = Sysfs::new(sysfs);
+    sysfs.scan()?.apply_to(&mut registry);
+    sysfs.read_nsids(&mut registry);
     output::print_registry(&registry, json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -85,6 +85,9 @@ fn row(v: &DeviceView<'_>) -> [String; 5] {
             Transport::NvmeMultipath { subsystem } => facts.push(format!("multipath {subsystem}")),
             _ => {}
         }
+        if let Some(nsid) = b.nsid {
+            facts.push(format!("nsid {nsid}"));
+        }
         if let Some(seq) = b.diskseq {
             facts.push(format!("diskseq {seq}"));
         }
