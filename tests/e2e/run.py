@@ -924,7 +924,7 @@ class Run:
                     want.update(transport="scsi", address=e.scsi)
                 if e.controller:
                     want["transport"] = "nvme-multipath"
-                if e.nsid is not None and "nsid" in b:
+                if e.nsid is not None:
                     want["nsid"] = e.nsid
                 got = {k: b.get(k) for k in want}
                 if got != want:
