@@ -220,7 +220,9 @@ PMEM = S.Scenario(
 # The pxb-pcie at 00:09.0 opens root bus 0x20 (/devices/pci0000:20); its root port at slot 2
 # is 20:02.0 with bus 0x21 behind it. So the disk's path is pci0000:20/02/00, which Kata
 # writes 20/02/00. That root port uses native pciehp (the pxb root gets _OSC control). A disk
-# on the root port at 00:02.0 has the same slots, 02/00, under the default root.
+# on the root port at 00:02.0 has the same slots, 02/00, under the default root. Unlike the
+# recording, no NUMA node is given (pxb-pcie does not need one, and the machine's -m stays
+# run.py's --mem).
 PXB_FN = "/devices/pci0000:20/0000:20:02.0/0000:21:00.0"
 PXB_VDA = vblk_disk("pci0000:20/02/00", "vda", PXB_FN, 0)
 RP2_VDB = vblk_disk("02/00", "vdb", RP2_FN, 1)
@@ -230,8 +232,7 @@ PXB = S.Scenario(
     name="q35-pxb-pcie", issue_item=12, machine="q35",
     descr="q35: virtio-blk behind a pxb-pcie (bus_nr=0x20) root port: `wait pci0000:20/02/00` and Kata's "
           "`wait 20/02/00` = vda while `wait 02/00` goes on waiting; then a disk on 00:02.0 answers it (vdb)",
-    topology=("-object", "memory-backend-ram,id=mem0,size=512M", "-numa", "node,nodeid=0,memdev=mem0",
-              "-device", "pxb-pcie,id=pxb1,bus_nr=0x20,numa_node=0,bus=pcie.0,addr=0x9")
+    topology=("-device", "pxb-pcie,id=pxb1,bus_nr=0x20,bus=pcie.0,addr=0x9")
     + rp("rp2", "0x2", 2) + rp("pxbrp2", "0x2", 34, bus="pxb1"),
     images=("pxbdisk", "rp2disk"),
     steps=(
