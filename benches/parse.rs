@@ -13,6 +13,9 @@ use common::alloc;
 
 const GROUP: &str = "parse-real-mix";
 
+// One figure after another against its baseline of the same run, in the order BENCHMARKS.md
+// reads them; split up, the baselines would drift away from what they are compared with.
+#[allow(clippy::too_many_lines)]
 fn main() {
     let recordings = common::real_recordings();
     let all: Vec<&(u32, Vec<u8>)> = recordings.iter().flatten().collect();

@@ -93,6 +93,9 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+// One figure after another against its baseline of the same run, in the order BENCHMARKS.md
+// reads them; split up, the baselines would drift away from what they are compared with.
+#[allow(clippy::too_many_lines)]
 fn main() {
     let shapes = Shapes::load();
     let mut big = setup(&shapes, 4096);

@@ -130,6 +130,9 @@ enum Listener {
     Kata(KataListener),
 }
 
+// One storm from injection to the last check of the final registry against the truth, in the
+// order the RESULT line reports it; its steps share the socket, the counters and the clock.
+#[allow(clippy::too_many_lines)]
 fn storm(
     shapes: &Shapes,
     bridges: &[Device],

@@ -7,6 +7,10 @@
 //! waiter of a path to leave removes its slot, so a million timed-out waits leave nothing
 //! behind.
 //!
+//! A wait for a disk address with no path (a SCSI `T:L` anywhere in the guest) sleeps on one
+//! more slot, `anywhere`, which a change at any path bumps too; it costs the listener nothing
+//! while nobody waits that way.
+//!
 //! The listener finds the slots to bump under the state lock, as it applies the event
 //! ([`Wakeups`]), and bumps them after releasing it: a waiter woken on the listener's own CPU
 //! runs at once, preempting the listener, and must then find the state lock free rather than
@@ -533,6 +537,51 @@ mod tests {
         // The first reason is kept.
         st.lock().stop("later".into());
         assert_eq!(st.lock().status, Status::Stopped("shut down".into()));
+    }
+
+    #[test]
+    fn a_waiter_with_no_path_is_woken_by_a_change_at_any_path_and_counted_once() {
+        let st = state();
+        let st2 = Arc::clone(&st);
+        let waiter = thread::spawn(move || {
+            let timeout = |_: &Registry, _| Error::ListenerStopped("timed out".into());
+            wait_anywhere(&st2, None, |r| disk_name(r, &p("02/00")), timeout)
+        });
+        while st.lock().waiters.waiters() == 0 {
+            thread::yield_now();
+        }
+        assert_eq!(
+            st.lock().waiters.paths(),
+            1,
+            "one entry for every wait with no path"
+        );
+        // The listener's step for the disk at 02/00: nobody waits on that path itself. The
+        // waiter has no deadline: only the wake-up answers it (a missed one fails, not hangs).
+        listener_applies(&st);
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while !waiter.is_finished() && Instant::now() < give_up {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            waiter.is_finished(),
+            "the waiter with no path was never woken"
+        );
+        assert_eq!(waiter.join().unwrap().unwrap(), "vda");
+        let left = st.lock();
+        assert_eq!((left.waiters.paths(), left.waiters.waiters()), (0, 0));
+        drop(left);
+        // Stopping releases a waiter with no path too.
+        let st2 = Arc::clone(&st);
+        let waiter = thread::spawn(move || {
+            let timeout = |_: &Registry, _| Error::ListenerStopped("timed out".into());
+            wait_anywhere(&st2, None, |r| disk_name(r, &p("07")), timeout)
+        });
+        while st.lock().waiters.waiters() == 0 {
+            thread::yield_now();
+        }
+        st.lock().stop("shut down".into());
+        let err = waiter.join().unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "listener stopped: shut down");
     }
 }
 

@@ -20,12 +20,12 @@ use std::time::Duration;
 use common::cli::{Ran, Running};
 use common::fake_sysfs::FakeSysfs;
 use common::netns::{in_private_netns, inject_all, recording_up_to, wait_until_listening};
-use common::{eventually, p, pciplug, records_up_to, replay};
+use common::{Fixture, eventually, p, pciplug, replay};
 use pciplug::{DiskAddress, Error, Monitor, Registry, Unit};
 
-const SCSI: &str = "real-hotplug-2/q35-scsi-multi-lun.uevents";
-const NVME: &str = "real-hotplug-2/q35-nvme-namespaces.uevents";
-const PMEM: &str = "real-hotplug-2/q35-virtio-pmem.uevents";
+const SCSI: &str = "q35-scsi-multi-lun";
+const NVME: &str = "q35-nvme-namespaces";
+const PMEM: &str = "q35-virtio-pmem";
 
 /// `pciplug wait <args> --timeout 60s --sysfs <sysfs>`, started and listening.
 fn wait_for(args: &[&str], sysfs: &Path) -> Running {
@@ -102,7 +102,7 @@ fn sysfs_of(registry: &Registry) -> FakeSysfs {
 
 /// The guest of q35-scsi-multi-lun after step `last`, as its sysfs shows it.
 fn scsi_guest_after(last: u32) -> FakeSysfs {
-    sysfs_of(&replay(&records_up_to(SCSI, last)))
+    sysfs_of(&replay(&Fixture::load(SCSI).records_in(..=last)))
 }
 
 #[test]
@@ -218,8 +218,7 @@ fn a_wait_for_a_unit_without_a_path_wakes_on_any_path_and_times_out_saying_what_
                 .waiters
                 == 1));
             // Only the second HBA's step: sdd at 03/00 is the only disk with 0:0.
-            let records = records_up_to(SCSI, 5);
-            let step5: Vec<_> = records.into_iter().filter(|r| r.step == Some(5)).collect();
+            let step5 = Fixture::load(SCSI).records_in(5..=5);
             inject_all(&common::netns::injectable(&step5));
             assert!(
                 eventually(Duration::from_secs(60), || sdd.is_finished()),

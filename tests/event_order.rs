@@ -1,6 +1,7 @@
 //! The registry's state after each step does not depend on the order of the events inside
 //! the step, nor on duplicated events (observation 1 and 11 of the fixtures README: order
-//! differs per driver and from run to run).
+//! differs per driver and from run to run; set 2's observations 4 and 5 and its run-to-run
+//! variation: SCSI bring-up and storms come in another order each run). Every recording.
 
 mod common;
 
@@ -51,13 +52,22 @@ fn scrambled(f: &Fixture, seeds: &[u64], dups: &[(usize, usize)]) -> Vec<Vec<Rec
 
 fn check(name: &str, seeds: &[u64], dups: &[(usize, usize)]) -> Result<(), TestCaseError> {
     let f = Fixture::load(name);
-    let want = in_order_states(&f);
+    check_against(&f, &in_order_states(&f), seeds, dups)
+}
+
+/// [`check`] with the recording loaded and its in-order states computed once.
+fn check_against(
+    f: &Fixture,
+    want: &[Vec<String>],
+    seeds: &[u64],
+    dups: &[(usize, usize)],
+) -> Result<(), TestCaseError> {
     let mut reg = Registry::new();
-    for (i, recs) in scrambled(&f, seeds, dups).into_iter().enumerate() {
+    for (i, recs) in scrambled(f, seeds, dups).into_iter().enumerate() {
         for r in &recs {
             reg.apply_datagram(r.sender, &r.datagram);
         }
-        prop_assert_eq!(&snapshot(&reg), &want[i], "{} step index {}", name, i);
+        prop_assert_eq!(&snapshot(&reg), &want[i], "{} step index {}", f.name, i);
     }
     Ok(())
 }
@@ -84,6 +94,42 @@ proptest! {
     fn pc_i440fx_any_order_within_steps(seeds in prop::collection::vec(any::<u64>(), 6), dups in prop::collection::vec((any::<usize>(), any::<usize>()), 0..6)) {
         check("pc-i440fx-hotplug", &seeds, &dups)?;
     }
+}
+
+#[test]
+fn every_other_recording_any_order_within_steps() {
+    // The recordings the proptests above do not name (set 2, Cloud Hypervisor, the negative
+    // one): multifunction slots, a PCIe switch, SCSI LUNs, vfio-pci, NVMe namespaces,
+    // virtio-pmem under its ndbus, PCI segments. Fewer cases each, with a fixed seed.
+    use proptest::test_runner::{Config, RngSeed, TestRunner};
+    let named = [
+        "q35-acpi-hotplug",
+        "q35-nvme-multipath-off",
+        "q35-coldplug-trigger",
+        "pc-i440fx-hotplug",
+    ];
+    let mut checked = 0;
+    for name in FIXTURES.into_iter().filter(|n| !named.contains(n)) {
+        let f = Fixture::load(name);
+        let want = in_order_states(&f);
+        let mut runner = TestRunner::new(Config {
+            cases: 24,
+            rng_seed: RngSeed::Fixed(0x6576_656e_745f_6f72),
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let inputs = (
+            prop::collection::vec(any::<u64>(), 8),
+            prop::collection::vec((any::<usize>(), any::<usize>()), 0..6),
+        );
+        runner
+            .run(&inputs, |(seeds, dups)| {
+                check_against(&f, &want, &seeds, &dups)
+            })
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        checked += 1;
+    }
+    assert_eq!(checked, FIXTURES.len() - named.len());
 }
 
 #[test]

@@ -64,12 +64,7 @@ fn one_digit_and_dot_zero_spellings_wait_for_the_disks_on_both_roots_of_a_pxb_gu
     cases.extend(on_pxb.iter().map(|s| (*s, NONE, "/dev/vdb")));
     in_private_netns(
         "one_digit_and_dot_zero_spellings_wait_for_the_disks_on_both_roots_of_a_pxb_guest",
-        || {
-            all_wait_for(
-                &recording_up_to("real-hotplug-2/q35-pxb-pcie.uevents", 2),
-                &cases,
-            )
-        },
+        || all_wait_for(&recording_up_to("q35-pxb-pcie", 2), &cases),
     );
 }
 
@@ -85,7 +80,7 @@ fn pxb_recording_on_root_bus_0x20() -> Vec<Vec<u8>> {
         (b"0000:11:", b"0000:21:"),
     ];
     let mut renumbered = 0;
-    let datagrams = recording_up_to("real-hotplug-2/q35-pxb-pcie.uevents", 2)
+    let datagrams = recording_up_to("q35-pxb-pcie", 2)
         .into_iter()
         .map(|mut d| {
             for (from, to) in swaps {
@@ -140,12 +135,7 @@ fn pci_segment_spellings_wait_for_the_device_of_their_segment() {
     cases.extend(seg2.iter().map(|s| (*s, net, "eth0")));
     in_private_netns(
         "pci_segment_spellings_wait_for_the_device_of_their_segment",
-        || {
-            all_wait_for(
-                &recording_up_to("real-hotplug-ch/ch-pci-segments.uevents", 5),
-                &cases,
-            )
-        },
+        || all_wait_for(&recording_up_to("ch-pci-segments", 5), &cases),
     );
 }
 

@@ -142,6 +142,88 @@ fn lives(applied: &[Applied], j: usize) -> Vec<Life> {
     out
 }
 
+/// One of the waiters: random paths, from "now or never" to a few milliseconds or for ever,
+/// until `stop`; what each wait returned, and when.
+fn wait_randomly(m: &Monitor, stop: &AtomicBool, w: usize) -> Vec<Waited> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1));
+    let mut log = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let j = rng.below(PATHS as u64) as usize;
+        // From "now or never" to a few milliseconds, and one in eight
+        // for ever: only a wakeup ends those (every disk is plugged
+        // again at the end of the storm).
+        let timeout = Duration::from_micros(rng.below(4) * rng.below(3000));
+        let start = Instant::now();
+        let deadline = (rng.below(8) != 0).then(|| start + timeout);
+        let result = m.wait_block_deadline(&path_of(j), deadline);
+        let end = Instant::now();
+        let got = match result {
+            Ok(disk) => {
+                // The disk of this path, under this path's name.
+                assert_eq!(&*disk.name, name_of(j), "a wrong device");
+                let at = PciPath::from_devpath(&disk.devpath).unwrap();
+                assert_eq!(at.unwrap().0, path_of(j), "a wrong device");
+                Some(disk.diskseq.expect("virtio-blk disks have one"))
+            }
+            Err(Error::Timeout { .. }) => {
+                assert!(deadline.is_some(), "a wait for ever timed out");
+                None
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        };
+        log.push(Waited {
+            j,
+            start,
+            deadline,
+            end,
+            got,
+        });
+        // Half of those who got their disk wait for it to go away.
+        if got.is_some() && rng.below(2) == 0 {
+            let timeout = Duration::from_micros(rng.below(5000));
+            match m.wait_removed(&path_of(j), timeout) {
+                Ok(()) | Err(Error::Timeout { .. }) => {}
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+    }
+    log
+}
+
+/// Injects the storm, paced so that the socket never overflows; notes when each operation's
+/// first datagram was sent, when its disk was applied and when its last datagram was.
+fn inject_paced(monitor: &Monitor, ops: Vec<Op>) -> Vec<Applied> {
+    let injector = Injector::new().unwrap();
+    let mut applied = Vec::new();
+    let mut count = monitor.stats().registry.received;
+    for op in ops {
+        let (mut first_sent, mut disk_applied) = (None, None);
+        for d in &op.datagrams {
+            let sent = Instant::now();
+            first_sent.get_or_insert(sent);
+            injector.inject(d).unwrap();
+            count += 1;
+            assert!(
+                eventually(Duration::from_secs(30), || {
+                    monitor.stats().registry.received >= count
+                }),
+                "the listener never took a datagram: {:?}",
+                monitor.stats()
+            );
+            if field(d, "DEVNAME").is_some() {
+                disk_applied = Some(Instant::now());
+            }
+        }
+        applied.push(Applied {
+            op,
+            first_sent: first_sent.unwrap(),
+            disk_applied: disk_applied.unwrap(),
+            last_applied: Instant::now(),
+        });
+    }
+    applied
+}
+
 #[test]
 fn waiters_during_a_hotplug_storm_get_their_disk_never_a_wrong_or_stale_one() {
     in_private_netns(
@@ -166,84 +248,13 @@ fn waiters_during_a_hotplug_storm_get_their_disk_never_a_wrong_or_stale_one() {
             let waiters: Vec<_> = (0..WAITERS)
                 .map(|w| {
                     let (m, stop) = (monitor.clone(), Arc::clone(&done));
-                    thread::spawn(move || {
-                        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1));
-                        let mut log = Vec::new();
-                        while !stop.load(Ordering::Relaxed) {
-                            let j = rng.below(PATHS as u64) as usize;
-                            // From "now or never" to a few milliseconds, and one in eight
-                            // for ever: only a wakeup ends those (every disk is plugged
-                            // again at the end of the storm).
-                            let timeout = Duration::from_micros(rng.below(4) * rng.below(3000));
-                            let start = Instant::now();
-                            let deadline = (rng.below(8) != 0).then(|| start + timeout);
-                            let result = m.wait_block_deadline(&path_of(j), deadline);
-                            let end = Instant::now();
-                            let got = match result {
-                                Ok(disk) => {
-                                    // The disk of this path, under this path's name.
-                                    assert_eq!(&*disk.name, name_of(j), "a wrong device");
-                                    let at = PciPath::from_devpath(&disk.devpath).unwrap();
-                                    assert_eq!(at.unwrap().0, path_of(j), "a wrong device");
-                                    Some(disk.diskseq.expect("virtio-blk disks have one"))
-                                }
-                                Err(Error::Timeout { .. }) => {
-                                    assert!(deadline.is_some(), "a wait for ever timed out");
-                                    None
-                                }
-                                Err(e) => panic!("unexpected error: {e}"),
-                            };
-                            log.push(Waited {
-                                j,
-                                start,
-                                deadline,
-                                end,
-                                got,
-                            });
-                            // Half of those who got their disk wait for it to go away.
-                            if got.is_some() && rng.below(2) == 0 {
-                                let timeout = Duration::from_micros(rng.below(5000));
-                                match m.wait_removed(&path_of(j), timeout) {
-                                    Ok(()) | Err(Error::Timeout { .. }) => {}
-                                    Err(e) => panic!("unexpected error: {e}"),
-                                }
-                            }
-                        }
-                        log
-                    })
+                    thread::spawn(move || wait_randomly(&m, &stop, w))
                 })
                 .collect();
 
             // The storm, paced so that the socket never overflows; each datagram's time of
             // sending and of having been applied is noted.
-            let injector = Injector::new().unwrap();
-            let mut applied = Vec::new();
-            let mut count = monitor.stats().registry.received;
-            for op in ops {
-                let (mut first_sent, mut disk_applied) = (None, None);
-                for d in &op.datagrams {
-                    let sent = Instant::now();
-                    first_sent.get_or_insert(sent);
-                    injector.inject(d).unwrap();
-                    count += 1;
-                    assert!(
-                        eventually(Duration::from_secs(30), || {
-                            monitor.stats().registry.received >= count
-                        }),
-                        "the listener never took a datagram: {:?}",
-                        monitor.stats()
-                    );
-                    if field(d, "DEVNAME").is_some() {
-                        disk_applied = Some(Instant::now());
-                    }
-                }
-                applied.push(Applied {
-                    op,
-                    first_sent: first_sent.unwrap(),
-                    disk_applied: disk_applied.unwrap(),
-                    last_applied: Instant::now(),
-                });
-            }
+            let applied = inject_paced(&monitor, ops);
             // Every disk is plugged now: stop the waiters. Each ends its current wait, at the
             // latest at its deadline (a few milliseconds), or, waiting for ever, when its disk
             // wakes it; one that is never woken fails the test here.

@@ -11,7 +11,7 @@ pub mod synth;
 #[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
 #[allow(unused_imports)] // as dead_code above: each binary uses its own subset
-pub use fixtures::{FIXTURES, fixture_path};
+pub use fixtures::{BENCH_FIXTURES, fixture_path};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,10 +19,10 @@ use std::time::Duration;
 use criterion::Criterion;
 use pciplug::Recording;
 
-/// The datagrams of every real recording, one `Vec` per recording (each is one guest), as
-/// `(sender port, bytes)`.
+/// The datagrams of the benches' real recordings (`BENCH_FIXTURES`, the first five), one `Vec`
+/// per recording (each is one guest), as `(sender port, bytes)`.
 pub fn real_recordings() -> Vec<Vec<(u32, Vec<u8>)>> {
-    FIXTURES
+    BENCH_FIXTURES
         .iter()
         .map(|name| {
             Recording::read(fixture_path(name))

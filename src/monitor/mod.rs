@@ -100,7 +100,8 @@ pub struct MonitorStats {
     pub dropped_changes: u64,
     /// Threads waiting right now.
     pub waiters: u64,
-    /// Distinct PCI paths being waited on right now (the size of the waiter table).
+    /// Distinct PCI paths being waited on right now (the size of the waiter table; the waits
+    /// for a disk address with no path count as one entry).
     pub waiting_paths: u64,
 }
 
@@ -108,7 +109,7 @@ pub struct MonitorStats {
 const SUBSCRIBER_BACKLOG: usize = 65536;
 
 impl Monitor {
-    /// A builder with the defaults (`/sys`, a 128 MiB buffer, coldplug on).
+    /// A builder with the defaults (`/sys`, a 128 MiB buffer, coldplug on, SCSI scan off).
     pub fn builder() -> MonitorBuilder {
         MonitorBuilder::default()
     }
@@ -124,7 +125,8 @@ impl Monitor {
     /// [`Error::Ambiguous`](crate::Error::Ambiguous), never answer one of them.
     ///
     /// With native NVMe multipath, this is the namespace head (`nvme0n1`), never the hidden
-    /// per-path disk. A virtio-pmem device's `pmemN` counts as its disk.
+    /// per-path disk. A virtio-pmem device's `pmemN` counts as its disk (QEMU cannot unplug a
+    /// virtio-pmem device: it refuses the `device_del`, and the guest sees no event).
     pub fn wait_block(&self, path: &PciPath, timeout: Duration) -> Result<BlockDevice> {
         self.wait_block_deadline(path, deadline_after(timeout))
     }

@@ -25,7 +25,7 @@ pub use pciplug::testing::fake_sysfs;
 #[allow(unused_imports)] // as dead_code above: each binary uses its own subset
 pub use {
     cli::pciplug,
-    fixtures::{FIXTURES, fixture_path, records_up_to},
+    fixtures::{FIXTURES, RECORDINGS, fixture_path},
     poll::eventually,
     skip::{required, skip},
     tree::copy_tree,
@@ -34,21 +34,145 @@ pub use {
 /// One entry of a "guest sysfs after step N" listing: what the guest's own sysfs showed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SysfsEntry {
+    /// `block`, `net` or `pci` (a PCI endpoint function).
     pub class: String,
+    /// The kernel name; for a PCI function its BDF (`0000:01:00.0`).
     pub name: String,
     pub devpath: String,
     /// `None` where the recorder's sysfs walk found no PCI function (NVMe multipath heads).
     pub path: Option<String>,
+    /// A SCSI disk's `H:C:T:L`, where the listing gives it (`(PCI path 02/00, scsi 0:0:0:1)`).
+    pub scsi: Option<String>,
+    /// An NVMe disk's namespace id, where the listing gives it (read from sysfs in the guest).
+    pub nsid: Option<u32>,
+    /// A PCI function's bound driver (`None` for the listing's `driver=-`).
+    pub driver: Option<String>,
+    /// A PCI function's `vvvv:dddd` and class (`0x010000`), as the listing writes them
+    /// without a `0x` on the IDs.
+    pub pci_id: Option<(String, String)>,
+}
+
+/// A `# verified after step N: nothing left at PCI path <p>` line (or Cloud Hypervisor's
+/// `# gone: <p> (... removed in step N ...)`): checked in the guest's sysfs after that step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedGone {
+    pub step: u32,
+    pub path: String,
+    /// `C:T:L` when only one SCSI LUN at the path was verified gone.
+    pub scsi_ctl: Option<String>,
 }
 
 /// A real recording with the ground truth recorded beside it.
 pub struct Fixture {
     pub name: String,
     pub recording: Recording,
-    /// `guest sysfs after step N` listings, by step.
+    /// `guest sysfs after step N` listings, by step (`after boot (before step 1)` is step 0).
     pub sysfs_after: BTreeMap<u32, Vec<SysfsEntry>>,
-    /// `expect: <path> -> <name>` lines, as (path, name, kind-and-devpath text).
+    /// Whether the listings include the PCI functions (set 2 and Cloud Hypervisor; set 1's
+    /// listings have block and net devices only).
+    pub lists_pci: bool,
+    /// Whether those PCI functions are the endpoints only (set 2's recorder leaves out host
+    /// bridges, class 0x0600xx, and PCI bridges and ports, 0x0604xx; Cloud Hypervisor's lists all).
+    pub pci_endpoints_only: bool,
+    /// Whether the listings give a SCSI disk's `H:C:T:L` (set 2; not set 1).
+    pub lists_scsi: bool,
+    /// `expect: <path> -> <name>` lines, as (path, name, kind-and-devpath text); `name` is
+    /// `(pci function, driver X)` or `(pci function, no driver)` for a function without a
+    /// block or net child.
     pub expects: Vec<(String, String, String)>,
+    pub verified_gone: Vec<VerifiedGone>,
+}
+
+/// The PCI path of a function straight on a root bus, from its devpath
+/// (`/devices/pci0001:00/0001:00:05.0` -> `pci0001:00/05`): Cloud Hypervisor's listings do not
+/// write the path, and it puts every function on a root bus. `None` for anything deeper.
+fn root_bus_path(devpath: &str) -> Option<String> {
+    let rest = devpath.strip_prefix("/devices/")?;
+    let (root, func) = rest.split_once('/')?;
+    let root_bus = root.strip_prefix("pci")?;
+    let (bus_part, devfn) = func.rsplit_once(':')?;
+    if func.contains('/') || bus_part != root_bus {
+        return None;
+    }
+    let (slot, function) = devfn.split_once('.')?;
+    let hop = if function == "0" {
+        slot.to_owned()
+    } else {
+        format!("{slot}.{function}")
+    };
+    Some(if root == "pci0000:00" {
+        hop
+    } else {
+        format!("{root}/{hop}")
+    })
+}
+
+/// One entry line of a listing (after `#   `), or `None` for a line that is not an entry
+/// (Cloud Hypervisor's `root` lines).
+fn parse_entry(line: &str) -> Option<SysfsEntry> {
+    let rest = line.strip_prefix("#   ").unwrap();
+    let (head, paren) = match rest.split_once("  (PCI path ") {
+        Some((head, paren)) => (head, Some(paren.strip_suffix(')').expect(line))),
+        None => (rest, None),
+    };
+    let mut entry = SysfsEntry {
+        class: String::new(),
+        name: String::new(),
+        devpath: String::new(),
+        path: None,
+        scsi: None,
+        nsid: None,
+        driver: None,
+        pci_id: None,
+    };
+    if let Some(paren) = paren {
+        let mut parts = paren.split(", ");
+        let path = parts.next().unwrap();
+        entry.path = (path != "None").then(|| path.to_owned());
+        for part in parts {
+            match part.split_once(' ') {
+                Some(("scsi", a)) => entry.scsi = Some(a.to_owned()),
+                Some(("nsid", n)) => entry.nsid = Some(n.parse().expect(line)),
+                _ => panic!("unknown listing annotation {part:?}: {line}"),
+            }
+        }
+    }
+    let f: Vec<&str> = head.split_whitespace().collect();
+    match f[0] {
+        "root" => return None,
+        "block" | "net" => {
+            // block vda /devices/...  (PCI path 02/00)
+            assert!(f.len() == 3 && paren.is_some(), "{line}");
+            entry.name = f[1].to_owned();
+            entry.devpath = f[2].to_owned();
+        }
+        "pci" => {
+            // pci 0000:01:00.0 0x1af4:0x1042 class=0x010000 driver=virtio-pci [(virtio0
+            // driver=virtio_blk)] /devices/...  [(PCI path 02/00)]
+            let driver = f[4].strip_prefix("driver=").expect(line);
+            entry.name = f[1].to_owned();
+            entry.driver = (driver != "-").then(|| driver.to_owned());
+            let class = f[3].strip_prefix("class=").expect(line);
+            entry.pci_id = Some((f[2].replace("0x", ""), class.to_owned()));
+            entry.devpath = f.last().unwrap().to_string();
+            assert!(entry.devpath.starts_with("/devices/"), "{line}");
+            if paren.is_none() {
+                entry.path = Some(root_bus_path(&entry.devpath).expect(line));
+            }
+        }
+        other => panic!("unknown listing class {other}: {line}"),
+    }
+    entry.class = f[0].to_owned();
+    Some(entry)
+}
+
+/// The step of an `# expect:` line's `(... step N, ...)` text.
+pub fn expect_step(why: &str) -> u32 {
+    why.split("step ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no step in {why}"))
 }
 
 impl Fixture {
@@ -58,45 +182,85 @@ impl Fixture {
         let recording = Recording::parse(&text, &file).unwrap();
         let mut sysfs_after: BTreeMap<u32, Vec<SysfsEntry>> = BTreeMap::new();
         let mut expects = Vec::new();
+        let mut verified_gone = Vec::new();
+        let (mut lists_pci, mut pci_endpoints_only, mut lists_scsi) = (false, false, false);
         let mut current: Option<u32> = None;
         for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# guest sysfs after step ") {
-                let n: u32 = rest.split(' ').next().unwrap().parse().unwrap();
+            if let Some(rest) = line.strip_prefix("# guest sysfs after ") {
+                let n: u32 = if rest.starts_with("boot (before step 1)") {
+                    0
+                } else {
+                    let n = rest.strip_prefix("step ").expect(line);
+                    n.split(' ').next().unwrap().parse().unwrap()
+                };
+                lists_pci |= rest.contains("PCI functions") || rest.contains("/sys/bus/pci");
+                pci_endpoints_only |= rest.contains("/sys/bus/pci/devices endpoints");
                 sysfs_after.entry(n).or_default();
                 current = Some(n);
-            } else if let (Some(n), Some(rest)) = (current, line.strip_prefix("#   ")) {
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                // block vda /devices/... (PCI path 02/00)
-                assert!(f.len() >= 6 && f[3] == "(PCI" && f[4] == "path", "{line}");
-                let path = f[5].trim_end_matches(')');
-                sysfs_after.get_mut(&n).unwrap().push(SysfsEntry {
-                    class: f[0].to_owned(),
-                    name: f[1].to_owned(),
-                    devpath: f[2].to_owned(),
-                    path: (path != "None").then(|| path.to_owned()),
-                });
+            } else if let (Some(n), true) = (current, line.starts_with("#   ")) {
+                if let Some(entry) = parse_entry(line) {
+                    lists_scsi |= entry.scsi.is_some();
+                    sysfs_after.get_mut(&n).unwrap().push(entry);
+                }
             } else {
                 current = None;
             }
             if let Some(rest) = line.strip_prefix("# expect: ") {
                 let (path, rest) = rest.split_once(" -> ").unwrap();
-                let (name, why) = rest.split_once(' ').unwrap();
+                let (name, why) = if rest.starts_with("(pci function") {
+                    let end = rest.find(')').unwrap() + 1;
+                    (&rest[..end], &rest[end..])
+                } else {
+                    rest.split_once(' ').unwrap()
+                };
                 expects.push((path.to_owned(), name.to_owned(), why.trim().to_owned()));
+            }
+            if let Some(rest) = line.strip_prefix("# verified after step ") {
+                // 6: nothing left at PCI path 02/00[ scsi C:T:L 0:0:1]
+                let (step, rest) = rest.split_once(": nothing left at PCI path ").expect(line);
+                let (path, scsi_ctl) = match rest.split_once(" scsi C:T:L ") {
+                    Some((p, ctl)) => (p, Some(ctl.to_owned())),
+                    None => (rest, None),
+                };
+                verified_gone.push(VerifiedGone {
+                    step: step.parse().unwrap(),
+                    path: path.to_owned(),
+                    scsi_ctl,
+                });
+            }
+            if let Some(rest) = line.strip_prefix("# gone: ") {
+                // pci0001:00/05   (ch id s1b, ..., removed in step 6: ...)
+                let (path, why) = rest.split_once(' ').unwrap();
+                let step = why.split("removed in step ").nth(1).expect(line);
+                verified_gone.push(VerifiedGone {
+                    step: step.split(':').next().unwrap().parse().unwrap(),
+                    path: path.to_owned(),
+                    scsi_ctl: None,
+                });
             }
         }
         Fixture {
             name: name.to_owned(),
             recording,
             sysfs_after,
+            lists_pci,
+            pci_endpoints_only,
+            lists_scsi,
             expects,
+            verified_gone,
         }
     }
 
+    /// Every step, in order: those with datagrams and those without (a multifunction hot-add
+    /// of function 1, a refused unplug) that still have a listing or a verified line.
     pub fn steps(&self) -> Vec<u32> {
-        self.recording.steps()
+        let mut steps: BTreeSet<u32> = self.recording.steps().into_iter().collect();
+        steps.extend(self.sysfs_after.keys());
+        steps.extend(self.verified_gone.iter().map(|g| g.step));
+        steps.into_iter().collect()
     }
 
-    /// The datagrams of each step, in receive order.
+    /// The datagrams of each step, in receive order (none for a step without any).
     pub fn step_records(&self) -> Vec<(u32, Vec<Record>)> {
         self.steps()
             .into_iter()
@@ -178,7 +342,8 @@ pub fn head_of_hidden(name: &str) -> Option<String> {
     Some(format!("nvme{subsys}n{ns}"))
 }
 
-/// What the guest's sysfs says the registry must hold, in the same shape as [`seen`].
+/// What the guest's sysfs says the registry must hold, in the same shape as [`seen`]: block
+/// devices and interfaces (the PCI functions are compared by `replay_fixtures`).
 ///
 /// Hidden NVMe per-path disks are not reported (no uevent, no /dev node); their heads, which
 /// the recorder found with no PCI path, must be held as untied heads.
@@ -186,7 +351,7 @@ pub fn expected_from_sysfs(entries: &[SysfsEntry]) -> Seen {
     let mut tied = BTreeSet::new();
     let mut untied_heads = BTreeSet::new();
     for e in entries {
-        if head_of_hidden(&e.name).is_some() {
+        if e.class == "pci" || head_of_hidden(&e.name).is_some() {
             continue;
         }
         match &e.path {

@@ -97,10 +97,12 @@ pub fn injectable(records: &[Record]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The datagrams of the shipped recording `file` (relative to `fixtures/`) up to and including
-/// step `last`, ready to inject.
-pub fn recording_up_to(file: &str, last: u32) -> Vec<Vec<u8>> {
-    injectable(&super::records_up_to(file, last))
+/// The datagrams of the shipped recording `name` up to and including step `last`, ready to
+/// inject.
+pub fn recording_up_to(name: &str, last: u32) -> Vec<Vec<u8>> {
+    let records = super::Fixture::load(name).records_in(..=last);
+    assert!(!records.is_empty(), "{name} has steps 0..={last}");
+    injectable(&records)
 }
 
 /// Injects each datagram through the kernel, which broadcasts it with sender port 0.

@@ -196,42 +196,56 @@ pub fn run(templates: &[Vec<u8>], data: &[u8]) {
             _ => {
                 // What follows is no longer a duplicate of what came before.
                 last = None;
-                let Some(how) = input.byte() else { break };
-                if how % 2 == 0 {
-                    let mut truth = Registry::new();
-                    for _ in 0..how / 2 % 16 {
-                        let Some(d) = input.pick(templates) else {
-                            break;
-                        };
-                        truth.apply_datagram(0, d);
-                    }
-                    if trace {
-                        eprintln!("resync to {:?}", state(&truth));
-                    }
-                    let want = state(&truth);
-                    let changes = reg.reconcile(truth);
-                    check_changes(&before, &changes, &state(&reg));
-                    assert_eq!(state(&reg), want, "reconcile did not reach the truth");
-                    assert!(reg.reconcile(reg.clone()).is_empty(), "a no-op resync");
-                } else {
-                    let paths: Vec<PciPath> = reg.devices().map(|d| d.path).collect();
-                    let (Some(path), Some(c), Some(s)) =
-                        (input.pick(&paths), input.byte(), input.byte())
-                    else {
-                        continue;
-                    };
-                    let ctrl = format!("nvme{}", c % 2);
-                    let sub = format!("nvme-subsys{}", s % 2);
-                    if trace {
-                        eprintln!("link {path} {ctrl} {sub}");
-                    }
-                    let changes = reg.link_nvme_controller(path, &ctrl, &sub);
-                    check_changes(&before, &changes, &state(&reg));
+                if resync_or_link(&mut reg, &mut input, templates, &before, trace).is_none() {
+                    break;
                 }
             }
         }
         check(&reg);
     }
+}
+
+/// Operation 7: a resync to a truth built from some real datagrams (even selector byte), or an
+/// NVMe controller linked to a subsystem as sysfs would say (odd). `None` when the input ran out.
+fn resync_or_link(
+    reg: &mut Registry,
+    input: &mut Input<'_>,
+    templates: &[Vec<u8>],
+    before: &State,
+    trace: bool,
+) -> Option<()> {
+    let how = input.byte()?;
+    if how % 2 == 0 {
+        let mut truth = Registry::new();
+        for _ in 0..how / 2 % 16 {
+            let Some(d) = input.pick(templates) else {
+                break;
+            };
+            truth.apply_datagram(0, d);
+        }
+        if trace {
+            eprintln!("resync to {:?}", state(&truth));
+        }
+        let want = state(&truth);
+        let changes = reg.reconcile(truth);
+        check_changes(before, &changes, &state(reg));
+        assert_eq!(state(reg), want, "reconcile did not reach the truth");
+        assert!(reg.reconcile(reg.clone()).is_empty(), "a no-op resync");
+    } else {
+        let paths: Vec<PciPath> = reg.devices().map(|d| d.path).collect();
+        let (Some(path), Some(c), Some(s)) = (input.pick(&paths), input.byte(), input.byte())
+        else {
+            return Some(());
+        };
+        let ctrl = format!("nvme{}", c % 2);
+        let sub = format!("nvme-subsys{}", s % 2);
+        if trace {
+            eprintln!("link {path} {ctrl} {sub}");
+        }
+        let changes = reg.link_nvme_controller(path, &ctrl, &sub);
+        check_changes(before, &changes, &state(reg));
+    }
+    Some(())
 }
 
 /// Applies a kernel datagram and checks that what it reports changed is what changed.
