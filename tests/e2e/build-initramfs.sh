@@ -72,6 +72,9 @@ fi
 # Modules the scenarios load, by module name ('-' and '_' are the same). All of
 # them are modules (=m) in Debian's kernel; one that is built in is skipped.
 WANTED="virtio_pci virtio_blk virtio_net virtio_scsi sd_mod nvme"
+# virtio-pmem (scenarios_storage.py): the device's driver and the pmem block driver on its
+# nd bus (libnvdimm, nd_btt and dax come with them).
+WANTED="$WANTED virtio_pmem nd_pmem"
 # Crypto providers that crc-t10dif / crc64-rocksoft look up by name (modprobe would load them
 # through modules.softdep); without them those libraries fall back to their generic code.
 OPTIONAL="crct10dif_generic crc64_rocksoft_generic"

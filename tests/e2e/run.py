@@ -43,6 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import run_pci  # noqa: E402  (issue 13: adds scenarios_pci.py's scenarios to scenarios.SCENARIOS)
 import scenarios as S  # noqa: E402
+import scenarios_storage as ST  # noqa: E402  (issue 12 item 6: disks by their full address)
+S.SCENARIOS += ST.SCENARIOS
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 E2E_DIR = os.environ.get("PCIPLUG_E2E_DIR") or os.path.join(REPO, "target", "e2e")
@@ -68,6 +70,10 @@ PCIPLUG_WAIT = "pciplug wait {path} --timeout {timeout}s"
 PCIPLUG_WAIT_NET = "pciplug wait {path} --kind net --timeout {timeout}s"
 PCIPLUG_WAIT_REMOVED = "pciplug wait {path} --removed --timeout {timeout}s"
 PCIPLUG_LIST = "pciplug list --json"
+# a wait by a disk's full address (`02/00 --scsi 0:1`, `--nsid 2`, `20/02/00`); the line of
+# stderr that says why it failed starts with PCIPLUG_ERROR (the rest is the RUST_LOG log)
+PCIPLUG_WAIT_ARGS = "pciplug wait {args} --timeout {timeout}s"
+PCIPLUG_ERROR = "pciplug: "
 
 # A guest-side wait lasts at most this long per channel command (see Run.poll).
 POLL_WINDOW_S = 2
@@ -403,13 +409,18 @@ class Guest:
 # Checks
 # ----------------------------------------------------------------------------------
 
-PCI_FN = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:([0-9a-f]{2})\.[0-7]$")
+PCI_FN = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:([0-9a-f]{2})\.([0-7])$")
+PCI_ROOT = re.compile(r"^pci[0-9a-f]{4}:[0-9a-f]{2}$")
 
 
 def pci_path_of(devpath):
-    """The PCI path of a sysfs devpath: the slot of every PCI function on it."""
-    slots = [m.group(1) for m in (PCI_FN.match(c) for c in devpath.split("/")) if m]
-    return "/".join(slots) if slots else None
+    """The PCI path of a sysfs devpath: the slot of every PCI function on it, with `.F` for a
+    function other than 0, after the root complex's name when that is not pci0000:00."""
+    parts = devpath.split("/")
+    hops = [m.group(1) + ("" if m.group(2) == "0" else "." + m.group(2))
+            for m in (PCI_FN.match(c) for c in parts) if m]
+    roots = [c for c in parts if PCI_ROOT.match(c) and c != "pci0000:00"]
+    return "/".join(roots[:1] + hops) if hops else None
 
 
 def check_scenario_data():
@@ -422,6 +433,9 @@ def check_scenario_data():
         names.add(sc.name)
         exps = []
         for st in sc.steps:
+            if isinstance(st, ST.STEP_TYPES):
+                exps += st.expects()
+                continue
             exps += list(st.expect) if isinstance(st, S.Present) else [getattr(st, "expect", None) or st.gone]
         for e in exps:
             on_pci = e.controller if isinstance(e, S.Block) and e.controller else e.devpath
@@ -437,7 +451,7 @@ def check_scenario_data():
         for st in sc.steps:
             if isinstance(st, S.Plug) and st.image and st.image not in sc.images:
                 errs.append("%s: image %s not declared" % (sc.name, st.image))
-    return errs
+    return errs + ST.check_data()
 
 
 class Run:
@@ -450,6 +464,8 @@ class Run:
         self.images = images  # image name -> file
         self.diskseq = {}     # label -> DISKSEQ remembered by a step (Block.remember_diskseq)
         self.jobs = 0
+        self.pending = {}     # wait arguments -> (job id, command): waits a later step must see answer
+        self.disks = {}       # kernel name -> (Disk, DISKSEQ) of the disks that appeared (scenarios_storage)
 
     # -- guest helpers --
 
@@ -762,6 +778,164 @@ class Run:
                 detail.setdefault("wait_guest_s", {})[e.path] = res["guest_s"]
         return detail
 
+    # -- disks by their full address (scenarios_storage.py, issue 12 item 6) --
+
+    def storage_step(self, st):
+        detail = self.hotplug(st) if isinstance(st, ST.Hotplug) else self.check_present(st)
+        if not self.args.smoke:
+            detail["list"] = self.check_listed()
+        return detail
+
+    def address_job(self, w, timeout):
+        """Start `pciplug wait <w.args>` in the guest; return (job id, its command line)."""
+        what = PCIPLUG_WAIT_ARGS.format(args=w.args, timeout=timeout)
+        return self.job(what), what
+
+    def expect_address_wait(self, w, res, what):
+        """The wait answered w.disk, or was refused naming w.refused, or found nothing."""
+        if w.disk:
+            try:
+                return self.expect_wait_output(w.disk, res, what)
+            except CheckFailed as err:  # say whether the kernel has the disk or not
+                try:
+                    self.check_sysfs(w.disk, 5)
+                    note = "the guest's sysfs does have %s at %s" % (w.disk.name, w.disk.devpath)
+                except CheckFailed as serr:
+                    note = "the guest's sysfs does not have it either: %s" % serr
+                raise CheckFailed("%s; %s" % (err, note))
+        if not res["done"]:
+            raise CheckFailed("`%s` has not returned" % what)
+        said = " | ".join(l[len(PCIPLUG_ERROR):] for l in res["stderr"].splitlines() if l.startswith(PCIPLUG_ERROR))
+        if w.refused:
+            missing = [s for s in w.refused if s not in said]
+            wrong = [s for s in w.not_named if s in said]
+            if res["rc"] != 2 or res["stdout"] or missing or wrong:
+                raise CheckFailed("`%s`: exit %d, stdout %r, error %r; expected exit 2, nothing on stdout and an "
+                                  "error naming %s%s. stderr: %s" % (
+                                      what, res["rc"], res["stdout"], said, ", ".join(w.refused),
+                                      " but not %s" % ", ".join(w.not_named) if w.not_named else "",
+                                      tail(res["stderr"])))
+        elif res["rc"] != 1 or res["stdout"]:
+            raise CheckFailed("`%s`: exit %d, stdout %r; no disk has this address, so it must time out (exit 1) "
+                              "and print nothing. stderr: %s" % (what, res["rc"], res["stdout"], tail(res["stderr"])))
+
+    def check_disk(self, e, timeout):
+        """Ground truth for a Disk: where sysfs has it (check_sysfs), its NVMe namespace id, its
+        DISKSEQ. Remembered for check_listed."""
+        info = self.check_sysfs(e, timeout)
+        if e.nsid is not None:
+            rc, out = self.guest("cat /sys/class/block/%s/nsid" % e.name)
+            if rc != 0 or out.strip() != str(e.nsid):
+                raise CheckFailed("%s: %s has nsid %r in sysfs, expected %d" % (e.path, e.name, out.strip(), e.nsid))
+        diskseq = self.check_diskseq(e, info["diskseq"])
+        self.disks[e.name] = (e, diskseq)
+        return {"devpath": info["devpath"], "diskseq": diskseq}
+
+    def hotplug(self, st):
+        q = self.g.qmp
+        t = self.args.wait_timeout
+        started = {}
+        if not self.args.smoke:
+            for w in st.waits + st.pending:
+                if w.args in started:
+                    continue
+                if w.args in self.pending:  # started by an earlier step, still waiting
+                    started[w.args] = self.pending.pop(w.args)
+                    continue
+                # a wait that must outlast this step gets the time of a few
+                jid, what = self.address_job(w, t * 3 if w in st.pending else t)
+                self.job_listening(jid, what)
+                started[w.args] = (jid, what)
+        for name, size in st.grow:
+            os.truncate(self.images[name], size)
+        t0 = time.monotonic()
+        sent = []
+        def files(v):  # "@image:NAME" -> that image's file, in nested arguments too
+            if isinstance(v, dict):
+                return {k: files(x) for k, x in v.items()}
+            return self.images[v[len("@image:"):]] if isinstance(v, str) and v.startswith("@image:") else v
+        for cmd, a in st.qmp:
+            a = files(a)
+            q.ok(cmd, a)
+            sent.append([cmd, a])
+        detail = {"qmp": sent}
+        if not self.args.smoke:
+            for w in st.waits:
+                jid, what = started[w.args]
+                res = self.job_result(jid, t * 3 + 15)
+                detail.setdefault("waits", {})[w.args] = {k: res.get(k) for k in ("rc", "stdout", "guest_s")}
+                self.expect_address_wait(w, res, what)
+        for e in st.appear:
+            detail.setdefault("disks", {})[e.name] = self.check_disk(e, t)
+        for p in st.sysfs:
+            ok, _ = self.sysfs_wait("present", "/sys" + p, t)
+            if not ok:
+                raise CheckFailed("/sys%s did not appear within %ds; the guest has: %s" % (p, t, self.guest_devices()))
+        detail["appeared_host_s"] = round(time.monotonic() - t0, 2)
+        if st.settle_s:
+            time.sleep(st.settle_s)  # give the guest time to show what it must not show
+        for p in st.absent:
+            rc, _ = self.guest("[ ! -e %s ]" % shlex.quote(p))
+            if rc != 0:
+                raise CheckFailed("%s exists %ds after `%s`, and must not" % (p, st.settle_s, st.what))
+        if not self.args.smoke:
+            for w in st.pending:
+                jid, what = started[w.args]
+                res = self.job_result(jid, 1)
+                if res["done"]:
+                    raise CheckFailed("`%s` returned before its disk was plugged: exit %d, stdout %r. stderr: %s" % (
+                        what, res["rc"], res["stdout"], tail(res["stderr"])))
+                self.pending[w.args] = (jid, what)
+        return detail
+
+    def check_present(self, st):
+        detail = {"disks": {e.name: self.check_disk(e, 10) for e in st.present}}
+        if not self.args.smoke:
+            # all at once: those that must time out then do it side by side
+            t = self.args.present_timeout
+            jobs = [(w,) + self.address_job(w, t) for w in st.waits]
+            for w, jid, what in jobs:
+                res = self.job_result(jid, t + 10)
+                detail.setdefault("waits", {})[w.args] = {k: res.get(k) for k in ("rc", "stdout", "guest_s")}
+                self.expect_address_wait(w, res, what)
+        return detail
+
+    def check_listed(self):
+        """`list --json` has, at each PCI path where disks appeared, exactly those whole disks, with
+        the devpath, DISKSEQ, SCSI address and NVMe namespace id sysfs has; never a hidden path disk."""
+        entries = self.pciplug_list()
+        by_path = {}
+        for e, seq in self.disks.values():
+            by_path.setdefault(e.path, []).append((e, seq))
+        for path, disks in sorted(by_path.items()):
+            at = [x for x in entries if x["path"] == path]
+            want_bdf = sorted({e.bdf for e, _ in disks})
+            if [x.get("bdf") for x in at] != want_bdf:
+                raise CheckFailed("`%s`: expected one entry for %s, with bdf %s; it has %s (all: %s)" % (
+                    PCIPLUG_LIST, path, want_bdf[0], [x.get("bdf") for x in at],
+                    ", ".join("%s=%s" % (x["path"], x.get("bdf")) for x in entries)))
+            whole = {b.get("name"): b for b in at[0].get("block", []) if b.get("devtype") == "disk"}
+            if sorted(whole) != sorted(e.name for e, _ in disks):
+                raise CheckFailed("`%s`: %s has the disks %s, expected %s" % (
+                    PCIPLUG_LIST, path, sorted(whole), sorted(e.name for e, _ in disks)))
+            for e, seq in disks:
+                b = whole[e.name]
+                want = {"devpath": e.devpath, "diskseq": seq}
+                if e.scsi:
+                    want.update(transport="scsi", address=e.scsi)
+                if e.controller:
+                    want["transport"] = "nvme-multipath"
+                if e.nsid is not None:
+                    want["nsid"] = e.nsid
+                got = {k: b.get(k) for k in want}
+                if got != want:
+                    raise CheckFailed("`%s`: %s at %s is %s, sysfs says %s" % (PCIPLUG_LIST, e.name, path, got, want))
+        hidden = {e.hidden for e, _ in self.disks.values() if e.hidden}
+        shown = hidden & {b.get("name") for x in entries for b in x.get("block", [])}
+        if shown:
+            raise CheckFailed("`%s` reports the hidden NVMe path disks %s" % (PCIPLUG_LIST, sorted(shown)))
+        return {p: sorted(e.name for e, _ in d) for p, d in by_path.items()}
+
 
 def tail(text, n=6):
     lines = text.strip().splitlines()
@@ -769,6 +943,8 @@ def tail(text, n=6):
 
 
 def describe(st):
+    if isinstance(st, ST.STEP_TYPES):
+        return st.what
     if isinstance(st, S.Plug):
         d = st.device
         return "plug %s%s %s on %s addr %s -> %s %s" % (
@@ -849,6 +1025,8 @@ def attempt(sc, args, workdir, attempt_no):
                     srec.update(run.plug(st))
                 elif isinstance(st, S.Unplug):
                     srec.update(run.unplug(st))
+                elif isinstance(st, ST.STEP_TYPES):
+                    srec.update(run.storage_step(st))
                 else:
                     srec.update(run.present(st))
             finally:
