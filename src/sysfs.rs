@@ -9,6 +9,8 @@
 //! - `class/block/*`, `class/net/*` and `class/nvme/*` (NVMe controllers), keeping only those
 //!   below a PCI function and the NVMe multipath heads (`/devices/virtual/nvme-subsystem/...`);
 //!   loop devices, `lo` and the like are not returned,
+//! - `class/vfio/*`, the VFIO groups (`/devices/virtual/vfio/<group>`) whose node
+//!   `/dev/vfio/<group>` is there,
 //! - `class/nvme-subsystem/*/nvme<N>`, the links from a subsystem to its controllers, which
 //!   tie a multipath head to the PCI path(s) of its controller(s). No uevent carries them
 //!   (see observation 4 of `fixtures/real-hotplug/README.md`); nvme-cli finds them the same way.
@@ -125,6 +127,7 @@ impl Sysfs {
             ("nvme", Kind::NvmeController),
             ("block", Kind::Block),
             ("net", Kind::Net),
+            ("vfio", Kind::VfioGroup),
         ] {
             for link in list_class(&self.root.join("class").join(class))? {
                 events.extend(read_device(&root, &link, kind)?);
@@ -181,6 +184,7 @@ enum Kind {
     Block,
     Net,
     NvmeController,
+    VfioGroup,
 }
 
 /// The entries of a directory that must exist (`bus/pci/devices`).
@@ -310,9 +314,12 @@ fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
 }
 
 /// Whether a device listed as `kind` is one the registry keeps: a PCI function itself (not
-/// something below one listed in `bus/pci/devices`), a class device below a PCI function, or
-/// an NVMe multipath head.
+/// something below one listed in `bus/pci/devices`), a class device below a PCI function, an
+/// NVMe multipath head, or a VFIO group.
 fn is_kept(link: &Path, devpath: &str, kind: Kind) -> bool {
+    if kind == Kind::VfioGroup {
+        return devpath::vfio_group(devpath.as_bytes()).is_some();
+    }
     match PciPath::from_devpath(devpath) {
         Ok(Some((_, end))) => kind != Kind::Function || end == devpath.len(),
         Ok(None) => kind == Kind::Block && devpath::is_nvme_subsystem_path(devpath),
@@ -695,6 +702,32 @@ mod tests {
                 .nvme_links_of("nvme-subsys0")
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn vfio_groups_are_found_in_their_class() {
+        let t = q35();
+        t.vfio_group(5);
+        // A no-IOMMU group is no IOMMU group: not kept.
+        t.class_device(
+            "vfio",
+            "/devices/virtual/vfio/noiommu-0",
+            &["DEVNAME=vfio/noiommu-0"],
+        );
+        let snap = Sysfs::new(t.root()).scan().unwrap();
+        let groups: Vec<&Uevent> = snap
+            .events
+            .iter()
+            .filter(|e| e.subsystem() == "vfio")
+            .collect();
+        assert_eq!(groups.len(), 1, "{groups:?}");
+        assert_eq!(groups[0].devpath(), "/devices/virtual/vfio/5");
+        let r = registry_of(&snap);
+        assert_eq!(r.vfio_groups().collect::<Vec<_>>(), [5]);
+        assert_eq!(
+            r.len(),
+            registry_of(&Sysfs::new(q35().root()).scan().unwrap()).len()
         );
     }
 
