@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 
 use crate::error::{Error, Result, given, humanize};
 use crate::function::DriverState;
@@ -32,7 +31,8 @@ pub(crate) const VFIO_PCI: &str = "vfio-pci";
 const NODE_POLL: Duration = Duration::from_millis(10);
 
 /// An IOMMU group handed to `vfio-pci`: what [`Monitor::vfio`] answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct VfioGroup {
     /// The IOMMU group number.
     pub group: u32,

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use serde::Serialize;
 
 use crate::address::DiskAddress;
 use crate::error::{Error, Result, given};
@@ -108,10 +107,11 @@ struct Counters {
 }
 
 /// Counts of what the listener saw, for `watch --stats` and for tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MonitorStats {
     /// Datagrams received, by outcome (from the registry).
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub registry: crate::registry::Stats,
     /// Datagrams longer than the receive buffer (also not applied).
     pub truncated: u64,

@@ -328,6 +328,7 @@ impl fmt::Debug for PciPath {
     }
 }
 
+#[cfg(feature = "serde")]
 impl serde::Serialize for PciPath {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
