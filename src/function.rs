@@ -6,7 +6,6 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
-
 use crate::error::{Error, Result};
 use crate::path::{Bdf, PciPath};
 use crate::registry::{PciDevice, PciIds, Registry};

@@ -83,14 +83,14 @@ mod function;
 mod hex;
 mod monitor;
 pub mod netlink;
-pub mod path;
-pub mod recording;
-pub mod registry;
+mod path;
+mod recording;
+mod registry;
 pub mod sysfs;
 mod sysfs_write;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
-pub mod uevent;
+mod uevent;
 mod vfio;
 mod wait;
 
@@ -98,14 +98,14 @@ pub use address::{AmbiguousDisk, Candidate, DiskAddress, Nsid, ParseUnitError, S
 pub use error::{Error, Result};
 pub use function::{DriverState, PciFunction};
 pub use monitor::{Monitor, MonitorBuilder, MonitorStats, RESCAN_INTERVAL};
-pub use path::{Bdf, Hop, PciPath, RootComplex};
-pub use recording::Recording;
+pub use path::{Bdf, DevpathError, Hop, MAX_HOPS, ParsePciPathError, PciPath, RootComplex};
+pub use recording::{Record, Recording};
 pub use registry::{
-    BlockDevice, Change, DevType, DeviceView, NetInterface, NvmeController, PciDevice, Registry,
-    Stats, Transport,
+    BlockDevice, Change, DevType, DeviceView, MalformedKinds, NetInterface, NvmeController,
+    Outcome, PciDevice, PciIds, Registry, Stats, Transport,
 };
 pub use sysfs_write::SysfsWriteError;
-pub use uevent::{Action, Datagram, Uevent};
+pub use uevent::{Action, Datagram, Ignored, Uevent, UeventError, is_safe_device_name};
 pub use vfio::{Blocker, VfioError, VfioGroup};
 
 // The README's examples are compiled as doc tests.

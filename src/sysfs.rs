@@ -543,7 +543,8 @@ mod tests {
         reversed.nvme_links.reverse();
         #[cfg(feature = "serde")]
         {
-            let json = |r: &Registry| serde_json::to_string(&r.views().collect::<Vec<_>>()).unwrap();
+            let json =
+                |r: &Registry| serde_json::to_string(&r.views().collect::<Vec<_>>()).unwrap();
             assert_eq!(json(&r), json(&registry_of(&reversed)));
         }
         let mut again = r.clone();

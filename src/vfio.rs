@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-
 use crate::error::{Error, Result, given, humanize};
 use crate::function::DriverState;
 use crate::monitor::{Monitor, deadline_after};

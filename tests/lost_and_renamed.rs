@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pciplug::registry::Outcome;
+use pciplug::Outcome;
 use pciplug::{Change, Registry};
 
 #[test]

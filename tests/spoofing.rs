@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::netns::{in_private_netns, wait_until_listening, without_seqnum};
 use common::*;
-use pciplug::registry::{MalformedKinds, Outcome};
+use pciplug::netlink::MAX_DATAGRAM;
 use pciplug::testing::Injector;
-use pciplug::uevent::MAX_DATAGRAM;
+use pciplug::{MalformedKinds, Outcome};
 use pciplug::{Monitor, Registry};
 use proptest::prelude::*;
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
+use pciplug::is_safe_device_name;
 use pciplug::sysfs::Sysfs;
-use pciplug::uevent::is_safe_device_name;
 use pciplug::{DriverState, Monitor, MonitorBuilder, MonitorStats, PciPath, Registry};
 
 use super::{function, output};

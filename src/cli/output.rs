@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use pciplug::registry::DeviceView;
+use pciplug::DeviceView;
 use pciplug::{DevType, MonitorStats, Registry, Transport};
 
 /// Prints every device present (table or JSON lines), then a note on stderr about NVMe

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-
 use super::model::{BlockDevice, NetInterface, NvmeController};
 use crate::path::{Bdf, PciPath};
 

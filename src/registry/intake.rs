@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-
 use super::{Change, Registry};
 use crate::path::DevpathError;
 use crate::uevent::{

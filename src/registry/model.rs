@@ -1,6 +1,5 @@
 //! The public model: a PCI function and the block devices, interfaces and NVMe controllers below it.
 
-
 use crate::path::{Bdf, PciPath};
 
 /// A PCI function present in the guest.

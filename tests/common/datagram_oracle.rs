@@ -5,8 +5,9 @@
 //! deterministic equivalent in `tests/fuzz_equivalents.rs`. Depends only on pciplug and std.
 #![allow(dead_code)]
 
-use pciplug::registry::Outcome;
-use pciplug::uevent::{MAX_DATAGRAM, is_safe_device_name};
+use pciplug::Outcome;
+use pciplug::is_safe_device_name;
+use pciplug::netlink::MAX_DATAGRAM;
 use pciplug::{Datagram, Registry};
 
 /// Checks one datagram; panics with what broke.

@@ -16,7 +16,7 @@ mod tree;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeBounds;
 
-use pciplug::recording::Record;
+use pciplug::Record;
 use pciplug::{PciPath, Recording, Registry};
 
 /// The fake sysfs trees, from the library's test support.

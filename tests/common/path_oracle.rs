@@ -5,7 +5,7 @@
 //! deterministic equivalent in `tests/fuzz_equivalents.rs`. Depends only on pciplug and std.
 #![allow(dead_code)]
 
-use pciplug::path::MAX_HOPS;
+use pciplug::MAX_HOPS;
 use pciplug::{Bdf, PciPath, RootComplex};
 
 /// Checks one input; panics with what broke.

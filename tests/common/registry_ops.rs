@@ -10,8 +10,8 @@
 
 use std::collections::BTreeSet;
 
-use pciplug::registry::Outcome;
-use pciplug::uevent::is_safe_device_name;
+use pciplug::Outcome;
+use pciplug::is_safe_device_name;
 use pciplug::{Change, Datagram, DevType, PciPath, Recording, Registry};
 
 /// Operations per input at most, so one input stays fast whatever its length.
