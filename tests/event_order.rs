@@ -6,8 +6,7 @@
 mod common;
 
 use common::*;
-use pciplug::Record;
-use pciplug::Registry;
+use pciplug::{Record, Registry};
 use proptest::prelude::*;
 
 /// The state after each step when the recording is replayed as it was received.

@@ -13,8 +13,7 @@ use common::netns::{in_private_netns, wait_until_listening, without_seqnum};
 use common::*;
 use pciplug::netlink::MAX_DATAGRAM;
 use pciplug::testing::Injector;
-use pciplug::{MalformedKinds, Outcome};
-use pciplug::{Monitor, Registry};
+use pciplug::{MalformedKinds, Monitor, Outcome, Registry};
 use proptest::prelude::*;
 
 fn acpi() -> Fixture {

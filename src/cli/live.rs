@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
-use pciplug::is_safe_device_name;
 use pciplug::sysfs::Sysfs;
-use pciplug::{DriverState, Monitor, MonitorBuilder, MonitorStats, PciPath, Registry};
+use pciplug::{
+    DriverState, Monitor, MonitorBuilder, MonitorStats, PciPath, Registry, is_safe_device_name,
+};
 
 use super::{function, output};
 

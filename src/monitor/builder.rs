@@ -113,6 +113,8 @@ impl MonitorBuilder {
     ///
     /// Fails if the socket cannot be opened or sysfs cannot be read.
     pub fn start(self) -> Result<Monitor> {
+        // 0. Say so (once per process) where some uevents cannot reach the socket.
+        super::namespace::warn_once();
         // 1. Subscribe first: from here on no event can be missed.
         let socket = SocketOptions::new().recv_buffer(self.recv_buffer).open()?;
         let sysfs = Sysfs::new(&self.sysfs_root);

@@ -15,6 +15,7 @@
 mod builder;
 mod disk;
 mod function;
+mod namespace;
 mod nsid;
 pub(crate) mod state;
 mod thread;
