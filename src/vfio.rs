@@ -113,15 +113,22 @@ impl Monitor {
     /// `timeout` for the function to be present and for the node.
     ///
     /// Idempotent: a group already on `vfio-pci` answers at once, with nothing written.
-    /// Errors: [`VfioError`] (no IOMMU group, a group with a bridge or other function that
-    /// may not be handed over, `vfio-pci` not available, no node by the deadline),
-    /// [`Error::SysfsWrite`] (a write refused: the file and the OS error), [`Error::Timeout`]
-    /// (no function at `path`).
+    ///
+    /// # Errors
+    ///
+    /// [`VfioError`] (no IOMMU group, a group with a bridge or other function that may not be
+    /// handed over, `vfio-pci` not available, no node by the deadline), [`Error::SysfsWrite`]
+    /// (a write refused: the file and the OS error), [`Error::Timeout`] (no function at
+    /// `path`), [`Error::ListenerStopped`] (the listener stopped before the function came).
     pub fn vfio(&self, path: &PciPath, timeout: Duration) -> Result<VfioGroup> {
         self.vfio_deadline(path, deadline_after(timeout))
     }
 
     /// Like [`vfio`](Self::vfio), until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`vfio`](Self::vfio).
     pub fn vfio_deadline(
         &self,
         path: &PciPath,

@@ -141,6 +141,10 @@ impl Monitor {
     }
 
     /// Starts a monitor with the defaults.
+    ///
+    /// # Errors
+    ///
+    /// As [`MonitorBuilder::start`].
     pub fn start() -> Result<Monitor> {
         MonitorBuilder::default().start()
     }
@@ -153,11 +157,25 @@ impl Monitor {
     /// With native NVMe multipath, this is the namespace head (`nvme0n1`), never the hidden
     /// per-path disk. A virtio-pmem device's `pmemN` counts as its disk (QEMU cannot unplug a
     /// virtio-pmem device: it refuses the `device_del`, and the guest sees no event).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
+    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
+    ///   02/00, driver virtio-pci bound, no block child").
+    /// - [`Error::Ambiguous`] if the function at `path` carries several whole disks, with each candidate.
+    /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
+    ///   reason is in the message) before the answer came: the registry is no longer kept.
+    /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
     pub fn wait_block(&self, path: &PciPath, timeout: Duration) -> Result<BlockDevice> {
         self.wait_block_deadline(path, deadline_after(timeout))
     }
 
     /// Like [`wait_block`](Self::wait_block), until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_block`](Self::wait_block).
     pub fn wait_block_deadline(
         &self,
         path: &PciPath,
@@ -173,11 +191,24 @@ impl Monitor {
     }
 
     /// The network interface at `path`, waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
+    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
+    ///   02/00, driver virtio-pci bound, no block child").
+    /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
+    ///   reason is in the message) before the answer came: the registry is no longer kept.
+    /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
     pub fn wait_net(&self, path: &PciPath, timeout: Duration) -> Result<NetInterface> {
         self.wait_net_deadline(path, deadline_after(timeout))
     }
 
     /// Like [`wait_net`](Self::wait_net), until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_net`](Self::wait_net).
     pub fn wait_net_deadline(
         &self,
         path: &PciPath,
@@ -194,11 +225,24 @@ impl Monitor {
     }
 
     /// Waits up to `timeout` until no PCI function is at `path`.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
+    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
+    ///   02/00, driver virtio-pci bound, no block child").
+    /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
+    ///   reason is in the message) before the answer came: the registry is no longer kept.
+    /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
     pub fn wait_removed(&self, path: &PciPath, timeout: Duration) -> Result<()> {
         self.wait_removed_deadline(path, deadline_after(timeout))
     }
 
     /// Like [`wait_removed`](Self::wait_removed), until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_removed`](Self::wait_removed).
     pub fn wait_removed_deadline(
         &self,
         path: &PciPath,
