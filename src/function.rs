@@ -6,15 +6,14 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::error::{Error, Result};
 use crate::path::{Bdf, PciPath};
 use crate::registry::{PciDevice, PciIds, Registry};
 
 /// A PCI function present in the guest, as a wait for it answers
 /// ([`Monitor::wait_function`](crate::Monitor::wait_function)).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PciFunction {
     /// Its PCI path.
     pub path: PciPath,
@@ -23,7 +22,7 @@ pub struct PciFunction {
     /// Its kernel device path (`/devices/pci0000:00/0000:00:04.0/0000:03:00.0`).
     pub devpath: Box<str>,
     /// Vendor:device (`id`), subsystem IDs and class, once an event carrying them was seen.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub ids: Option<PciIds>,
     /// The bound driver (`virtio-pci`, `vfio-pci`); `None` while unbound.
     pub driver: Option<Box<str>>,

@@ -3,13 +3,72 @@
 //! A VM's host tells its guest agent "a disk was hot-plugged at PCI path `02/00`; mount it".
 //! Guest bus numbers are not stable, so host and guest name a device by its **PCI path**: the
 //! hex slot of each bridge from the root bus down, then the device's own slot (`02/00`,
-//! `03/00/01`, `06`). pciplug keeps a [`Registry`] of the PCI functions present, keyed by
-//! [`PciPath`] computed from each device's chain of parent bridges, with each function's
-//! children: block disks and partitions, network interfaces, NVMe controllers and their
-//! namespace heads, SCSI disks. It is fed kernel uevents (`NETLINK_KOBJECT_UEVENT`), which
-//! [`Datagram::parse`] validates, most of them set aside without allocating.
+//! `03/00/01`, `06`; see [`PciPath`]). A [`Monitor`] keeps a live registry of the guest's PCI
+//! functions keyed by that path, fed by the kernel's uevents, and waits until what you ask
+//! for is there.
 //!
-//! The core (this page's types) does no I/O, so it is tested on real recordings. Here the
+//! # Start one, share it, wait
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! // Start one Monitor for the whole agent: it subscribes to the kernel's uevents, then
+//! // reads what is already present from /sys, and starts its thread.
+//! let monitor = pciplug::Monitor::start()?;
+//!
+//! // Share it: a Monitor is a cheap handle (Clone + Send + Sync); clones share one registry
+//! // and one thread. Each request waits on its own thread, as long as it has to.
+//! let m = monitor.clone();
+//! let disk = std::thread::spawn(move || {
+//!     m.wait_block(&"03/00/01".parse()?, Duration::from_secs(3))
+//! });
+//! let eth = monitor.wait_net(&"04/00".parse()?, Duration::from_secs(3))?;
+//! println!("{} and {}", disk.join().unwrap()?.devnode(), eth.name); // /dev/vdb and eth0
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Threads.** Each `Monitor` runs one thread, `pciplug-uevents`: it receives the uevents,
+//! applies them to the registry and wakes the waits they answer; when the kernel reports
+//! lost events it rescans sysfs and reconciles. That thread is the only one pciplug starts.
+//! A wait blocks the calling thread (no thread per wait, no polling; from an async runtime,
+//! call it on a blocking thread such as tokio's `spawn_blocking`). One shared `Monitor` is
+//! the intended use: a second one opens a second socket, keeps a second registry and runs a
+//! second thread. The thread stops, and the socket closes, when the last handle is dropped or
+//! on [`Monitor::shutdown`].
+//!
+//! **Errors.** Every fallible call returns [`Error`] (its `Display` puts the context first;
+//! `source()` is set), and each function's "Errors" section says which variants it gives:
+//! - [`Error::Timeout`]: the deadline passed; the message says what was at the path then
+//!   (nothing, a function without the child asked for, a function with another driver).
+//! - [`Error::Ambiguous`]: a disk address fits several disks (SCSI LUNs, NVMe namespaces);
+//!   the candidates are listed. Name one with a [`DiskAddress`]; pciplug never picks.
+//! - [`Error::ListenerStopped`]: the monitor's thread has stopped (shut down, or failed with
+//!   the reason given), so the registry is no longer kept and no wait can be answered.
+//! - [`Error::Io`]: an operation on the system failed (binding the socket, reading sysfs,
+//!   spawning the thread); the message names it, the source is the OS error.
+//! - [`Error::SysfsWrite`]: a write pciplug was asked to make (a rescan, a VFIO hand-over) was
+//!   refused: the file, the value and the OS error.
+//! - [`Error::Vfio`]: a function cannot go to `vfio-pci` ([`VfioError`] says why).
+//! - [`Error::PciPath`], [`Error::Uevent`], [`Error::Recording`]: bad input (a path string, a
+//!   datagram, a recording file), named precisely.
+//!
+//! **Where uevents cannot arrive.** The kernel announces a network interface only in its own
+//! network namespace, and other devices (block, PCI) only to network namespaces owned by the
+//! initial user namespace. A `Monitor` started in another network namespace therefore never
+//! hears of the machine's NICs (waits for them time out), and in one owned by another user
+//! namespace it hears of no device at all; it warns once per process (`tracing::warn!`) when
+//! it starts there. Sysfs is read where it is mounted: a `/sys` mounted for another namespace
+//! lists that namespace's interfaces.
+//!
+//! # The registry
+//!
+//! Underneath, a pure [`Registry`] of the PCI functions present, keyed by [`PciPath`]
+//! computed from each device's chain of parent bridges, with each function's children: block
+//! disks and partitions, network interfaces, NVMe controllers and their namespace heads, SCSI
+//! disks. It is fed kernel uevents (`NETLINK_KOBJECT_UEVENT`), which [`Datagram::parse`]
+//! validates, most of them set aside without allocating.
+//!
+//! The registry does no I/O, so it is tested on real recordings. Here the
 //! registry is fed the datagrams a Debian 6.1 guest's kernel sent while QEMU hot-plugged
 //! disks behind bridges, removed two and re-added one:
 //!
@@ -68,11 +127,22 @@
 //!
 //! # Features
 //!
+//! - `cli` (on by default): the `pciplug` command-line tool and its dependencies (clap,
+//!   tracing-subscriber, humantime, serde_json). A library user turns it off with
+//!   `default-features = false` and builds none of them.
+//! - `serde` (on with `cli`): `serde::Serialize` for the registry's types, [`PciFunction`],
+//!   [`VfioGroup`] and [`MonitorStats`], in the shapes `pciplug --json` prints.
 //! - `test-support` (off): the `testing` module (a uevent injector for private network
 //!   namespaces, fake sysfs trees) and `MonitorBuilder::fault_hook`, for pciplug's own tests
 //!   and benches. A user's build never needs it.
 //! - `model-check` (off): runs the waiter protocol's unit tests on loom's models
 //!   (`cargo test --lib --features model-check model`); changes nothing outside the tests.
+//!
+//! # Modules
+//!
+//! Every item is at the root, except two edges kept as modules for those who build their own
+//! loop: [`netlink`] (the uevent socket) and [`sysfs`] (the coldplug scanner), and `testing`
+//! (feature `test-support`).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -83,14 +153,14 @@ mod function;
 mod hex;
 mod monitor;
 pub mod netlink;
-pub mod path;
-pub mod recording;
-pub mod registry;
+mod path;
+mod recording;
+mod registry;
 pub mod sysfs;
 mod sysfs_write;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
-pub mod uevent;
+mod uevent;
 mod vfio;
 mod wait;
 
@@ -98,14 +168,14 @@ pub use address::{AmbiguousDisk, Candidate, DiskAddress, Nsid, ParseUnitError, S
 pub use error::{Error, Result};
 pub use function::{DriverState, PciFunction};
 pub use monitor::{Monitor, MonitorBuilder, MonitorStats, RESCAN_INTERVAL};
-pub use path::{Bdf, Hop, PciPath, RootComplex};
-pub use recording::Recording;
+pub use path::{Bdf, DevpathError, Hop, MAX_HOPS, ParsePciPathError, PciPath, RootComplex};
+pub use recording::{Record, Recording};
 pub use registry::{
-    BlockDevice, Change, DevType, DeviceView, NetInterface, NvmeController, PciDevice, Registry,
-    Stats, Transport,
+    BlockDevice, Change, DevType, DeviceView, MalformedKinds, NetInterface, NvmeController,
+    Outcome, PciDevice, PciIds, Registry, Stats, Transport,
 };
 pub use sysfs_write::SysfsWriteError;
-pub use uevent::{Action, Datagram, Uevent};
+pub use uevent::{Action, Datagram, Ignored, Uevent, UeventError, is_safe_device_name};
 pub use vfio::{Blocker, VfioError, VfioGroup};
 
 // The README's examples are compiled as doc tests.

@@ -19,8 +19,6 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::error::{Error, Result, given, humanize};
 use crate::function::DriverState;
 use crate::monitor::{Monitor, deadline_after};
@@ -40,7 +38,8 @@ const NODE_GRACE: Duration = Duration::from_millis(100);
 const NODE_LOOK: Duration = Duration::from_millis(10);
 
 /// An IOMMU group handed to `vfio-pci`: what [`Monitor::vfio`] answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct VfioGroup {
     /// The IOMMU group number.
     pub group: u32,
@@ -124,15 +123,22 @@ impl Monitor {
     /// and confirms that the node is there.
     ///
     /// Idempotent: a group already on `vfio-pci` answers at once, with nothing written.
-    /// Errors: [`VfioError`] (no IOMMU group, a group with a bridge or other function that
-    /// may not be handed over, `vfio-pci` not available, no node by the deadline),
-    /// [`Error::SysfsWrite`] (a write refused: the file and the OS error), [`Error::Timeout`]
-    /// (no function at `path`).
+    ///
+    /// # Errors
+    ///
+    /// [`VfioError`] (no IOMMU group, a group with a bridge or other function that may not be
+    /// handed over, `vfio-pci` not available, no node by the deadline), [`Error::SysfsWrite`]
+    /// (a write refused: the file and the OS error), [`Error::Timeout`] (no function at
+    /// `path`), [`Error::ListenerStopped`] (the listener stopped before the function came).
     pub fn vfio(&self, path: &PciPath, timeout: Duration) -> Result<VfioGroup> {
         self.vfio_deadline(path, deadline_after(timeout))
     }
 
     /// Like [`vfio`](Self::vfio), until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`vfio`](Self::vfio).
     pub fn vfio_deadline(
         &self,
         path: &PciPath,

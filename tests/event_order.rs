@@ -6,8 +6,7 @@
 mod common;
 
 use common::*;
-use pciplug::Registry;
-use pciplug::recording::Record;
+use pciplug::{Record, Registry};
 use proptest::prelude::*;
 
 /// The state after each step when the recording is replayed as it was received.
@@ -140,10 +139,10 @@ fn every_event_applied_twice_changes_nothing_the_second_time() {
         for r in &f.recording.records {
             reg.apply_datagram(r.sender, &r.datagram);
             match reg.apply_datagram(r.sender, &r.datagram) {
-                pciplug::registry::Outcome::Applied(changes) => {
+                pciplug::Outcome::Applied(changes) => {
                     assert!(changes.is_empty(), "{name} line {}: {changes:?}", r.line)
                 }
-                pciplug::registry::Outcome::Ignored(_) => {}
+                pciplug::Outcome::Ignored(_) => {}
                 other => panic!("{name} line {}: {other:?}", r.line),
             }
         }

@@ -164,7 +164,7 @@ fn replay_one_input() {
 /// input `fuzz/regressions/registry/net-rename-onto-held-name`.
 #[test]
 fn a_rename_onto_a_name_already_held_reports_the_old_name_gone() {
-    use pciplug::registry::Outcome;
+    use pciplug::Outcome;
     let (add, mv) = common::eth0_add_and_rename_to("ens4");
     let mut reg = pciplug::Registry::new();
     reg.apply_datagram(0, &add);

@@ -5,8 +5,7 @@
 mod common;
 
 use common::*;
-use pciplug::registry::Outcome;
-use pciplug::{Change, Registry};
+use pciplug::{Change, Outcome, Registry};
 
 #[test]
 fn a_pci_remove_removes_children_whose_own_removes_were_lost() {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use pciplug::netlink::{Received, RecvBufferOption, SocketOptions, UeventSocket};
 use pciplug::testing::Injector;
-use pciplug::uevent::{Action, Datagram};
+use pciplug::{Action, Datagram};
 
 /// A receive buffer larger than any uevent (the kernel's limit is 2048 bytes).
 const BUF: usize = 8192;

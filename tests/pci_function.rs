@@ -13,8 +13,7 @@ use std::path::PathBuf;
 use common::fake_sysfs::FakeSysfs;
 use common::netns::{in_private_netns, inject_all, injectable, wait_until_listening};
 use common::pciplug;
-use pciplug::recording::Record;
-use pciplug::{PciPath, Recording, Registry};
+use pciplug::{PciPath, Record, Recording, Registry};
 
 /// A recording of `fixtures/real-hotplug-2/`.
 fn recording(name: &str) -> Recording {

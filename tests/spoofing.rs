@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use common::netns::{in_private_netns, wait_until_listening, without_seqnum};
 use common::*;
-use pciplug::registry::{MalformedKinds, Outcome};
+use pciplug::netlink::MAX_DATAGRAM;
 use pciplug::testing::Injector;
-use pciplug::uevent::MAX_DATAGRAM;
-use pciplug::{Monitor, Registry};
+use pciplug::{MalformedKinds, Monitor, Outcome, Registry};
 use proptest::prelude::*;
 
 fn acpi() -> Fixture {

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use pciplug::sysfs::Sysfs;
-use pciplug::uevent::is_safe_device_name;
-use pciplug::{DriverState, Monitor, MonitorBuilder, MonitorStats, PciPath, Registry};
+use pciplug::{
+    DriverState, Monitor, MonitorBuilder, MonitorStats, PciPath, Registry, is_safe_device_name,
+};
 
 use super::{function, output};
 

@@ -197,7 +197,7 @@ fn usage_error(msg: &str) {
 
 fn parse_path(s: &str) -> Result<PciPath, String> {
     s.parse()
-        .map_err(|e: pciplug::path::ParsePciPathError| e.to_string())
+        .map_err(|e: pciplug::ParsePciPathError| e.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

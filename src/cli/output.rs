@@ -2,8 +2,7 @@
 
 use std::io::{self, Write};
 
-use pciplug::registry::DeviceView;
-use pciplug::{DevType, MonitorStats, Registry, Transport};
+use pciplug::{DevType, DeviceView, MonitorStats, Registry, Transport};
 
 /// Prints every device present (table or JSON lines), then a note on stderr about NVMe
 /// multipath heads that could not be tied to a PCI path.

@@ -109,10 +109,20 @@ impl MonitorBuilder {
         self
     }
 
-    /// Binds the socket, scans sysfs, and starts the listener thread.
+    /// Binds the socket, scans sysfs, and starts the listener thread (`pciplug-uevents`),
+    /// the one thread of this monitor, which all its handles share.
     ///
-    /// Fails if the socket cannot be opened or sysfs cannot be read.
+    /// Outside the initial network namespace it first warns (once per process, through
+    /// `tracing`) that uevents of interfaces in other namespaces cannot reach it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], naming the operation: creating or binding the `NETLINK_KOBJECT_UEVENT`
+    /// socket (no permission, or no netlink), reading the sysfs tree for the coldplug scan, or
+    /// spawning the thread.
     pub fn start(self) -> Result<Monitor> {
+        // 0. Say so (once per process) where some uevents cannot reach the socket.
+        super::namespace::warn_once();
         // 1. Subscribe first: from here on no event can be missed.
         let socket = SocketOptions::new().recv_buffer(self.recv_buffer).open()?;
         let sysfs = Sysfs::new(&self.sysfs_root);

@@ -14,21 +14,37 @@ impl Monitor {
     /// The one whole disk at `address`, waiting up to `timeout`.
     ///
     /// - A path alone answers with the function's disk; if the function carries several whole
-    ///   disks when the answer comes, the wait fails at once with [`Error::Ambiguous`], which
+    ///   disks when the answer comes, the wait fails at once with [`Error::Ambiguous`](crate::Error::Ambiguous), which
     ///   lists each with its address (`sda 0:0:0:0, sdb 0:0:0:1`). Partitions never count.
     /// - A path and a unit answer with the disk that has the unit (the SCSI `T:L` on channel
     ///   0, or the NVMe namespace id, read from sysfs as the disk is registered).
     /// - A unit without a path answers when exactly one PCI function in the guest has a disk
-    ///   with it, and fails with [`Error::Ambiguous`] naming every candidate's path when
+    ///   with it, and fails with [`Error::Ambiguous`](crate::Error::Ambiguous) naming every candidate's path when
     ///   several do.
     ///
     /// With [`MonitorBuilder::scsi_scan`](super::MonitorBuilder::scsi_scan) on, a SCSI unit is
     /// first asked for with [`Monitor::scan_scsi`].
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`](crate::Error::Timeout) if it is not there by the deadline; the message says what was at
+    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
+    ///   02/00, driver virtio-pci bound, no block child").
+    /// - [`Error::Ambiguous`](crate::Error::Ambiguous) if the address fits several disks, with each candidate.
+    /// - [`Error::Io`](crate::Error::Io) if [`MonitorBuilder::scsi_scan`](super::MonitorBuilder::scsi_scan) is on
+    ///   and a `scan` write is refused (the file, and the OS error).
+    /// - [`Error::ListenerStopped`](crate::Error::ListenerStopped) if the listener thread stopped (shut down, or failed: the
+    ///   reason is in the message) before the answer came: the registry is no longer kept.
+    /// - [`Error::SysfsWrite`](crate::Error::SysfsWrite) if [`MonitorBuilder::rescan`](crate::MonitorBuilder::rescan) is on and a rescan is refused.
     pub fn wait_disk(&self, address: &DiskAddress, timeout: Duration) -> Result<BlockDevice> {
         self.wait_disk_deadline(address, deadline_after(timeout))
     }
 
     /// Like [`wait_disk`](Self::wait_disk), until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_disk`](Self::wait_disk).
     pub fn wait_disk_deadline(
         &self,
         address: &DiskAddress,
@@ -61,8 +77,12 @@ impl Monitor {
         }
     }
 
-    /// The one whole disk at `address` if it is there now; [`Error::Ambiguous`] if the address
+    /// The one whole disk at `address` if it is there now; [`Error::Ambiguous`](crate::Error::Ambiguous) if the address
     /// fits several (see [`wait_disk`](Self::wait_disk)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ambiguous`](crate::Error::Ambiguous) if the address fits several disks, with each candidate.
     pub fn try_disk(&self, address: &DiskAddress) -> Result<Option<BlockDevice>> {
         let st = self.inner.shared.state.lock();
         match st.registry.find_disk(address) {
@@ -75,7 +95,11 @@ impl Monitor {
     /// `scan` attribute of the SCSI hosts of the function at its path, or of every SCSI host
     /// below a PCI function when it has no path, under the monitor's sysfs root. Returns the
     /// files written (none for an address without a SCSI unit, or a path with no SCSI host).
-    /// A refused write is an [`Error::Io`] naming the file, with the OS error.
+    /// A refused write is an [`Error::Io`](crate::Error::Io) naming the file, with the OS error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) naming the `scan` file, if a write is refused.
     pub fn scan_scsi(&self, address: &DiskAddress) -> Result<Vec<PathBuf>> {
         match address.unit() {
             Some(Unit::Scsi(unit)) => self.inner.sysfs.scan_scsi(address.path(), *unit),

@@ -15,6 +15,7 @@
 mod builder;
 mod disk;
 mod function;
+mod namespace;
 mod nsid;
 pub(crate) mod state;
 mod thread;
@@ -27,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use serde::Serialize;
 
 use crate::address::DiskAddress;
 use crate::error::{Error, Result, given};
@@ -108,10 +108,11 @@ struct Counters {
 }
 
 /// Counts of what the listener saw, for `watch --stats` and for tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MonitorStats {
     /// Datagrams received, by outcome (from the registry).
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub registry: crate::registry::Stats,
     /// Datagrams longer than the receive buffer (also not applied).
     pub truncated: u64,
@@ -140,6 +141,10 @@ impl Monitor {
     }
 
     /// Starts a monitor with the defaults.
+    ///
+    /// # Errors
+    ///
+    /// As [`MonitorBuilder::start`].
     pub fn start() -> Result<Monitor> {
         MonitorBuilder::default().start()
     }
@@ -152,11 +157,25 @@ impl Monitor {
     /// With native NVMe multipath, this is the namespace head (`nvme0n1`), never the hidden
     /// per-path disk. A virtio-pmem device's `pmemN` counts as its disk (QEMU cannot unplug a
     /// virtio-pmem device: it refuses the `device_del`, and the guest sees no event).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
+    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
+    ///   02/00, driver virtio-pci bound, no block child").
+    /// - [`Error::Ambiguous`] if the function at `path` carries several whole disks, with each candidate.
+    /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
+    ///   reason is in the message) before the answer came: the registry is no longer kept.
+    /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
     pub fn wait_block(&self, path: &PciPath, timeout: Duration) -> Result<BlockDevice> {
         self.wait_block_deadline(path, deadline_after(timeout))
     }
 
     /// Like [`wait_block`](Self::wait_block), until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_block`](Self::wait_block).
     pub fn wait_block_deadline(
         &self,
         path: &PciPath,
@@ -172,11 +191,24 @@ impl Monitor {
     }
 
     /// The network interface at `path`, waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
+    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
+    ///   02/00, driver virtio-pci bound, no block child").
+    /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
+    ///   reason is in the message) before the answer came: the registry is no longer kept.
+    /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
     pub fn wait_net(&self, path: &PciPath, timeout: Duration) -> Result<NetInterface> {
         self.wait_net_deadline(path, deadline_after(timeout))
     }
 
     /// Like [`wait_net`](Self::wait_net), until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_net`](Self::wait_net).
     pub fn wait_net_deadline(
         &self,
         path: &PciPath,
@@ -193,11 +225,24 @@ impl Monitor {
     }
 
     /// Waits up to `timeout` until no PCI function is at `path`.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
+    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
+    ///   02/00, driver virtio-pci bound, no block child").
+    /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
+    ///   reason is in the message) before the answer came: the registry is no longer kept.
+    /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
     pub fn wait_removed(&self, path: &PciPath, timeout: Duration) -> Result<()> {
         self.wait_removed_deadline(path, deadline_after(timeout))
     }
 
     /// Like [`wait_removed`](Self::wait_removed), until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_removed`](Self::wait_removed).
     pub fn wait_removed_deadline(
         &self,
         path: &PciPath,

@@ -61,6 +61,9 @@ use netlink_sys::{Socket, SocketAddr};
 use crate::error::{Error, Result};
 use sys::{getsockopt_int, new_eventfd, poll, pollfd, recv_from, setsockopt_int};
 
+/// The size of a receive buffer that holds any uevent the kernel sends whole.
+pub use crate::uevent::MAX_DATAGRAM;
+
 /// The multicast group the kernel sends uevents to (`1 << 0`); udevd uses group 2.
 const KERNEL_GROUP: u32 = 1;
 

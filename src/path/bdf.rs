@@ -72,6 +72,7 @@ impl fmt::Debug for Bdf {
     }
 }
 
+#[cfg(feature = "serde")]
 impl serde::Serialize for Bdf {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

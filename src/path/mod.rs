@@ -1,56 +1,4 @@
 //! [`PciPath`]: the address of a PCI function that host and guest agree on, and [`Bdf`].
-//!
-//! A PCI path lists the slot of every bridge from the root bus down to the device, then the
-//! device's own slot, in hex, separated by `/`: `02/00` is slot 0 behind the bridge in slot 2
-//! of the root bus, `06` is slot 6 of the root bus itself. A hop may name a function other
-//! than 0 as `.F` (`02/00.1`).
-//!
-//! Guest bus numbers are given out by enumeration and move when bridges are added, so a path
-//! never contains one: it is computed from the chain of PCI functions in a device's sysfs path
-//! (`/devices/pci0000:00/0000:00:02.0/0000:01:00.0/...` is `02/00`).
-//!
-//! # Other root complexes
-//!
-//! Almost every guest has one root complex, `pci0000:00`, and its paths carry no prefix. A
-//! device under any other root complex (a PCI expander bridge such as QEMU's `pxb-pcie`, or
-//! another PCI domain, such as Cloud Hypervisor's `pci_segment=1`) is printed with that root
-//! complex's sysfs name first: `pci0000:10/02/00`, `pci0001:00/05`. That form can never be
-//! mistaken for a root-bus-0 path: a hop never starts with `pci`.
-//!
-//! # Accepted spellings
-//!
-//! Hosts write paths in several ways (Kata Containers' runtime and agent among them). Each of
-//! these parses to the same [`PciPath`], which always prints in the canonical form:
-//!
-//! | spelling | canonical | what it is |
-//! |---|---|---|
-//! | `02/00` | `02/00` | the canonical form: two lower-case hex digits a hop |
-//! | `2/0`, `3/4` | `02/00`, `03/04` | one-digit hops (Kata's `SlotFn` accepts them) |
-//! | `0A/1F` | `0a/1f` | upper-case hex |
-//! | `03.0/04.0` | `03/04` | an explicit function 0 (how Kata's `pci::Path` prints) |
-//! | `02/00.1` | `02/00.1` | function 1: a function other than 0 is always printed |
-//! | `pci0000:00/02/00` | `02/00` | the default root complex spelt out |
-//! | `pci0000:10/02/00` | `pci0000:10/02/00` | another root bus (a `pxb-pcie` with `bus_nr=0x10`) |
-//! | `20/00/02` | `pci0000:20/00/02` | Kata's expander-bridge form: see below |
-//! | `pci0001:00/05` | `pci0001:00/05` | PCI segment (domain) 1 |
-//!
-//! **Kata's expander-bridge form.** In a path of three or more `/`-separated parts whose
-//! first part is exactly two hex digits worth `20` or more, that first part is the root bus
-//! number in domain 0, not a slot (no slot is above `1f`): `20/00/02` is
-//! `pci0000:20/00/02`. This is the rule of Kata's agent (`pcipath_from_dev_tree_path`), whose
-//! runtime numbers its `pxb-pcie` buses from 0x20. Hence what stays an error:
-//!
-//! - `20` and `20/00`: with fewer than three parts a first part of `20` or more is a slot, and
-//!   above `1f` (Kata's agent refuses them too); write `pci0000:20/00`.
-//! - `20.0/00/02`: a root bus number has no function.
-//! - `pci0000:00/20/00/02`: after an explicit root complex every part is a hop.
-//! - `10/02/00` is slot `10` of root bus 0 and its descendants, never root bus 0x10: a root bus
-//!   below 0x20 has no short form, write `pci0000:10/02/00`.
-//!
-//! A hop is one or two hex digits, at most `1f`, optionally `.F` with `F` in `0`..`7`; three
-//! digits (`003`), a sign or spaces are refused. A bus address (`0000:01:00.0` or `01:00.0`)
-//! given by mistake gets an error saying it is one and that `pciplug list` shows each
-//! device's path. Any other error names the bad hop.
 
 use std::fmt;
 use std::str::FromStr;
@@ -81,10 +29,64 @@ pub const MAX_HOPS: usize = 16;
 /// assert_eq!(p.to_string(), "03/00/01");
 /// assert_eq!("02/00.1".parse::<PciPath>().unwrap().hops()[1].function(), 1);
 /// assert!("02/20".parse::<PciPath>().is_err()); // slots stop at 1f
-/// // Other spellings a host sends (see the module docs) print canonically.
+/// // Other spellings a host sends (see "Accepted spellings" below) print canonically.
 /// assert_eq!("3.0/4.0".parse::<PciPath>().unwrap().to_string(), "03/04");
 /// assert_eq!("20/00/02".parse::<PciPath>().unwrap().to_string(), "pci0000:20/00/02");
 /// ```
+///
+/// # Format
+///
+/// A PCI path lists the slot of every bridge from the root bus down to the device, then the
+/// device's own slot, in hex, separated by `/`: `02/00` is slot 0 behind the bridge in slot 2
+/// of the root bus, `06` is slot 6 of the root bus itself. A hop may name a function other
+/// than 0 as `.F` (`02/00.1`).
+///
+/// Guest bus numbers are given out by enumeration and move when bridges are added, so a path
+/// never contains one: it is computed from the chain of PCI functions in a device's sysfs path
+/// (`/devices/pci0000:00/0000:00:02.0/0000:01:00.0/...` is `02/00`).
+///
+/// # Other root complexes
+///
+/// Almost every guest has one root complex, `pci0000:00`, and its paths carry no prefix. A
+/// device under any other root complex (a PCI expander bridge such as QEMU's `pxb-pcie`, or
+/// another PCI domain, such as Cloud Hypervisor's `pci_segment=1`) is printed with that root
+/// complex's sysfs name first: `pci0000:10/02/00`, `pci0001:00/05`. That form can never be
+/// mistaken for a root-bus-0 path: a hop never starts with `pci`.
+///
+/// # Accepted spellings
+///
+/// Hosts write paths in several ways (Kata Containers' runtime and agent among them). Each of
+/// these parses to the same [`PciPath`], which always prints in the canonical form:
+///
+/// | spelling | canonical | what it is |
+/// |---|---|---|
+/// | `02/00` | `02/00` | the canonical form: two lower-case hex digits a hop |
+/// | `2/0`, `3/4` | `02/00`, `03/04` | one-digit hops (Kata's `SlotFn` accepts them) |
+/// | `0A/1F` | `0a/1f` | upper-case hex |
+/// | `03.0/04.0` | `03/04` | an explicit function 0 (how Kata's `pci::Path` prints) |
+/// | `02/00.1` | `02/00.1` | function 1: a function other than 0 is always printed |
+/// | `pci0000:00/02/00` | `02/00` | the default root complex spelt out |
+/// | `pci0000:10/02/00` | `pci0000:10/02/00` | another root bus (a `pxb-pcie` with `bus_nr=0x10`) |
+/// | `20/00/02` | `pci0000:20/00/02` | Kata's expander-bridge form: see below |
+/// | `pci0001:00/05` | `pci0001:00/05` | PCI segment (domain) 1 |
+///
+/// **Kata's expander-bridge form.** In a path of three or more `/`-separated parts whose
+/// first part is exactly two hex digits worth `20` or more, that first part is the root bus
+/// number in domain 0, not a slot (no slot is above `1f`): `20/00/02` is
+/// `pci0000:20/00/02`. This is the rule of Kata's agent (`pcipath_from_dev_tree_path`), whose
+/// runtime numbers its `pxb-pcie` buses from 0x20. Hence what stays an error:
+///
+/// - `20` and `20/00`: with fewer than three parts a first part of `20` or more is a slot, and
+///   above `1f` (Kata's agent refuses them too); write `pci0000:20/00`.
+/// - `20.0/00/02`: a root bus number has no function.
+/// - `pci0000:00/20/00/02`: after an explicit root complex every part is a hop.
+/// - `10/02/00` is slot `10` of root bus 0 and its descendants, never root bus 0x10: a root bus
+///   below 0x20 has no short form, write `pci0000:10/02/00`.
+///
+/// A hop is one or two hex digits, at most `1f`, optionally `.F` with `F` in `0`..`7`; three
+/// digits (`003`), a sign or spaces are refused. A bus address (`0000:01:00.0` or `01:00.0`)
+/// given by mistake gets an error saying it is one and that `pciplug list` shows each
+/// device's path. Any other error names the bad hop.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciPath {
     // Field order is the sort order: root complex first, then the hops lexicographically.
@@ -328,6 +330,7 @@ impl fmt::Debug for PciPath {
     }
 }
 
+#[cfg(feature = "serde")]
 impl serde::Serialize for PciPath {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

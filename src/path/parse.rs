@@ -1,4 +1,4 @@
-//! Parsing a [`PciPath`] from every spelling the module docs list; the errors that name the
+//! Parsing a [`PciPath`] from every spelling `PciPath`'s docs list; the errors that name the
 //! bad part.
 
 use std::str::FromStr;
@@ -26,7 +26,7 @@ impl ParsePciPathError {
 impl FromStr for PciPath {
     type Err = ParsePciPathError;
 
-    /// Parses every accepted spelling (see the [module docs](crate::path#accepted-spellings)).
+    /// Parses every accepted spelling (see [`PciPath`'s accepted spellings](crate::PciPath#accepted-spellings)).
     fn from_str(s: &str) -> Result<PciPath, ParsePciPathError> {
         if s.is_empty() {
             return Err(ParsePciPathError::new(s, "empty"));
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn every_accepted_spelling_parses_to_its_canonical_form() {
-        // The table of the module docs, row by row.
+        // The table of `PciPath`'s docs, row by row.
         for (spelling, canonical) in [
             ("02/00", "02/00"),
             ("2/0", "02/00"),
@@ -285,7 +285,7 @@ mod tests {
         assert!(err(&deep).contains("more than 16 hops"));
     }
 
-    /// One spelling of `hop`, chosen from those the module docs list: one or two digits, either
+    /// One spelling of `hop`, chosen from those `PciPath`'s docs list: one or two digits, either
     /// case, `.0` spelt out or not.
     fn arb_hop_spelling(hop: Hop) -> impl Strategy<Value = String> {
         let (slot, func) = (hop.slot(), hop.function());

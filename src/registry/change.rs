@@ -2,14 +2,13 @@
 
 use std::fmt;
 
-use serde::Serialize;
-
 use super::model::{BlockDevice, NetInterface, NvmeController};
 use crate::path::{Bdf, PciPath};
 
 /// What one apply changed. The live listener wakes waiters on [`Change::path`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "change", rename_all = "kebab-case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "change", rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum Change {
     /// A PCI function appeared.

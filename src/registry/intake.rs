@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use serde::Serialize;
-
 use super::{Change, Registry};
 use crate::path::DevpathError;
 use crate::uevent::{
@@ -29,7 +27,8 @@ pub enum Outcome {
 }
 
 /// Counts of what the registry was fed, by outcome.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Stats {
     /// Datagrams handed to [`Registry::apply_datagram`].
     pub received: u64,
@@ -56,11 +55,12 @@ pub struct Stats {
 macro_rules! malformed_counters {
     ($(($variant:ident, $field:ident, $name:literal, $doc:literal)),* $(,)?) => {
         /// Malformed datagrams by kind of defect, named as [`UeventError::kind`] names them.
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize))]
         pub struct MalformedKinds {
             $(
                 #[doc = $doc]
-                #[serde(rename = $name)]
+                #[cfg_attr(feature = "serde", serde(rename = $name))]
                 pub $field: u64,
             )*
         }
@@ -200,8 +200,11 @@ mod tests {
         let seen: Vec<(&str, u64)> = kinds.iter().filter(|(_, n)| *n > 0).collect();
         assert_eq!(seen, [("empty", 1), ("bad-header", 2)]);
         assert_eq!(kinds.bad_header, 2);
-        let json = serde_json::to_value(kinds).unwrap();
-        assert_eq!(json["bad-header"], 2, "{json}");
-        assert_eq!(json.as_object().unwrap().len(), kinds.iter().count());
+        #[cfg(feature = "serde")]
+        {
+            let json = serde_json::to_value(kinds).unwrap();
+            assert_eq!(json["bad-header"], 2, "{json}");
+            assert_eq!(json.as_object().unwrap().len(), kinds.iter().count());
+        }
     }
 }

@@ -1,11 +1,10 @@
 //! The public model: a PCI function and the block devices, interfaces and NVMe controllers below it.
 
-use serde::Serialize;
-
 use crate::path::{Bdf, PciPath};
 
 /// A PCI function present in the guest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PciDevice {
     /// Its PCI path.
     pub path: PciPath,
@@ -14,7 +13,7 @@ pub struct PciDevice {
     /// Its kernel device path (`/devices/pci0000:00/0000:00:02.0/0000:01:00.0`).
     pub devpath: Box<str>,
     /// Vendor/device IDs and class, once an event carrying them was seen.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub ids: Option<PciIds>,
     /// The bound driver (`virtio-pci`, `nvme`); `None` while unbound or not yet known.
     pub driver: Option<Box<str>>,
@@ -28,30 +27,34 @@ pub struct PciDevice {
 }
 
 /// PCI identification, from the `PCI_ID`, `PCI_SUBSYS_ID` and `PCI_CLASS` fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PciIds {
     /// `VVVV:DDDD`, e.g. `1af4:1042`.
-    #[serde(serialize_with = "ser_id_pair")]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_id_pair"))]
     pub id: (u16, u16),
     /// Subsystem `VVVV:DDDD`.
-    #[serde(serialize_with = "ser_id_pair")]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_id_pair"))]
     pub subsys_id: (u16, u16),
     /// Class code, 24 bits (`0x010000` is SCSI storage).
-    #[serde(serialize_with = "ser_class")]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_class"))]
     pub class: u32,
 }
 
+#[cfg(feature = "serde")]
 fn ser_id_pair<S: serde::Serializer>(v: &(u16, u16), s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{:04x}:{:04x}", v.0, v.1))
 }
 
+#[cfg(feature = "serde")]
 fn ser_class<S: serde::Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{v:06x}"))
 }
 
 /// Whether a block device is a whole disk or a partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum DevType {
     /// A whole disk (`vda`, `sda`, `nvme0n1`).
     Disk,
@@ -60,8 +63,9 @@ pub enum DevType {
 }
 
 /// How a block device hangs below its PCI function.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "transport", rename_all = "kebab-case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "transport", rename_all = "kebab-case"))]
 pub enum Transport {
     /// virtio-blk: `.../virtioN/block/vda`.
     Virtio,
@@ -85,7 +89,8 @@ pub enum Transport {
 }
 
 /// A block device: a disk or a partition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BlockDevice {
     /// Kernel name; the device node is `/dev/<name>`.
     pub name: Box<str>,
@@ -99,18 +104,18 @@ pub struct BlockDevice {
     /// apart). Partitions carry their disk's.
     pub diskseq: Option<u64>,
     /// Partition number.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub partn: Option<u32>,
     /// For a partition, the disk it is on.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub disk: Option<Box<str>>,
     /// How it hangs below the PCI function.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub transport: Transport,
     /// For an NVMe disk, its namespace id. No uevent carries it: the live monitor reads
     /// `/sys/class/block/<name>/nsid` when it registers the disk, and a replay (no sysfs)
     /// leaves it unknown.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub nsid: Option<u32>,
     /// Its kernel device path.
     pub devpath: Box<str>,
@@ -124,7 +129,8 @@ impl BlockDevice {
 }
 
 /// A network interface.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct NetInterface {
     /// Interface name (after any rename).
     pub name: Box<str>,
@@ -135,7 +141,8 @@ pub struct NetInterface {
 }
 
 /// An NVMe controller (the `nvmeN` character device).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct NvmeController {
     /// `nvme0`.
     pub name: Box<str>,
@@ -145,7 +152,8 @@ pub struct NvmeController {
 
 /// A PCI function as reported by `list` and `replay --json`: the device with all its block
 /// devices, NVMe multipath heads of linked subsystems included.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DeviceView<'a> {
     /// Its PCI path.
     pub path: PciPath,
@@ -154,7 +162,7 @@ pub struct DeviceView<'a> {
     /// Its kernel device path.
     pub devpath: &'a str,
     /// Vendor/device IDs and class, when known.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub ids: Option<PciIds>,
     /// The bound driver, if any.
     pub driver: Option<&'a str>,

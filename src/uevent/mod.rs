@@ -211,7 +211,7 @@ impl Datagram {
     /// Never panics and never allocates for an event it ignores.
     ///
     /// ```
-    /// use pciplug::uevent::{Datagram, Ignored};
+    /// use pciplug::{Datagram, Ignored};
     /// let d = b"add@/module/virtio\0ACTION=add\0DEVPATH=/module/virtio\0SUBSYSTEM=module\0SEQNUM=832\0";
     /// assert!(matches!(Datagram::parse(d), Ok(Datagram::Ignored(Ignored::Unrelated))));
     /// ```

@@ -5,9 +5,8 @@
 //! deterministic equivalent in `tests/fuzz_equivalents.rs`. Depends only on pciplug and std.
 #![allow(dead_code)]
 
-use pciplug::registry::Outcome;
-use pciplug::uevent::{MAX_DATAGRAM, is_safe_device_name};
-use pciplug::{Datagram, Registry};
+use pciplug::netlink::MAX_DATAGRAM;
+use pciplug::{Datagram, Outcome, Registry, is_safe_device_name};
 
 /// Checks one datagram; panics with what broke.
 pub fn check(data: &[u8]) {

@@ -16,8 +16,7 @@ mod tree;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeBounds;
 
-use pciplug::recording::Record;
-use pciplug::{PciPath, Recording, Registry};
+use pciplug::{PciPath, Record, Recording, Registry};
 
 /// The fake sysfs trees, from the library's test support.
 #[allow(unused_imports)] // as dead_code above: each binary uses its own subset

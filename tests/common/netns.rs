@@ -13,7 +13,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use pciplug::recording::Record;
+use pciplug::Record;
 use pciplug::testing::Injector;
 
 use super::{eventually, skip};

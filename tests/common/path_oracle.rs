@@ -5,8 +5,7 @@
 //! deterministic equivalent in `tests/fuzz_equivalents.rs`. Depends only on pciplug and std.
 #![allow(dead_code)]
 
-use pciplug::path::MAX_HOPS;
-use pciplug::{Bdf, PciPath, RootComplex};
+use pciplug::{Bdf, MAX_HOPS, PciPath, RootComplex};
 
 /// Checks one input; panics with what broke.
 pub fn check(data: &[u8]) {

@@ -10,9 +10,9 @@
 
 use std::collections::BTreeSet;
 
-use pciplug::registry::Outcome;
-use pciplug::uevent::is_safe_device_name;
-use pciplug::{Change, Datagram, DevType, PciPath, Recording, Registry};
+use pciplug::{
+    Change, Datagram, DevType, Outcome, PciPath, Recording, Registry, is_safe_device_name,
+};
 
 /// Operations per input at most, so one input stays fast whatever its length.
 pub const MAX_OPS: usize = 200;
