@@ -239,9 +239,7 @@ fn the_vfio_groups_announced_follow_the_functions_on_vfio_pci_step_by_step() {
     let mut registry = Registry::new();
     let mut seen = Vec::new();
     for r in &rec.records {
-        if let pciplug::registry::Outcome::Applied(changes) =
-            registry.apply_datagram(0, &r.datagram)
-        {
+        if let pciplug::Outcome::Applied(changes) = registry.apply_datagram(0, &r.datagram) {
             seen.extend(
                 changes
                     .iter()
