@@ -16,7 +16,8 @@
 //! Two more facts only sysfs has, each in a file of its own: an NVMe disk's namespace id
 //! (`class/block/<name>/nsid`, `nsid.rs`, read by the live monitor as it registers the disk),
 //! and the SCSI hosts below a function with their `scan` attribute (`scsi_host.rs`, the SCSI
-//! scan on request). `nvme_link.rs` reads the subsystem links.
+//! scan on request). `nvme_link.rs` reads the subsystem links; `device_dir.rs` reads a device
+//! whole.
 //!
 //! For each device the devpath is its canonical sysfs path minus the root, the subsystem is
 //! the name its `subsystem` link points to, and the fields are the `KEY=VALUE` lines of its
@@ -28,7 +29,10 @@
 //!
 //! Devices come and go while the scan runs. One that disappears between being listed and being
 //! read (`ENOENT`/`ENODEV`) is skipped, never reported as an error and never returned from
-//! stale data. A link that resolves outside the root is not followed, and attribute files are
+//! stale data. A device is read whole, one generation of it: its attributes are read relative
+//! to its directory, opened once, and the path is checked to still name that directory
+//! afterwards; one replugged meanwhile is read again, a few times at most, then skipped
+//! (`device_dir.rs`; the `remove` and `add` of each replug are queued behind the scan). A link that resolves outside the root is not followed, and attribute files are
 //! opened with `O_NOFOLLOW`. A missing or unreadable `bus/pci/devices`, or any other I/O
 //! failure, is an [`Error::Io`] that names what was being read.
 //!
@@ -51,7 +55,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -62,9 +66,11 @@ use crate::path::PciPath;
 use crate::registry::{Change, Registry};
 use crate::uevent::{Action, Uevent};
 
+mod device_dir;
 mod nsid;
 mod nvme_link;
 mod scsi_host;
+use device_dir::{DeviceDir, Identity, MAX_REREADS, attr_at, read_subsystem};
 pub use nvme_link::NvmeLink;
 use nvme_link::subsystem_links;
 pub use scsi_host::ScsiHost;
@@ -243,6 +249,11 @@ fn read_attr(path: &Path) -> io::Result<String> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
+    read_whole(file)
+}
+
+/// An attribute file's text, at most [`MAX_ATTR`] bytes of it.
+fn read_whole(file: File) -> io::Result<String> {
     let mut bytes = Vec::new();
     file.take(MAX_ATTR).read_to_end(&mut bytes)?;
     String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
@@ -259,7 +270,12 @@ enum Attr {
 }
 
 fn attr(path: &Path) -> Result<Attr> {
-    match read_attr(path) {
+    classify(read_attr(path), path)
+}
+
+/// What a read of the attribute at `path` means for the scan.
+fn classify(read: io::Result<String>, path: &Path) -> Result<Attr> {
+    match read {
         Ok(v) => Ok(Attr::Value(v)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Attr::Absent),
         Err(e) if is_gone(&e) => {
@@ -280,20 +296,56 @@ fn attr(path: &Path) -> Result<Attr> {
 }
 
 /// The `add` event for the device behind `link`, or `None` if it is not kept or went away.
+///
+/// One generation of the device, never a mix: its attributes are read through one
+/// [`DeviceDir`], which is then checked to be what the path still names. A device replugged
+/// meanwhile is read again, up to [`MAX_REREADS`] times, then skipped.
 fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
-    let Some((dir, devpath)) = resolve(root, link)? else {
-        return Ok(None);
-    };
-    if !is_kept(link, &devpath, kind) {
-        return Ok(None);
+    for _ in 0..=MAX_REREADS {
+        let Some((dir, devpath)) = resolve(root, link)? else {
+            return Ok(None);
+        };
+        if !is_kept(link, &devpath, kind) {
+            return Ok(None);
+        }
+        let Some(dev) = DeviceDir::open(dir)? else {
+            return Ok(None);
+        };
+        let read = read_generation(&dev, link, devpath, kind)?;
+        match dev.still_there()? {
+            Identity::Same => return Ok(read),
+            Identity::Gone => {
+                tracing::debug!("{}: gone while being read", link.display());
+                return Ok(None);
+            }
+            Identity::Replaced => {
+                tracing::debug!("{}: replugged while being read; again", link.display());
+            }
+        }
     }
-    let Some(subsystem) = read_subsystem(&dir, &devpath)? else {
+    tracing::warn!(
+        "{}: replugged during each of {} reads; skipped (its queued uevents add it)",
+        link.display(),
+        MAX_REREADS + 1
+    );
+    Ok(None)
+}
+
+/// The `add` event made of what the directory `dev` holds, or `None` if it is not kept or
+/// went away.
+fn read_generation(
+    dev: &DeviceDir,
+    link: &Path,
+    devpath: String,
+    kind: Kind,
+) -> Result<Option<Uevent>> {
+    let Some(subsystem) = read_subsystem(dev, &devpath)? else {
         return Ok(None);
     };
-    let Some(mut env) = read_fields(&dir, &devpath)? else {
+    let Some(mut env) = read_fields(dev, &devpath)? else {
         return Ok(None);
     };
-    if kind == Kind::Block && !add_block_facts(&dir, &mut env)? {
+    if kind == Kind::Block && !add_block_facts(dev, &mut env)? {
         return Ok(None);
     }
     // The fields every kernel datagram carries, except SEQNUM.
@@ -323,31 +375,9 @@ fn is_kept(link: &Path, devpath: &str, kind: Kind) -> bool {
     }
 }
 
-/// The name the device's `subsystem` link points to; `None` (logged) if the device went away
-/// or the link has no name.
-fn read_subsystem(dir: &Path, devpath: &str) -> Result<Option<String>> {
-    match fs::read_link(dir.join("subsystem")) {
-        Ok(target) => match target.file_name().and_then(|n| n.to_str()) {
-            Some(name) => Ok(Some(name.to_owned())),
-            None => {
-                tracing::warn!("{devpath}: subsystem link {target:?} has no name; skipped");
-                Ok(None)
-            }
-        },
-        Err(e) if is_gone(&e) => {
-            tracing::debug!("{devpath}: gone before its subsystem was read ({e})");
-            Ok(None)
-        }
-        Err(e) => Err(Error::io(
-            format!("reading {}", dir.join("subsystem").display()),
-            e,
-        )),
-    }
-}
-
 /// The fields of the device's `uevent` file; `None` if the device is skipped.
-fn read_fields(dir: &Path, devpath: &str) -> Result<Option<HashMap<String, String>>> {
-    match attr(&dir.join("uevent"))? {
+fn read_fields(dev: &DeviceDir, devpath: &str) -> Result<Option<HashMap<String, String>>> {
+    match attr_at(dev, c"uevent")? {
         Attr::Value(text) => Ok(Some(parse_uevent_file(&text))),
         Attr::Absent => {
             tracing::debug!("{devpath}: gone before its uevent file was read");
@@ -359,8 +389,8 @@ fn read_fields(dir: &Path, devpath: &str) -> Result<Option<HashMap<String, Strin
 
 /// What a block device's attributes add to its `uevent` fields: `false` if it is hidden
 /// (an NVMe per-path disk) or went away, else adds `DISKSEQ` when the fields lack it.
-fn add_block_facts(dir: &Path, env: &mut HashMap<String, String>) -> Result<bool> {
-    match attr(&dir.join("hidden"))? {
+fn add_block_facts(dev: &DeviceDir, env: &mut HashMap<String, String>) -> Result<bool> {
+    match attr_at(dev, c"hidden")? {
         // Absent on kernels before 5.10, which had no hidden disks in sysfs.
         Attr::Value(v) if v.trim() == "1" => return Ok(false),
         Attr::Value(_) | Attr::Absent => {}
@@ -370,11 +400,13 @@ fn add_block_facts(dir: &Path, env: &mut HashMap<String, String>) -> Result<bool
         return Ok(true);
     }
     // Kernels >= 5.15 have `diskseq` on the disk; a partition's events carry its disk's.
-    let disk_dir = match env.get("DEVTYPE").map(String::as_str) {
-        Some("partition") => dir.parent().unwrap_or(dir),
-        _ => dir,
+    // Its disk is the directory above, read through the partition's handle: the disk of
+    // this very partition, even if the disk was replugged meanwhile.
+    let diskseq = match env.get("DEVTYPE").map(String::as_str) {
+        Some("partition") => c"../diskseq",
+        _ => c"diskseq",
     };
-    match attr(&disk_dir.join("diskseq"))? {
+    match attr_at(dev, diskseq)? {
         Attr::Value(v) => {
             if let Ok(seq) = v.trim().parse::<u64>() {
                 env.insert("DISKSEQ".to_owned(), seq.to_string());
