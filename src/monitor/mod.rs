@@ -16,6 +16,7 @@ mod builder;
 mod disk;
 mod function;
 mod nsid;
+mod pacing;
 pub(crate) mod state;
 mod thread;
 
