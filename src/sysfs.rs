@@ -8,7 +8,7 @@
 //! - `bus/pci/devices/*` (every PCI function),
 //! - `class/block/*`, `class/net/*` and `class/nvme/*` (NVMe controllers), keeping only those
 //!   below a PCI function and the NVMe multipath heads (`/devices/virtual/nvme-subsystem/...`);
-//!   loop devices, `lo` and the like are not returned,
+//!   loop devices, `lo` and the like are not even read (told by their class links alone),
 //! - `class/nvme-subsystem/*/nvme<N>`, the links from a subsystem to its controllers, which
 //!   tie a multipath head to the PCI path(s) of its controller(s). No uevent carries them
 //!   (see observation 4 of `fixtures/real-hotplug/README.md`); nvme-cli finds them the same way.
@@ -133,7 +133,9 @@ impl Sysfs {
             ("net", Kind::Net),
         ] {
             for link in list_class(&self.root.join("class").join(class))? {
-                events.extend(read_device(&root, &link, kind)?);
+                if may_concern_registry(&link) {
+                    events.extend(read_device(&root, &link, kind)?);
+                }
             }
         }
         // PCI functions first, so the children find them with their IDs; devpath order puts a
@@ -207,6 +209,27 @@ fn list_class(dir: &Path) -> Result<Vec<PathBuf>> {
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(vec![]),
         other => other,
     }
+}
+
+/// False for a class entry whose link, by its text alone, leads to a device that cannot
+/// concern the registry (a virtual one: loop devices, `lo`, bridges, device-mapper disks): a
+/// scan, and so a resync, reads only the PCI functions, what is below them, and the NVMe
+/// multipath heads. Anything else, a link that cannot be read or one that does not lead
+/// plainly into `devices/` included, is left to [`read_device`], which resolves it fully.
+fn may_concern_registry(link: &Path) -> bool {
+    let Ok(target) = fs::read_link(link) else {
+        return true;
+    };
+    let Some(mut rest) = target.to_str() else {
+        return true;
+    };
+    while let Some(r) = rest.strip_prefix("../") {
+        rest = r;
+    }
+    if !rest.starts_with("devices/") || rest.contains("/../") || rest.contains("/./") {
+        return true;
+    }
+    devpath::may_concern_registry(format!("/{rest}").as_bytes())
 }
 
 /// True for the errors of a device that went away while being read.
@@ -605,6 +628,30 @@ mod tests {
         assert!(snap.events.iter().all(|e| e.sysname() != "vdz"));
         assert!(r.net(&p("04/00")).is_none(), "eth0 must not be resurrected");
         assert_eq!(r.disk(&p("02/00")).unwrap().name.as_ref(), "vda");
+    }
+
+    #[test]
+    fn virtual_devices_are_not_read() {
+        let t = q35();
+        // A virtual device that reading would fail on: a scan that read it would be an error.
+        let loop1 = "/devices/virtual/block/loop1";
+        t.class_device("block", loop1, &["DEVNAME=loop1"]);
+        let uevent = t.root().join(&loop1[1..]).join("uevent");
+        fs::remove_file(&uevent).unwrap();
+        fs::create_dir(&uevent).unwrap();
+        let snap = Sysfs::new(t.root()).scan().unwrap();
+        assert!(snap.events.iter().all(|e| e.sysname() != "loop1"));
+        // The NVMe multipath head, virtual too, is read.
+        assert!(snap.events.iter().any(|e| e.sysname() == "nvme0n1"));
+        // The same failure on a device below a PCI function is an error.
+        let vda_uevent = t.root().join(&VDA[1..]).join("uevent");
+        fs::remove_file(&vda_uevent).unwrap();
+        fs::create_dir(&vda_uevent).unwrap();
+        let e = Sysfs::new(t.root()).scan().unwrap_err().to_string();
+        assert!(
+            e.ends_with("vda/uevent: Is a directory (os error 21)"),
+            "{e}"
+        );
     }
 
     #[test]
