@@ -214,7 +214,8 @@ impl Listener {
     }
 
     /// After an overflow: drain what is queued (the kernel drops new events until the queue
-    /// is empty), rescan sysfs, and reconcile. Returns `Some(reason)` if the thread must stop.
+    /// is empty), rescan sysfs, and reconcile. Returns `Some(reason)` if the thread must stop;
+    /// `None` to go on listening, also after a rescan that failed.
     fn resync(&self, buf: &mut [u8], pacing: &mut Pacing) -> Option<String> {
         // 1. Drain until the socket is empty (non-blocking receives until EAGAIN), with the
         //    same step as the listening loop: what is queued is applied, not lost, and an
@@ -233,11 +234,13 @@ impl Listener {
         self.during_rescan();
         let truth = self.rescan();
         pacing.ran(start, Instant::now());
+        // A rescan that failed (counted) leaves the registry as it is; the listener goes on.
+        let truth = truth?;
         // 3. Reconcile, and wake whoever waits on a path that changed: an answer that
         //    appeared during the rescan is in `truth`, and its waiter is woken here.
         let shared = &*self.shared;
         let mut st = shared.state.lock();
-        let changes = st.registry.reconcile(truth?);
+        let changes = st.registry.reconcile(truth);
         shared.counters.resyncs.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             changes = changes.len(),
