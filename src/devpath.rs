@@ -5,13 +5,49 @@
 //! `virtioN` node is spelled, which name is a hidden per-path NVMe disk) is decided here, and
 //! the parser, the registry, the sysfs scan and the monitor ask these functions.
 
-/// Where every virtual device lives; of these, only NVMe multipath heads can concern a PCI
-/// registry.
+/// Where every virtual device lives; of these, only NVMe multipath heads and VFIO groups can
+/// concern a PCI registry.
 pub(crate) const VIRTUAL_DEVICES: &str = "/devices/virtual/";
 
 /// Where NVMe multipath namespace heads live: `<this><subsystem>/<head>`. The only block
 /// devices kept that are not below a PCI function.
 pub(crate) const NVME_SUBSYSTEMS: &str = "/devices/virtual/nvme-subsystem/";
+
+/// Where VFIO groups live: `<this><group>`, subsystem `vfio`, one per IOMMU group that has a
+/// function bound to `vfio-pci`; its node is `/dev/vfio/<group>` (`DEVNAME=vfio/<group>`).
+/// vfio creates the group's device with no parent, so every kernel puts it here (6.1 in
+/// `fixtures/real-hotplug-2/q35-vfio-bind.uevents`); the `noiommu-<N>` groups of an unsafe
+/// no-IOMMU setup are not IOMMU groups and are not kept.
+pub(crate) const VFIO_GROUPS: &str = "/devices/virtual/vfio/";
+
+/// The subsystem of a VFIO group's uevent.
+pub(crate) const VFIO_SUBSYSTEM: &str = "vfio";
+
+/// The IOMMU group of a VFIO group's devpath: `/devices/virtual/vfio/4` gives 4; anything
+/// else (below it, `noiommu-4`, a number too large) gives `None`.
+pub(crate) fn vfio_group(devpath: &[u8]) -> Option<u32> {
+    kernel_decimal(devpath.strip_prefix(VFIO_GROUPS.as_bytes())?)
+}
+
+/// True if `devname` is the `DEVNAME` of VFIO group `group`'s node (below `/dev`):
+/// `vfio/<group>`.
+pub(crate) fn is_vfio_group_devname(devname: &str, group: u32) -> bool {
+    devname
+        .strip_prefix("vfio/")
+        .and_then(|n| kernel_decimal(n.as_bytes()))
+        == Some(group)
+}
+
+/// A number as the kernel's `%d` writes it: digits only, no leading zero (`u32::from_str`
+/// also takes `+4` and `04`).
+fn kernel_decimal(s: &[u8]) -> Option<u32> {
+    let canonical = s.first().is_some_and(u8::is_ascii_digit)
+        && (s.len() == 1 || s[0] != b'0')
+        && s.iter().all(u8::is_ascii_digit);
+    canonical
+        .then(|| std::str::from_utf8(s).ok()?.parse().ok())
+        .flatten()
+}
 
 /// The index of the first `needle` in `b` at or after `from`, or `b.len()` if there is none.
 ///
@@ -93,10 +129,11 @@ pub(crate) fn is_canonical(p: &[u8]) -> bool {
 ///
 /// PCI functions and everything below them have a `pciDDDD:BB` root complex component
 /// (`/devices/pci0000:00/...`, or `/devices/platform/*.pcie/pci0000:00/...` on arm64); NVMe
-/// multipath namespace heads live under [`NVME_SUBSYSTEMS`].
+/// multipath namespace heads live under [`NVME_SUBSYSTEMS`], VFIO groups under
+/// [`VFIO_GROUPS`].
 pub(crate) fn may_concern_registry(devpath: &[u8]) -> bool {
     if devpath.starts_with(VIRTUAL_DEVICES.as_bytes()) {
-        return devpath.starts_with(NVME_SUBSYSTEMS.as_bytes());
+        return devpath.starts_with(NVME_SUBSYSTEMS.as_bytes()) || vfio_group(devpath).is_some();
     }
     // A `/pci` anywhere; from slash to slash (building a substring searcher for every
     // datagram costs more than the search).
@@ -243,17 +280,56 @@ mod tests {
             "/devices/pci0000:00/0000:00:02.0",
             "/devices/platform/4010000000.pcie/pci0000:00/0000:00:01.0",
             "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
+            "/devices/virtual/vfio/4",
         ] {
             assert!(may_concern_registry(yes.as_bytes()), "{yes}");
         }
         for no in [
             "/module/virtio",
+            "/devices/virtual/misc/vfio",
+            "/devices/virtual/vfio/noiommu-0",
+            "/devices/virtual/vfio/4/power",
+            "/class/vfio",
             "/devices/virtual/bdi/254:0",
             "/devices/virtual/pci-fake/x",
             "/devices/platform/serial8250",
             "/bus/pci",
         ] {
             assert!(!may_concern_registry(no.as_bytes()), "{no}");
+        }
+    }
+
+    #[test]
+    fn vfio_groups() {
+        assert_eq!(vfio_group(b"/devices/virtual/vfio/4"), Some(4));
+        assert_eq!(
+            vfio_group(b"/devices/virtual/vfio/4294967295"),
+            Some(u32::MAX)
+        );
+        for no in [
+            "/devices/virtual/vfio/",
+            "/devices/virtual/vfio/+4",
+            "/devices/virtual/vfio/04",
+            "/devices/virtual/vfio/4294967296",
+            "/devices/virtual/vfio/noiommu-0",
+            "/devices/virtual/vfio/4/power",
+            "/devices/virtual/vfio",
+            "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/vfio-dev/vfio0",
+        ] {
+            assert_eq!(vfio_group(no.as_bytes()), None, "{no}");
+        }
+        assert_eq!(vfio_group(b"/devices/virtual/vfio/0"), Some(0));
+        assert!(is_vfio_group_devname("vfio/4", 4));
+        for bad in [
+            "vfio/5",
+            "vfio/+4",
+            "vfio/04",
+            "vfio/4x",
+            "4",
+            "vfio/../4",
+            "x/vfio/4",
+        ] {
+            assert!(!is_vfio_group_devname(bad, 4), "{bad}");
         }
     }
 

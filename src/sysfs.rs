@@ -9,6 +9,8 @@
 //! - `class/block/*`, `class/net/*` and `class/nvme/*` (NVMe controllers), keeping only those
 //!   below a PCI function and the NVMe multipath heads (`/devices/virtual/nvme-subsystem/...`);
 //!   loop devices, `lo` and the like are not even read (told by their class links alone),
+//! - `class/vfio/*`, the VFIO groups (`/devices/virtual/vfio/<group>`) whose node
+//!   `/dev/vfio/<group>` is there,
 //! - `class/nvme-subsystem/*/nvme<N>`, the links from a subsystem to its controllers, which
 //!   tie a multipath head to the PCI path(s) of its controller(s). No uevent carries them
 //!   (see observation 4 of `fixtures/real-hotplug/README.md`); nvme-cli finds them the same way.
@@ -16,7 +18,7 @@
 //! Two more facts only sysfs has, each in a file of its own: an NVMe disk's namespace id
 //! (`class/block/<name>/nsid`, `nsid.rs`, read by the live monitor as it registers the disk),
 //! and the SCSI hosts below a function with their `scan` attribute (`scsi_host.rs`, the SCSI
-//! scan on request). `nvme_link.rs` reads the subsystem links; `device_dir.rs` reads a device
+//! scan on request). `nvme_link.rs` reads the subsystem links; `device_dir.rs` reads one device,
 //! whole.
 //!
 //! For each device the devpath is its canonical sysfs path minus the root, the subsystem is
@@ -62,15 +64,14 @@ use std::path::{Path, PathBuf};
 
 use crate::devpath;
 use crate::error::{Error, Result};
-use crate::path::PciPath;
 use crate::registry::{Change, Registry};
-use crate::uevent::{Action, Uevent};
+use crate::uevent::Uevent;
 
 mod device_dir;
 mod nsid;
 mod nvme_link;
 mod scsi_host;
-use device_dir::{DeviceDir, Identity, MAX_REREADS, attr_at, read_subsystem};
+use device_dir::read_device;
 pub use nvme_link::NvmeLink;
 use nvme_link::subsystem_links;
 pub use scsi_host::ScsiHost;
@@ -131,6 +132,7 @@ impl Sysfs {
             ("nvme", Kind::NvmeController),
             ("block", Kind::Block),
             ("net", Kind::Net),
+            ("vfio", Kind::VfioGroup),
         ] {
             for link in list_class(&self.root.join("class").join(class))? {
                 if may_concern_registry(&link) {
@@ -189,6 +191,7 @@ enum Kind {
     Block,
     Net,
     NvmeController,
+    VfioGroup,
 }
 
 /// The entries of a directory that must exist (`bus/pci/devices`).
@@ -318,129 +321,6 @@ fn classify(read: io::Result<String>, path: &Path) -> Result<Attr> {
     }
 }
 
-/// The `add` event for the device behind `link`, or `None` if it is not kept or went away.
-///
-/// One generation of the device, never a mix: its attributes are read through one
-/// [`DeviceDir`], which is then checked to be what the path still names. A device replugged
-/// meanwhile is read again, up to [`MAX_REREADS`] times, then skipped.
-fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
-    for _ in 0..=MAX_REREADS {
-        let Some((dir, devpath)) = resolve(root, link)? else {
-            return Ok(None);
-        };
-        if !is_kept(link, &devpath, kind) {
-            return Ok(None);
-        }
-        let Some(dev) = DeviceDir::open(dir)? else {
-            return Ok(None);
-        };
-        let read = read_generation(&dev, link, devpath, kind)?;
-        match dev.still_there()? {
-            Identity::Same => return Ok(read),
-            Identity::Gone => {
-                tracing::debug!("{}: gone while being read", link.display());
-                return Ok(None);
-            }
-            Identity::Replaced => {
-                tracing::debug!("{}: replugged while being read; again", link.display());
-            }
-        }
-    }
-    tracing::warn!(
-        "{}: replugged during each of {} reads; skipped (its queued uevents add it)",
-        link.display(),
-        MAX_REREADS + 1
-    );
-    Ok(None)
-}
-
-/// The `add` event made of what the directory `dev` holds, or `None` if it is not kept or
-/// went away.
-fn read_generation(
-    dev: &DeviceDir,
-    link: &Path,
-    devpath: String,
-    kind: Kind,
-) -> Result<Option<Uevent>> {
-    let Some(subsystem) = read_subsystem(dev, &devpath)? else {
-        return Ok(None);
-    };
-    let Some(mut env) = read_fields(dev, &devpath)? else {
-        return Ok(None);
-    };
-    if kind == Kind::Block && !add_block_facts(dev, &mut env)? {
-        return Ok(None);
-    }
-    // The fields every kernel datagram carries, except SEQNUM.
-    env.insert("ACTION".to_owned(), Action::Add.as_str().to_owned());
-    env.insert("DEVPATH".to_owned(), devpath.clone());
-    env.insert("SUBSYSTEM".to_owned(), subsystem.clone());
-    match Uevent::from_parts(Action::Add, devpath, subsystem, None, env) {
-        Ok(ev) => Ok(Some(ev)),
-        Err(e) => {
-            tracing::warn!("{}: skipped: {e}", link.display());
-            Ok(None)
-        }
-    }
-}
-
-/// Whether a device listed as `kind` is one the registry keeps: a PCI function itself (not
-/// something below one listed in `bus/pci/devices`), a class device below a PCI function, or
-/// an NVMe multipath head.
-fn is_kept(link: &Path, devpath: &str, kind: Kind) -> bool {
-    match PciPath::from_devpath(devpath) {
-        Ok(Some((_, end))) => kind != Kind::Function || end == devpath.len(),
-        Ok(None) => kind == Kind::Block && devpath::is_nvme_subsystem_path(devpath),
-        Err(e) => {
-            tracing::debug!("{}: not placeable, skipped: {e}", link.display());
-            false
-        }
-    }
-}
-
-/// The fields of the device's `uevent` file; `None` if the device is skipped.
-fn read_fields(dev: &DeviceDir, devpath: &str) -> Result<Option<HashMap<String, String>>> {
-    match attr_at(dev, c"uevent")? {
-        Attr::Value(text) => Ok(Some(parse_uevent_file(&text))),
-        Attr::Absent => {
-            tracing::debug!("{devpath}: gone before its uevent file was read");
-            Ok(None)
-        }
-        Attr::Skip => Ok(None),
-    }
-}
-
-/// What a block device's attributes add to its `uevent` fields: `false` if it is hidden
-/// (an NVMe per-path disk) or went away, else adds `DISKSEQ` when the fields lack it.
-fn add_block_facts(dev: &DeviceDir, env: &mut HashMap<String, String>) -> Result<bool> {
-    match attr_at(dev, c"hidden")? {
-        // Absent on kernels before 5.10, which had no hidden disks in sysfs.
-        Attr::Value(v) if v.trim() == "1" => return Ok(false),
-        Attr::Value(_) | Attr::Absent => {}
-        Attr::Skip => return Ok(false),
-    }
-    if env.contains_key("DISKSEQ") {
-        return Ok(true);
-    }
-    // Kernels >= 5.15 have `diskseq` on the disk; a partition's events carry its disk's.
-    // Its disk is the directory above, read through the partition's handle: the disk of
-    // this very partition, even if the disk was replugged meanwhile.
-    let diskseq = match env.get("DEVTYPE").map(String::as_str) {
-        Some("partition") => c"../diskseq",
-        _ => c"diskseq",
-    };
-    match attr_at(dev, diskseq)? {
-        Attr::Value(v) => {
-            if let Ok(seq) = v.trim().parse::<u64>() {
-                env.insert("DISKSEQ".to_owned(), seq.to_string());
-            }
-            Ok(true)
-        }
-        Attr::Absent => Ok(true),
-        Attr::Skip => Ok(false),
-    }
-}
-
 /// The `KEY=VALUE` lines of a sysfs `uevent` file; other lines are ignored.
 fn parse_uevent_file(text: &str) -> HashMap<String, String> {
     text.lines()
@@ -453,7 +333,9 @@ fn parse_uevent_file(text: &str) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path::PciPath;
     use crate::registry::{DevType, Transport};
+    use crate::uevent::Action;
     use std::collections::BTreeSet;
     use std::os::unix::fs::symlink;
 
@@ -774,6 +656,32 @@ mod tests {
                 .nvme_links_of("nvme-subsys0")
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn vfio_groups_are_found_in_their_class() {
+        let t = q35();
+        t.vfio_group(5);
+        // A no-IOMMU group is no IOMMU group: not kept.
+        t.class_device(
+            "vfio",
+            "/devices/virtual/vfio/noiommu-0",
+            &["DEVNAME=vfio/noiommu-0"],
+        );
+        let snap = Sysfs::new(t.root()).scan().unwrap();
+        let groups: Vec<&Uevent> = snap
+            .events
+            .iter()
+            .filter(|e| e.subsystem() == "vfio")
+            .collect();
+        assert_eq!(groups.len(), 1, "{groups:?}");
+        assert_eq!(groups[0].devpath(), "/devices/virtual/vfio/5");
+        let r = registry_of(&snap);
+        assert_eq!(r.vfio_groups().collect::<Vec<_>>(), [5]);
+        assert_eq!(
+            r.len(),
+            registry_of(&Sysfs::new(q35().root()).scan().unwrap()).len()
         );
     }
 

@@ -7,8 +7,11 @@
 //! `<sysfs>/kernel/iommu_groups/<group>/devices/` is checked (an endpoint, not a bridge,
 //! whose hand-over would cut off what is behind it), and each one not yet on `vfio-pci` gets
 //! `driver_override` = `vfio-pci`, is unbound from its driver and probed again
-//! (`drivers_probe`), which binds it to `vfio-pci` alone. `vfio-pci` then creates the group's
-//! device, `/dev/vfio/<group>`, which is polled for until the deadline.
+//! (`drivers_probe`), which binds it to `vfio-pci` alone. vfio then creates the group's
+//! device: devtmpfs makes its node `/dev/vfio/<group>`, and the kernel announces it with a
+//! uevent on `/devices/virtual/vfio/<group>`. That uevent is awaited (the registry keeps the
+//! groups announced; a group already there was found by the coldplug scan), then the node is
+//! confirmed under the dev root.
 
 use std::fs;
 use std::io;
@@ -27,9 +30,14 @@ use crate::sysfs_write;
 /// The driver VFIO passthrough binds.
 pub(crate) const VFIO_PCI: &str = "vfio-pci";
 
-/// How often the group's device node is looked for. `vfio-pci` creates it while it binds,
-/// before `drivers_probe` returns, so the first look nearly always finds it.
-const NODE_POLL: Duration = Duration::from_millis(10);
+/// How long the group's node may take to show once its uevent came. devtmpfs creates it
+/// before the kernel sends the uevent, so the first look finds it; a `/dev` that something
+/// else fills (a copy made by a container runtime or by udev) may lag by a moment, hence a
+/// few more looks, [`NODE_LOOK`] apart, within this bound (and the deadline).
+const NODE_GRACE: Duration = Duration::from_millis(100);
+
+/// The interval between the looks for the node within [`NODE_GRACE`].
+const NODE_LOOK: Duration = Duration::from_millis(10);
 
 /// An IOMMU group handed to `vfio-pci`: what [`Monitor::vfio`] answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -86,7 +94,8 @@ pub enum VfioError {
         /// The directory looked for.
         dir: PathBuf,
     },
-    /// The group's node did not appear by the deadline; `seen` names each function's driver.
+    /// vfio did not announce the group (its uevent) by the deadline, or its node was not
+    /// under the dev root once it did; `seen` says which, and names each function's driver.
     #[error("no {} for IOMMU group {group} within {}: {seen}", node.display(), humanize(*waited))]
     NoNode {
         /// The IOMMU group.
@@ -111,7 +120,8 @@ fn list(others: &[Blocker]) -> String {
 impl Monitor {
     /// Hands the PCI function at `path`, and every other function of its IOMMU group, to
     /// `vfio-pci`, and returns the group with its node `/dev/vfio/<group>`. Waits up to
-    /// `timeout` for the function to be present and for the node.
+    /// `timeout` for the function to be present, then for vfio's uevent announcing the group,
+    /// and confirms that the node is there.
     ///
     /// Idempotent: a group already on `vfio-pci` answers at once, with nothing written.
     /// Errors: [`VfioError`] (no IOMMU group, a group with a bridge or other function that
@@ -167,31 +177,61 @@ impl Monitor {
             sysfs_write::drivers_probe(root, m.bdf)?;
         }
         let node = self.dev_root().join("vfio").join(group.to_string());
-        while !node.exists() {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let (now, _) = group_members(root, group)?;
-                let seen: Vec<String> = now
-                    .iter()
-                    .map(|m| match &m.driver {
-                        Some(d) => format!("{} bound to {d}", m.bdf),
-                        None => format!("{} unbound", m.bdf),
-                    })
-                    .collect();
-                return Err(VfioError::NoNode {
-                    group,
-                    node,
-                    waited: deadline.map_or(start.elapsed(), |d| given(start, d)),
-                    seen: seen.join(", "),
-                }
-                .into());
+        let no_node = |waited, announced: bool| -> Result<VfioGroup> {
+            let (now, _) = group_members(root, group)?;
+            let mut seen: Vec<String> = now
+                .iter()
+                .map(|m| match &m.driver {
+                    Some(d) => format!("{} bound to {d}", m.bdf),
+                    None => format!("{} unbound", m.bdf),
+                })
+                .collect();
+            if announced {
+                seen.insert(0, "the group's uevent came, but not the node".into());
             }
-            thread::sleep(NODE_POLL);
+            let seen = seen.join(", ");
+            Err(VfioError::NoNode {
+                group,
+                node: node.clone(),
+                waited,
+                seen,
+            }
+            .into())
+        };
+        match self.wait_vfio_group(group, deadline) {
+            Ok(()) => {}
+            Err(Error::Timeout { .. }) => {
+                return no_node(deadline.map_or(start.elapsed(), |d| given(start, d)), false);
+            }
+            Err(e) => return Err(e),
+        }
+        if !node_shows(&node, deadline) {
+            return no_node(start.elapsed(), true);
         }
         Ok(VfioGroup {
             group,
             devnode: node,
             functions: members.iter().map(|m| m.bdf).collect(),
         })
+    }
+}
+
+/// Whether `node` is there, looking again [`NODE_LOOK`] apart within [`NODE_GRACE`] (and
+/// until `deadline`) if it is not yet.
+fn node_shows(node: &Path, deadline: Option<Instant>) -> bool {
+    let grace = Instant::now().checked_add(NODE_GRACE);
+    let until = match (grace, deadline) {
+        (Some(g), Some(d)) => g.min(d),
+        (g, d) => g.or(d).unwrap_or_else(Instant::now),
+    };
+    loop {
+        if node.exists() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        thread::sleep(NODE_LOOK);
     }
 }
 

@@ -7,9 +7,10 @@
 //! waiter of a path to leave removes its slot, so a million timed-out waits leave nothing
 //! behind.
 //!
-//! A wait for a disk address with no path (a SCSI `T:L` anywhere in the guest) sleeps on one
-//! more slot, `anywhere`, which a change at any path bumps too; it costs the listener nothing
-//! while nobody waits that way.
+//! A wait for a disk address with no path (a SCSI `T:L` anywhere in the guest) or for a VFIO
+//! group sleeps on one more slot, `anywhere`, which a change at any path bumps too, and a
+//! change tied to no path (a VFIO group's); it costs the listener nothing while nobody waits
+//! that way.
 //!
 //! The listener finds the slots to bump under the state lock, as it applies the event
 //! ([`Wakeups`]), and bumps them after releasing it: a waiter woken on the listener's own CPU
@@ -259,6 +260,16 @@ impl Wakeups {
         let at_path = waiters.slots.get(path).map(|(slot, _)| slot);
         let anywhere = waiters.anywhere.as_ref().map(|(slot, _)| slot);
         for slot in at_path.into_iter().chain(anywhere) {
+            if !self.0.iter().any(|s| Arc::ptr_eq(s, slot)) {
+                self.0.push(Arc::clone(slot));
+            }
+        }
+    }
+
+    /// Notes the slot of the waits with no path, if anybody waits that way: for a change tied
+    /// to no path (a VFIO group). Called with the state lock held, as [`Wakeups::add`].
+    pub(crate) fn add_anywhere(&mut self, waiters: &Waiters) {
+        if let Some((slot, _)) = &waiters.anywhere {
             if !self.0.iter().any(|s| Arc::ptr_eq(s, slot)) {
                 self.0.push(Arc::clone(slot));
             }

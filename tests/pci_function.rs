@@ -2,8 +2,8 @@
 //! from the q35-no-child-device uevents the kernel delivers in a private namespace (a
 //! function with no driver, one bound to virtio-pci, a timeout that says what it saw), and
 //! the driver of every function after every step of q35-vfio-bind (bind and unbind events)
-//! against the guest's own sysfs listing. The hand-over to vfio-pci and the rescan, on fake
-//! sysfs trees, are `vfio_rescan.rs`'s.
+//! against the guest's own sysfs listing, with the VFIO groups announced. The hand-over to
+//! vfio-pci and the rescan, on fake sysfs trees, are `vfio_rescan.rs`'s.
 
 mod common;
 
@@ -203,5 +203,62 @@ fn bind_and_unbind_events_keep_each_functions_driver_as_the_guest_saw_it() {
     assert_eq!(
         before.get(&dev.path).unwrap().driver.as_deref(),
         Some("vfio-pci")
+    );
+}
+
+#[test]
+fn the_vfio_groups_announced_follow_the_functions_on_vfio_pci_step_by_step() {
+    let rec = recording("q35-vfio-bind");
+    let listings = pci_drivers_after_each_step(&rec.file.to_string_lossy());
+    // The groups of the fixture README's step table (`add /devices/virtual/vfio/4` at step 2,
+    // `/vfio/5` at step 4, `remove .../vfio/4` at step 5; step 6 lists group 5, /dev/vfio/5).
+    let want: BTreeMap<u32, Vec<u32>> = BTreeMap::from([
+        (1, vec![]),
+        (2, vec![4]),
+        (3, vec![4]),
+        (4, vec![4, 5]),
+        (5, vec![5]),
+        (6, vec![5]),
+    ]);
+    assert_eq!(
+        listings.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (step, listing) in &listings {
+        let registry = common::replay(&up_to(&rec, *step));
+        let groups: Vec<u32> = registry.vfio_groups().collect();
+        assert_eq!(groups, want[step], "step {step}");
+        // Each function of this guest is alone in its IOMMU group: as many groups as the
+        // guest's own listing shows functions on vfio-pci.
+        let on_vfio = listing
+            .values()
+            .filter(|d| d.as_deref() == Some("vfio-pci"))
+            .count();
+        assert_eq!(groups.len(), on_vfio, "step {step}");
+    }
+    // Each group came and went once, with a change tied to no path.
+    let mut registry = Registry::new();
+    let mut seen = Vec::new();
+    for r in &rec.records {
+        if let pciplug::registry::Outcome::Applied(changes) =
+            registry.apply_datagram(0, &r.datagram)
+        {
+            seen.extend(
+                changes
+                    .iter()
+                    .filter(|c| c.to_string().contains("vfio-group"))
+                    .map(|c| (c.path(), c.to_string())),
+            );
+        }
+    }
+    let want = [
+        "- add vfio-group 4",
+        "- add vfio-group 5",
+        "- remove vfio-group 4",
+    ];
+    assert_eq!(
+        seen,
+        want.map(|w| (None, w.to_owned())).to_vec(),
+        "{seen:?}"
     );
 }

@@ -2,8 +2,9 @@
 //! function's IOMMU group to vfio-pci (each write checked, in order; nothing written when the
 //! group or the driver does not allow it; idempotent), the rescan option writes
 //! `bus/pci/rescan` when a wait starts and again until it answers (never when off), and a
-//! read-only sysfs refuses both with the file and the OS error. The monitors run in a private
-//! network namespace, so that this machine's own uevents never reach their registries.
+//! read-only sysfs refuses both with the file and the OS error. The group's node is awaited
+//! through vfio's uevent, injected from q35-vfio-bind. The monitors run in a private network
+//! namespace, so that this machine's own uevents never reach their registries.
 
 mod common;
 
@@ -74,8 +75,8 @@ impl Guest {
     }
 
     /// What the kernel does on `drivers_probe` with the override set: vfio-pci binds the
-    /// function and creates the group's node. Checks that the override and the unbind came
-    /// first.
+    /// function, vfio creates the group's device (its class entry, then its node) and
+    /// announces it (the recorded uevent). Checks that the override and the unbind came first.
     fn kernel_binds_vfio_on_probe(&self, old_driver: &str) -> thread::JoinHandle<()> {
         let probe = self.file("bus/pci/drivers_probe");
         let override_ = self.file(&format!("{EDU}/driver_override"));
@@ -91,8 +92,24 @@ impl Guest {
             std::os::unix::fs::symlink("../../../../bus/pci/drivers/vfio-pci", &link).unwrap();
             fs::create_dir_all(node.parent().unwrap()).unwrap();
             fs::write(&node, "").unwrap();
+            inject_all(&group_uevent("add", 5));
         })
     }
+}
+
+/// q35-vfio-bind's uevent `<action>@/devices/virtual/vfio/<group>`, ready to inject.
+fn group_uevent(action: &str, group: u32) -> Vec<Vec<u8>> {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/real-hotplug-2/q35-vfio-bind.uevents");
+    let header = format!("{action}@/devices/virtual/vfio/{group}\0");
+    let records: Vec<_> = Recording::read(file)
+        .unwrap()
+        .records
+        .into_iter()
+        .filter(|r| r.datagram.starts_with(header.as_bytes()))
+        .collect();
+    assert_eq!(records.len(), 1, "{header} recorded once");
+    injectable(&records)
 }
 
 fn p(s: &str) -> PciPath {
@@ -124,6 +141,7 @@ fn a_group_already_on_vfio_answers_at_once_and_writes_nothing() {
         "a_group_already_on_vfio_answers_at_once_and_writes_nothing",
         || {
             let guest = Guest::new(Some("vfio-pci"));
+            guest.sysfs.vfio_group(5);
             fs::create_dir_all(guest.node().parent().unwrap()).unwrap();
             fs::write(guest.node(), "").unwrap();
             let monitor = guest.monitor(false);
@@ -138,6 +156,68 @@ fn a_group_already_on_vfio_answers_at_once_and_writes_nothing() {
             }
         },
     );
+}
+
+#[test]
+fn the_group_is_answered_by_its_uevent_not_by_its_node_alone() {
+    in_private_netns(
+        "the_group_is_answered_by_its_uevent_not_by_its_node_alone",
+        || {
+            // On vfio-pci, the node there from the start, but the group never announced.
+            let guest = Guest::new(Some("vfio-pci"));
+            fs::create_dir_all(guest.node().parent().unwrap()).unwrap();
+            fs::write(guest.node(), "").unwrap();
+            let monitor = guest.monitor(false);
+            let e = monitor
+                .vfio(&p("03/00"), Duration::from_millis(300))
+                .unwrap_err();
+            assert!(matches!(e, Error::Vfio(VfioError::NoNode { .. })), "{e:?}");
+            assert!(
+                e.to_string().ends_with(": 0000:02:00.0 bound to vfio-pci"),
+                "{e}"
+            );
+
+            let m = monitor.clone();
+            let waiter = thread::spawn(move || m.vfio(&p("03/00"), Duration::from_secs(60)));
+            let waiting = || monitor.stats().waiters == 1;
+            assert!(eventually(Duration::from_secs(30), waiting), "not waiting");
+            // Another group's uevent wakes it, but does not answer it.
+            inject_all(&group_uevent("add", 4));
+            let seen_4 = || monitor.with_registry(|r| r.has_vfio_group(4));
+            assert!(
+                eventually(Duration::from_secs(30), seen_4),
+                "group 4 not applied"
+            );
+            assert!(!waiter.is_finished(), "answered by group 4");
+            assert_eq!(monitor.stats().waiters, 1);
+            // Its own does.
+            inject_all(&group_uevent("add", 5));
+            let group = waiter.join().unwrap().unwrap();
+            assert_eq!((group.group, group.devnode), (5, guest.node()));
+            // Nothing was written: the function was on vfio-pci already.
+            assert_eq!(guest.read(&format!("{EDU}/driver_override")), "");
+            assert_eq!(guest.read("bus/pci/drivers_probe"), "");
+        },
+    );
+}
+
+#[test]
+fn an_announced_group_without_its_node_says_so() {
+    in_private_netns("an_announced_group_without_its_node_says_so", || {
+        let guest = Guest::new(Some("vfio-pci"));
+        guest.sysfs.vfio_group(5);
+        let e = guest
+            .monitor(false)
+            .vfio(&p("03/00"), Duration::from_secs(30))
+            .unwrap_err();
+        assert!(matches!(e, Error::Vfio(VfioError::NoNode { .. })), "{e:?}");
+        assert!(
+            e.to_string().ends_with(
+                ": the group's uevent came, but not the node, 0000:02:00.0 bound to vfio-pci"
+            ),
+            "{e}"
+        );
+    });
 }
 
 /// The files `vfio` writes, all still empty.

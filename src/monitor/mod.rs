@@ -36,7 +36,7 @@ use crate::netlink::Stopper;
 use crate::path::PciPath;
 use crate::registry::{BlockDevice, Change, NetInterface, Registry};
 use crate::sysfs::Sysfs;
-use crate::wait::{Wanted, wait_for};
+use crate::wait::{Wanted, wait_anywhere, wait_for};
 pub use builder::MonitorBuilder;
 use state::{StateLock, Status};
 
@@ -258,6 +258,19 @@ impl Monitor {
                 done => return done,
             }
         }
+    }
+
+    /// Waits until vfio has announced IOMMU group `group` (its uevent on
+    /// `/devices/virtual/vfio/<group>`, or the coldplug scan's `class/vfio/<group>`). Woken by
+    /// the group's change, which is tied to no path; at the deadline, an [`Error::Timeout`].
+    pub(crate) fn wait_vfio_group(&self, group: u32, deadline: Option<Instant>) -> Result<()> {
+        let timeout = |r: &Registry, waited| Error::Timeout {
+            wanted: format!("VFIO group {group}"),
+            waited,
+            seen: format!("VFIO groups {:?}", r.vfio_groups().collect::<Vec<_>>()),
+        };
+        let answer = |r: &Registry| r.has_vfio_group(group).then_some(());
+        wait_anywhere(&self.inner.shared.state, deadline, answer, timeout)
     }
 
     /// Where this monitor reads sysfs (and writes to it).

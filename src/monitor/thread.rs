@@ -331,6 +331,8 @@ fn publish(shared: &Shared, st: StateGuard<'_>, changes: Vec<Change>) {
                 wakeups.add(&st.waiters, &p);
                 last = Some(p);
             }
+        } else {
+            wakeups.add_anywhere(&st.waiters);
         }
     }
     send_to_subscribers(shared, changes);

@@ -22,6 +22,7 @@ impl Registry {
             ("block", None) => self.apply_nvme_head(ev, &mut changes),
             ("net", Some((path, end))) => self.apply_net(ev, path, end, &mut changes),
             ("nvme", Some((path, end))) => self.apply_nvme_controller(ev, path, end, &mut changes),
+            ("vfio", None) => self.apply_vfio_group(ev, &mut changes),
             _ => {}
         }
         Ok(changes)

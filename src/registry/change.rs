@@ -90,6 +90,16 @@ pub enum Change {
         /// The controller.
         controller: NvmeController,
     },
+    /// vfio announced a VFIO group, whose node is `/dev/vfio/<group>`. Tied to no path.
+    VfioGroupAdded {
+        /// The IOMMU group.
+        group: u32,
+    },
+    /// vfio removed a VFIO group (its last function left `vfio-pci`). Tied to no path.
+    VfioGroupRemoved {
+        /// The IOMMU group.
+        group: u32,
+    },
 }
 
 impl Change {
@@ -106,6 +116,7 @@ impl Change {
             | Change::NvmeAdded { path, .. }
             | Change::NvmeRemoved { path, .. } => Some(*path),
             Change::BlockAdded { path, .. } | Change::BlockRemoved { path, .. } => *path,
+            Change::VfioGroupAdded { .. } | Change::VfioGroupRemoved { .. } => None,
         }
     }
 }
@@ -143,6 +154,8 @@ impl fmt::Display for Change {
             Change::NvmeRemoved { path, controller } => {
                 write!(f, "{path} remove nvme {}", controller.name)
             }
+            Change::VfioGroupAdded { group } => write!(f, "- add vfio-group {group}"),
+            Change::VfioGroupRemoved { group } => write!(f, "- remove vfio-group {group}"),
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::path::PciPath;
 
 /// The changes that take `old` to `new`, device by device, in path order: removals of what
 /// is gone (children first), then additions of what is new; then the NVMe heads tied to no
-/// path.
+/// path; then the VFIO groups.
 pub(super) fn diff(old: &Registry, new: &Registry) -> Vec<Change> {
     let mut changes = Vec::new();
     let paths: BTreeSet<PciPath> = old.devices().chain(new.devices()).map(|d| d.path).collect();
@@ -24,6 +24,7 @@ pub(super) fn diff(old: &Registry, new: &Registry) -> Vec<Change> {
     let came = nh.iter().filter(|h| !oh.contains(h)).cloned();
     changes.extend(gone.map(|block| Change::BlockRemoved { path: None, block }));
     changes.extend(came.map(|block| Change::BlockAdded { path: None, block }));
+    super::vfio::diff(&old.vfio_groups, &new.vfio_groups, &mut changes);
     changes
 }
 

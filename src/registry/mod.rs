@@ -18,6 +18,8 @@
 //! - NVMe multipath heads live under `/devices/virtual/nvme-subsystem/` and cannot be tied to
 //!   a controller from uevents alone: they are kept per subsystem, and attributed to a PCI
 //!   path only once something that read sysfs calls [`Registry::link_nvme_controller`].
+//! - VFIO groups (`/devices/virtual/vfio/<group>`) name no PCI function: the set of groups
+//!   announced is kept apart, and its changes are tied to no path.
 //! - Applying an event twice changes nothing the second time.
 //!
 //! Memory is bounded by what is present: nothing is kept for ignored events or for children
@@ -27,7 +29,7 @@
 //! registry is fed and the counters: [`Outcome`], [`Stats`]), `devices` (the table of
 //! functions), `hash` (its hasher), `apply` (PCI functions, interfaces, NVMe controllers),
 //! `block` (disks, partitions, NVMe heads), `query` (the answers), `disks` (which disk an
-//! address names, ambiguity, NVMe namespace ids), `diff` (reconcile).
+//! address names, ambiguity, NVMe namespace ids), `vfio` (VFIO groups), `diff` (reconcile).
 
 mod apply;
 mod block;
@@ -41,8 +43,9 @@ mod model;
 mod query;
 #[cfg(test)]
 mod test_events;
+mod vfio;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[cfg(doc)]
 use crate::uevent::Uevent;
@@ -100,6 +103,8 @@ pub struct Registry {
     /// interface may be renamed to anything, `vda` included. Invariant: exactly the net names
     /// held in `devices`, each once.
     net_names: HashMap<Box<str>, PciPath, FastHash>,
+    /// The IOMMU groups vfio announced (`/devices/virtual/vfio/<group>`) and did not remove.
+    vfio_groups: BTreeSet<u32>,
     stats: Stats,
 }
 

@@ -1,6 +1,7 @@
-//! [`DeviceDir`]: a device's sysfs directory, opened once, so that a scan reads each device
-//! whole, one generation of it, never the attributes of two plugs mixed.
+//! Reading one device for the scan: [`DeviceDir`], its sysfs directory opened once, so that
+//! the device is read whole, one generation of it, never the attributes of two plugs mixed.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -9,9 +10,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Attr, classify, is_gone, read_whole};
+use super::{Attr, Kind, classify, is_gone, parse_uevent_file, read_whole, resolve};
+use crate::devpath;
 use crate::error::{Error, Result};
 use crate::netlink::sys::{open_at, read_link_at};
+use crate::path::PciPath;
+use crate::uevent::{Action, Uevent};
 
 /// A device's directory, opened once: each of its attributes is read relative to this handle,
 /// so all of them come from the one directory, whatever happens to the path meanwhile. Sysfs
@@ -99,6 +103,132 @@ pub(super) fn after_read(dir: &Path, name: &CStr) {
 #[cfg(not(test))]
 #[inline(always)]
 pub(super) fn after_read(_dir: &Path, _name: &CStr) {}
+
+/// The `add` event for the device behind `link`, or `None` if it is not kept or went away.
+///
+/// One generation of the device, never a mix: its attributes are read through one
+/// [`DeviceDir`], which is then checked to be what the path still names. A device replugged
+/// meanwhile is read again, up to [`MAX_REREADS`] times, then skipped.
+pub(super) fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
+    for _ in 0..=MAX_REREADS {
+        let Some((dir, devpath)) = resolve(root, link)? else {
+            return Ok(None);
+        };
+        if !is_kept(link, &devpath, kind) {
+            return Ok(None);
+        }
+        let Some(dev) = DeviceDir::open(dir)? else {
+            return Ok(None);
+        };
+        let read = read_generation(&dev, link, devpath, kind)?;
+        match dev.still_there()? {
+            Identity::Same => return Ok(read),
+            Identity::Gone => {
+                tracing::debug!("{}: gone while being read", link.display());
+                return Ok(None);
+            }
+            Identity::Replaced => {
+                tracing::debug!("{}: replugged while being read; again", link.display());
+            }
+        }
+    }
+    tracing::warn!(
+        "{}: replugged during each of {} reads; skipped (its queued uevents add it)",
+        link.display(),
+        MAX_REREADS + 1
+    );
+    Ok(None)
+}
+
+/// The `add` event made of what the directory `dev` holds, or `None` if it is not kept or
+/// went away.
+fn read_generation(
+    dev: &DeviceDir,
+    link: &Path,
+    devpath: String,
+    kind: Kind,
+) -> Result<Option<Uevent>> {
+    let Some(subsystem) = read_subsystem(dev, &devpath)? else {
+        return Ok(None);
+    };
+    let Some(mut env) = read_fields(dev, &devpath)? else {
+        return Ok(None);
+    };
+    if kind == Kind::Block && !add_block_facts(dev, &mut env)? {
+        return Ok(None);
+    }
+    // The fields every kernel datagram carries, except SEQNUM.
+    env.insert("ACTION".to_owned(), Action::Add.as_str().to_owned());
+    env.insert("DEVPATH".to_owned(), devpath.clone());
+    env.insert("SUBSYSTEM".to_owned(), subsystem.clone());
+    match Uevent::from_parts(Action::Add, devpath, subsystem, None, env) {
+        Ok(ev) => Ok(Some(ev)),
+        Err(e) => {
+            tracing::warn!("{}: skipped: {e}", link.display());
+            Ok(None)
+        }
+    }
+}
+
+/// Whether a device listed as `kind` is one the registry keeps: a PCI function itself (not
+/// something below one listed in `bus/pci/devices`), a class device below a PCI function, an
+/// NVMe multipath head, or a VFIO group.
+fn is_kept(link: &Path, devpath: &str, kind: Kind) -> bool {
+    if kind == Kind::VfioGroup {
+        return devpath::vfio_group(devpath.as_bytes()).is_some();
+    }
+    match PciPath::from_devpath(devpath) {
+        Ok(Some((_, end))) => kind != Kind::Function || end == devpath.len(),
+        Ok(None) => kind == Kind::Block && devpath::is_nvme_subsystem_path(devpath),
+        Err(e) => {
+            tracing::debug!("{}: not placeable, skipped: {e}", link.display());
+            false
+        }
+    }
+}
+
+/// The fields of the device's `uevent` file; `None` if the device is skipped.
+fn read_fields(dev: &DeviceDir, devpath: &str) -> Result<Option<HashMap<String, String>>> {
+    match attr_at(dev, c"uevent")? {
+        Attr::Value(text) => Ok(Some(parse_uevent_file(&text))),
+        Attr::Absent => {
+            tracing::debug!("{devpath}: gone before its uevent file was read");
+            Ok(None)
+        }
+        Attr::Skip => Ok(None),
+    }
+}
+
+/// What a block device's attributes add to its `uevent` fields: `false` if it is hidden
+/// (an NVMe per-path disk) or went away, else adds `DISKSEQ` when the fields lack it.
+fn add_block_facts(dev: &DeviceDir, env: &mut HashMap<String, String>) -> Result<bool> {
+    match attr_at(dev, c"hidden")? {
+        // Absent on kernels before 5.10, which had no hidden disks in sysfs.
+        Attr::Value(v) if v.trim() == "1" => return Ok(false),
+        Attr::Value(_) | Attr::Absent => {}
+        Attr::Skip => return Ok(false),
+    }
+    if env.contains_key("DISKSEQ") {
+        return Ok(true);
+    }
+    // Kernels >= 5.15 have `diskseq` on the disk; a partition's events carry its disk's.
+    // Its disk is the directory above, read through the partition's handle: the disk of
+    // this very partition, even if the disk was replugged meanwhile.
+    let diskseq = match env.get("DEVTYPE").map(String::as_str) {
+        Some("partition") => c"../diskseq",
+        _ => c"diskseq",
+    };
+    match attr_at(dev, diskseq)? {
+        Attr::Value(v) => {
+            if let Ok(seq) = v.trim().parse::<u64>() {
+                env.insert("DISKSEQ".to_owned(), seq.to_string());
+            }
+            Ok(true)
+        }
+        Attr::Absent => Ok(true),
+        Attr::Skip => Ok(false),
+    }
+}
 
 /// Reads attribute `name` of the device whose directory is `dir`, relative to that very
 /// directory, without following a symlink in its place.

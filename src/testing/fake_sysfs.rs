@@ -84,6 +84,14 @@ impl FakeSysfs {
         self.link(&format!("class/{class}/{name}"), devpath);
     }
 
+    /// The VFIO group `group` as vfio creates it: `/devices/virtual/vfio/<group>`, listed in
+    /// `class/vfio`, with the `uevent` fields of q35-vfio-bind's.
+    pub fn vfio_group(&self, group: u32) {
+        let devname = format!("DEVNAME=vfio/{group}");
+        let devpath = format!("/devices/virtual/vfio/{group}");
+        self.class_device("vfio", &devpath, &["MAJOR=244", "MINOR=0", &devname]);
+    }
+
     /// A SCSI host whose device directory is `host_dir` (`.../virtio0/host0`): its class
     /// device `scsi_host/host0` with an empty `scan` attribute, listed in `class/scsi_host`.
     pub fn scsi_host(&self, host_dir: &str) {

@@ -1,7 +1,7 @@
 //! The allocation-free read of a datagram: header, fields, and the borrowed [`UeventRef`] the
 //! registry applies.
 
-use super::{Action, Ignored, MAX_DATAGRAM, TRACKED_SUBSYSTEMS, UeventError, is_safe_device_name};
+use super::{Action, Ignored, MAX_DATAGRAM, UeventError, is_safe_device_name, is_tracked};
 #[cfg(doc)]
 use super::{Datagram, Uevent};
 use crate::devpath::{self, find_byte};
@@ -76,7 +76,7 @@ pub(super) fn validate<'a>(
     }
     event.action = action;
     let kobject_rejects = read_fields(datagram, &header, event)?;
-    if !TRACKED_SUBSYSTEMS.contains(&event.subsystem.as_bytes()) {
+    if !is_tracked(header.devpath, event.subsystem) {
         return Ok(Checked::Ignored(Ignored::Subsystem));
     }
     Ok(Checked::Relevant {
@@ -403,10 +403,19 @@ impl<'a> UeventRef<'a> {
             key: key.name(),
             value: value.to_owned(),
         };
-        for key in [Key::Devname, Key::Interface] {
-            if let Some(v) = self.get(key).filter(|v| !is_safe_device_name(v)) {
-                return Err(bad(key, v));
-            }
+        // A VFIO group's node is the one name with a slash (`vfio/4`), and must be its own.
+        let vfio_group = (self.subsystem() == devpath::VFIO_SUBSYSTEM)
+            .then(|| devpath::vfio_group(self.devpath.as_bytes()))
+            .flatten();
+        let safe_devname = |v: &str| match vfio_group {
+            Some(group) => devpath::is_vfio_group_devname(v, group),
+            None => is_safe_device_name(v),
+        };
+        if let Some(v) = self.get(Key::Devname).filter(|v| !safe_devname(v)) {
+            return Err(bad(Key::Devname, v));
+        }
+        if let Some(v) = self.get(Key::Interface).filter(|v| !is_safe_device_name(v)) {
+            return Err(bad(Key::Interface, v));
         }
         // Without DEVNAME or INTERFACE the registry names the device after the last devpath
         // component, which must then be as safe to put after /dev/ as they are.

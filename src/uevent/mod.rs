@@ -145,11 +145,12 @@ impl fmt::Display for Action {
 /// Why a well-formed kernel datagram was set aside without being parsed further.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ignored {
-    /// The devpath is neither below a PCI root complex nor an NVMe subsystem
-    /// (modules, drivers, buses, `bdi`, ACPI `wakeup`, other virtual devices).
+    /// The devpath is neither below a PCI root complex, nor an NVMe subsystem, nor a VFIO
+    /// group (modules, drivers, buses, `bdi`, ACPI `wakeup`, other virtual devices).
     Unrelated,
     /// Below a PCI device, but of a subsystem the registry does not track
-    /// (`virtio`, `scsi`, `bsg`, `hwmon`, `queues`, `nvme-generic`, ...).
+    /// (`virtio`, `scsi`, `bsg`, `hwmon`, `queues`, `nvme-generic`, `vfio-dev`, ...), or at
+    /// a VFIO group's devpath but not of subsystem `vfio`.
     Subsystem,
     /// An action this version does not know; the kernel may add some.
     UnknownAction,
@@ -164,8 +165,19 @@ pub enum Datagram {
     Ignored(Ignored),
 }
 
-/// Subsystems whose devices the registry keeps.
+/// Subsystems whose devices below a PCI function (or NVMe subsystem) the registry keeps.
 const TRACKED_SUBSYSTEMS: [&[u8]; 4] = [b"pci", b"block", b"net", b"nvme"];
+
+/// Whether an event at `devpath` (one that may concern the registry) of `subsystem` is one the
+/// registry keeps: a VFIO group's own (subsystem `vfio`), or one of [`TRACKED_SUBSYSTEMS`]
+/// anywhere else.
+fn is_tracked(devpath: &[u8], subsystem: &str) -> bool {
+    if devpath.starts_with(devpath::VFIO_GROUPS.as_bytes()) {
+        subsystem == devpath::VFIO_SUBSYSTEM
+    } else {
+        TRACKED_SUBSYSTEMS.contains(&subsystem.as_bytes())
+    }
+}
 
 /// The netlink port id the kernel sends from; any other sender is a process.
 pub(crate) const KERNEL_PORT_ID: u32 = 0;
@@ -280,7 +292,7 @@ impl Uevent {
     pub fn devpath(&self) -> &str {
         &self.devpath
     }
-    /// The subsystem (`pci`, `block`, `net`, `nvme`).
+    /// The subsystem (`pci`, `block`, `net`, `nvme`, `vfio`).
     pub fn subsystem(&self) -> &str {
         &self.subsystem
     }
@@ -379,6 +391,53 @@ mod tests {
         assert!(matches!(
             Datagram::parse(&future),
             Ok(Datagram::Ignored(Ignored::UnknownAction))
+        ));
+    }
+
+    /// `add@/devices/virtual/vfio/4` as the 6.1 kernel of q35-vfio-bind sent it, with
+    /// `subsystem` and `devname`.
+    fn vfio_group_add(subsystem: &str, devname: &str) -> Vec<u8> {
+        dgram(&[
+            "add@/devices/virtual/vfio/4",
+            "ACTION=add",
+            "DEVPATH=/devices/virtual/vfio/4",
+            &format!("SUBSYSTEM={subsystem}"),
+            "MAJOR=244",
+            "MINOR=0",
+            &format!("DEVNAME={devname}"),
+            "SEQNUM=676",
+        ])
+    }
+
+    #[test]
+    fn a_vfio_group_is_relevant_with_its_own_subsystem_and_node_name() {
+        let Datagram::Relevant(u) = Datagram::parse(&vfio_group_add("vfio", "vfio/4")).unwrap()
+        else {
+            panic!("a vfio group add must be relevant");
+        };
+        assert_eq!((u.subsystem(), u.get("DEVNAME")), ("vfio", Some("vfio/4")));
+        assert!(matches!(
+            Datagram::parse(&vfio_group_add("misc", "vfio/4")),
+            Ok(Datagram::Ignored(Ignored::Subsystem))
+        ));
+        for bad in ["vfio/5", "vfio/../sda", "sda"] {
+            let e = Datagram::parse(&vfio_group_add("vfio", bad)).unwrap_err();
+            assert_eq!(e.kind(), "bad-value", "{bad}");
+        }
+        // Elsewhere a name with a slash is still refused, and `vfio` is no tracked subsystem.
+        let vda = String::from_utf8(vda_add())
+            .unwrap()
+            .replace("DEVNAME=vda", "DEVNAME=vfio/4");
+        assert_eq!(
+            Datagram::parse(vda.as_bytes()).unwrap_err().kind(),
+            "bad-value"
+        );
+        let fake = String::from_utf8(vda_add())
+            .unwrap()
+            .replace("SUBSYSTEM=block", "SUBSYSTEM=vfio");
+        assert!(matches!(
+            Datagram::parse(fake.as_bytes()),
+            Ok(Datagram::Ignored(Ignored::Subsystem))
         ));
     }
 
@@ -533,6 +592,7 @@ mod tests {
                 "add@/devices/pci0000:00/0000:00:02.0".to_owned(), "add@/module/x".to_owned(),
                 "add@/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1".to_owned(),
                 "add@/devices/pci0000:00/../x".to_owned(), "bad".to_owned(),
+                "add@/devices/virtual/vfio/4".to_owned(),
             ]),
             fields in proptest::collection::vec(proptest::sample::select(vec![
                 "ACTION=add", "ACTION=remove", "ACTION=frob", "SUBSYSTEM=block",
@@ -541,11 +601,13 @@ mod tests {
                 "MAJOR=254", "MAJOR=x", "MINOR=0", "DISKSEQ=7", "PARTN=1", "INTERFACE=eth0",
                 "IFINDEX=2", "DRIVER=virtio-pci", "PCI_ID=1AF4:1042", "PCI_CLASS=10000",
                 "PCI_SUBSYS_ID=1AF4:1100", "DEVPATH_OLD=/devices/x", "DEVPATH_OLD=x",
-                "NOEQUALS", "=empty-key", "", "\u{e9}=\u{e9}",
+                "NOEQUALS", "=empty-key", "", "\u{e9}=\u{e9}", "SUBSYSTEM=vfio",
+                "DEVNAME=vfio/4",
             ]), 0..12),
             devpath in proptest::sample::select(vec![
                 VDA, "/devices/pci0000:00/0000:00:02.0", "/module/x",
                 "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1", "/devices/pci0000:00/../x",
+                "/devices/virtual/vfio/4",
             ]),
             bad_byte in proptest::option::of(0usize..400),
         ) {

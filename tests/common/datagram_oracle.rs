@@ -23,9 +23,17 @@ pub fn check(data: &[u8]) {
             assert_eq!(u.get("ACTION"), Some(u.action().as_str()));
             assert_eq!(u.get("DEVPATH"), Some(u.devpath()));
             assert_eq!(u.get("SUBSYSTEM"), Some(u.subsystem()));
-            assert!(["pci", "block", "net", "nvme"].contains(&u.subsystem()));
-            assert!(u.seqnum().is_some());
             let dp = u.devpath();
+            // A VFIO group's own event, or one of the subsystems kept below a PCI function.
+            let vfio_group = dp
+                .strip_prefix("/devices/virtual/vfio/")
+                .filter(|g| !g.starts_with('0') || *g == "0")
+                .and_then(|g| g.parse::<u32>().ok().filter(|_| !g.starts_with('+')));
+            match vfio_group {
+                Some(_) => assert_eq!(u.subsystem(), "vfio"),
+                None => assert!(["pci", "block", "net", "nvme"].contains(&u.subsystem())),
+            }
+            assert!(u.seqnum().is_some());
             assert!(
                 dp.starts_with('/')
                     && dp[1..]
@@ -33,8 +41,14 @@ pub fn check(data: &[u8]) {
                         .all(|c| !c.is_empty() && c != "." && c != ".."),
                 "devpath {dp:?} believed"
             );
+            if let (Some(group), Some(v)) = (vfio_group, u.get("DEVNAME")) {
+                assert_eq!(v, format!("vfio/{group}"), "DEVNAME={v:?} believed");
+            }
             for key in ["DEVNAME", "INTERFACE"] {
-                if let Some(v) = u.get(key) {
+                if let Some(v) = u
+                    .get(key)
+                    .filter(|_| key == "INTERFACE" || vfio_group.is_none())
+                {
                     assert!(is_safe_device_name(v), "{key}={v:?} believed");
                 }
             }

@@ -113,13 +113,24 @@ pub fn inject_all(datagrams: &[Vec<u8>]) {
     }
 }
 
-/// Whether process `pid` has a `NETLINK_KOBJECT_UEVENT` socket (protocol 15) bound.
+/// Whether process `pid` has a `NETLINK_KOBJECT_UEVENT` socket (protocol 15) subscribed to
+/// the kernel's uevent group 1.
+///
+/// The port id alone is not enough: `bind(2)` assigns it (and `/proc/net/netlink` shows it)
+/// before it joins the group, and joining waits for the netlink table lock, which every
+/// broadcast (every other test's injection too) holds for reading; what is injected in
+/// between never reaches the socket. The `Groups` column is written in the same locked step
+/// as the subscription.
 pub fn uevent_socket_bound(pid: u32) -> bool {
     let table = std::fs::read_to_string("/proc/net/netlink").expect("reading /proc/net/netlink");
     let pid = pid.to_string();
     table.lines().skip(1).any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        f.get(1) == Some(&"15") && f.get(2) == Some(&pid.as_str())
+        let in_group_1 = f
+            .get(3)
+            .and_then(|g| u32::from_str_radix(g, 16).ok())
+            .is_some_and(|g| g & 1 != 0);
+        f.get(1) == Some(&"15") && f.get(2) == Some(&pid.as_str()) && in_group_1
     })
 }
 

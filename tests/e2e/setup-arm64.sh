@@ -38,6 +38,8 @@ APT=(apt-get -q -o DPkg::Lock::Timeout=600)
 
 log() { printf 'setup-arm64: %s\n' "$*" >&2; }
 die() { printf 'setup-arm64: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/e2e/qemu-suite.sh
+. "$HERE/qemu-suite.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages)"
 command -v apt-get >/dev/null || die "not a Debian system (no apt-get)"
@@ -111,26 +113,7 @@ if [ ${#PKGS[@]} -gt 0 ]; then
 	export APT_CONFIG=$HOST_APT/apt.conf
 	TARGET=()
 	if [[ " ${PKGS[*]} " == *" qemu-system-arm "* ]]; then
-		case $QEMU_FROM in
-		release) ;;
-		backports) TARGET=(-t "$CODENAME-backports") ;;
-		auto)
-			# (grep reads all of it: with pipefail, grep -q closing early can fail the pipeline)
-			if apt-cache policy qemu-system-arm | grep " $CODENAME-backports/" >/dev/null; then
-				TARGET=(-t "$CODENAME-backports")
-			else
-				log "no qemu-system-arm in $CODENAME-backports: using the release's (NVMe multipath needs QEMU >= 8)"
-				QEMU_FROM=release
-			fi ;;
-		*) die "PCIPLUG_E2E_QEMU_FROM must be auto, backports or release" ;;
-		esac
-		if [ "$QEMU_FROM" = release ]; then
-			SIM=$(apt-get install -s --no-install-recommends qemu-system-arm 2>&1) || true
-			if ! grep -q '^Inst qemu-system-arm ' <<<"$SIM" || grep -q '^Remv ' <<<"$SIM"; then
-				grep -E '^(Remv | .*Breaks:|E: )' <<<"$SIM" | sed 's/^/setup-arm64:   /' >&2 || true
-				die "the release's qemu-system-arm does not install cleanly here"
-			fi
-		fi
+		qemu_suite qemu-system-arm
 	fi
 	log "installing: ${PKGS[*]} ${TARGET[*]}"
 	"${APT[@]}" install -y --no-install-recommends "${TARGET[@]}" "${PKGS[@]}"

@@ -45,6 +45,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/e2e/qemu-suite.sh
+. "$HERE/qemu-suite.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages)"
 command -v apt-get >/dev/null || die "not a Debian system (no apt-get)"
@@ -108,27 +110,7 @@ if [ ${#PKGS[@]} -gt 0 ]; then
 	apt_update_once
 	TARGET=()
 	if [[ " ${PKGS[*]} " == *" qemu-system-x86 "* ]]; then
-		case $QEMU_FROM in
-		release) ;;
-		backports) TARGET=(-t "$CODENAME-backports") ;;
-		auto)
-			# (grep reads all of it: with pipefail, grep -q closing early can fail the pipeline)
-			if apt-cache policy qemu-system-x86 | grep " $CODENAME-backports/" >/dev/null; then
-				TARGET=(-t "$CODENAME-backports")
-			else
-				log "no qemu-system-x86 in $CODENAME-backports: using the release's (NVMe multipath scenarios need QEMU >= 8)"
-				QEMU_FROM=release
-			fi ;;
-		*) die "PCIPLUG_E2E_QEMU_FROM must be auto, backports or release" ;;
-		esac
-		if [ "$QEMU_FROM" = release ]; then
-			# refuse rather than let apt remove something (e.g. a newer qemu-utils)
-			SIM=$(apt-get install -s --no-install-recommends qemu-system-x86 2>&1) || true
-			if ! grep -q '^Inst qemu-system-x86 ' <<<"$SIM" || grep -q '^Remv ' <<<"$SIM"; then
-				grep -E '^(Remv | .*Breaks:|E: )' <<<"$SIM" | sed 's/^/setup:   /' >&2 || true
-				die "the release's qemu-system-x86 does not install cleanly here"
-			fi
-		fi
+		qemu_suite qemu-system-x86
 	fi
 	log "installing: ${PKGS[*]} ${TARGET[*]}"
 	apt-get install -y -q --no-install-recommends "${TARGET[@]}" "${PKGS[@]}"
