@@ -24,15 +24,15 @@ use crate::uevent::{Action, Uevent};
 /// the old node is gone) or leaves them reading the old device whole; comparing the handle
 /// with what the path names afterwards ([`DeviceDir::still_there`]) tells the old from the
 /// current one.
-pub(super) struct DeviceDir {
-    pub(super) file: File,
+struct DeviceDir {
+    file: File,
     /// Canonical, for messages and the identity check.
-    pub(super) path: PathBuf,
+    path: PathBuf,
 }
 
 /// What the path of a [`DeviceDir`] names once its attributes were read.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Identity {
+enum Identity {
     /// The directory that was read: what was read is the device now present.
     Same,
     /// Nothing: the device went away.
@@ -43,7 +43,7 @@ pub(super) enum Identity {
 
 impl DeviceDir {
     /// Opens the device directory at `path` (canonical); `None` if it is gone.
-    pub(super) fn open(path: PathBuf) -> Result<Option<DeviceDir>> {
+    fn open(path: PathBuf) -> Result<Option<DeviceDir>> {
         let opened = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
@@ -59,7 +59,7 @@ impl DeviceDir {
     }
 
     /// Whether the path still names the directory this handle opened (same device and inode).
-    pub(super) fn still_there(&self) -> Result<Identity> {
+    fn still_there(&self) -> Result<Identity> {
         let op = || format!("reading {}", self.path.display());
         let now = match fs::symlink_metadata(&self.path) {
             Ok(m) => m,
@@ -79,20 +79,20 @@ impl DeviceDir {
 /// Each replug is a `remove` and an `add` uevent queued behind the scan, which add the device
 /// anyway: skipping it costs nothing but the wait for them, while reading on could last as
 /// long as someone replugs.
-pub(super) const MAX_REREADS: u32 = 3;
+const MAX_REREADS: u32 = 3;
 
 /// A test's stand-in for a replug at a chosen moment: called after each attribute read of
 /// a device (its directory and the attribute's name).
 #[cfg(test)]
-pub(super) type ReadHook = Box<dyn FnMut(&Path, &CStr)>;
+type ReadHook = Box<dyn FnMut(&Path, &CStr)>;
 
 #[cfg(test)]
 thread_local! {
-    pub(super) static AFTER_READ: std::cell::RefCell<Option<ReadHook>> = const { std::cell::RefCell::new(None) };
+    static AFTER_READ: std::cell::RefCell<Option<ReadHook>> = const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]
-pub(super) fn after_read(dir: &Path, name: &CStr) {
+fn after_read(dir: &Path, name: &CStr) {
     AFTER_READ.with(|h| {
         if let Some(hook) = h.borrow_mut().as_mut() {
             hook(dir, name);
@@ -102,7 +102,7 @@ pub(super) fn after_read(dir: &Path, name: &CStr) {
 
 #[cfg(not(test))]
 #[inline(always)]
-pub(super) fn after_read(_dir: &Path, _name: &CStr) {}
+fn after_read(_dir: &Path, _name: &CStr) {}
 
 /// The `add` event for the device behind `link`, or `None` if it is not kept or went away.
 ///
@@ -241,7 +241,7 @@ fn read_attr_at(dir: &File, name: &CStr) -> io::Result<String> {
 }
 
 /// Attribute `name` of the device whose directory `dev` opened; see [`DeviceDir`].
-pub(super) fn attr_at(dev: &DeviceDir, name: &CStr) -> Result<Attr> {
+fn attr_at(dev: &DeviceDir, name: &CStr) -> Result<Attr> {
     let read = read_attr_at(&dev.file, name);
     after_read(&dev.path, name);
     classify(
@@ -252,7 +252,7 @@ pub(super) fn attr_at(dev: &DeviceDir, name: &CStr) -> Result<Attr> {
 
 /// The name the device's `subsystem` link points to; `None` (logged) if the device went away
 /// or the link has no name.
-pub(super) fn read_subsystem(dev: &DeviceDir, devpath: &str) -> Result<Option<String>> {
+fn read_subsystem(dev: &DeviceDir, devpath: &str) -> Result<Option<String>> {
     let read = read_link_at(dev.file.as_fd(), c"subsystem");
     after_read(&dev.path, c"subsystem");
     match read {
