@@ -8,7 +8,7 @@
 //! - `bus/pci/devices/*` (every PCI function),
 //! - `class/block/*`, `class/net/*` and `class/nvme/*` (NVMe controllers), keeping only those
 //!   below a PCI function and the NVMe multipath heads (`/devices/virtual/nvme-subsystem/...`);
-//!   loop devices, `lo` and the like are not returned,
+//!   loop devices, `lo` and the like are not even read (told by their class links alone),
 //! - `class/vfio/*`, the VFIO groups (`/devices/virtual/vfio/<group>`) whose node
 //!   `/dev/vfio/<group>` is there,
 //! - `class/nvme-subsystem/*/nvme<N>`, the links from a subsystem to its controllers, which
@@ -18,7 +18,8 @@
 //! Two more facts only sysfs has, each in a file of its own: an NVMe disk's namespace id
 //! (`class/block/<name>/nsid`, `nsid.rs`, read by the live monitor as it registers the disk),
 //! and the SCSI hosts below a function with their `scan` attribute (`scsi_host.rs`, the SCSI
-//! scan on request). `nvme_link.rs` reads the subsystem links.
+//! scan on request). `nvme_link.rs` reads the subsystem links; `device_dir.rs` reads one device,
+//! whole.
 //!
 //! For each device the devpath is its canonical sysfs path minus the root, the subsystem is
 //! the name its `subsystem` link points to, and the fields are the `KEY=VALUE` lines of its
@@ -30,7 +31,10 @@
 //!
 //! Devices come and go while the scan runs. One that disappears between being listed and being
 //! read (`ENOENT`/`ENODEV`) is skipped, never reported as an error and never returned from
-//! stale data. A link that resolves outside the root is not followed, and attribute files are
+//! stale data. A device is read whole, one generation of it: its attributes are read relative
+//! to its directory, opened once, and the path is checked to still name that directory
+//! afterwards; one replugged meanwhile is read again, a few times at most, then skipped
+//! (`device_dir.rs`; the `remove` and `add` of each replug are queued behind the scan). A link that resolves outside the root is not followed, and attribute files are
 //! opened with `O_NOFOLLOW`. A missing or unreadable `bus/pci/devices`, or any other I/O
 //! failure, is an [`Error::Io`] that names what was being read.
 //!
@@ -53,20 +57,21 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::devpath;
 use crate::error::{Error, Result};
-use crate::path::PciPath;
 use crate::registry::{Change, Registry};
-use crate::uevent::{Action, Uevent};
+use crate::uevent::Uevent;
 
+mod device_dir;
 mod nsid;
 mod nvme_link;
 mod scsi_host;
+use device_dir::read_device;
 pub use nvme_link::NvmeLink;
 use nvme_link::subsystem_links;
 pub use scsi_host::ScsiHost;
@@ -130,7 +135,9 @@ impl Sysfs {
             ("vfio", Kind::VfioGroup),
         ] {
             for link in list_class(&self.root.join("class").join(class))? {
-                events.extend(read_device(&root, &link, kind)?);
+                if may_concern_registry(&link) {
+                    events.extend(read_device(&root, &link, kind)?);
+                }
             }
         }
         // PCI functions first, so the children find them with their IDs; devpath order puts a
@@ -207,6 +214,27 @@ fn list_class(dir: &Path) -> Result<Vec<PathBuf>> {
     }
 }
 
+/// False for a class entry whose link, by its text alone, leads to a device that cannot
+/// concern the registry (a virtual one: loop devices, `lo`, bridges, device-mapper disks): a
+/// scan, and so a resync, reads only the PCI functions, what is below them, and the NVMe
+/// multipath heads. Anything else, a link that cannot be read or one that does not lead
+/// plainly into `devices/` included, is left to [`read_device`], which resolves it fully.
+fn may_concern_registry(link: &Path) -> bool {
+    let Ok(target) = fs::read_link(link) else {
+        return true;
+    };
+    let Some(mut rest) = target.to_str() else {
+        return true;
+    };
+    while let Some(r) = rest.strip_prefix("../") {
+        rest = r;
+    }
+    if !rest.starts_with("devices/") || rest.contains("/../") || rest.contains("/./") {
+        return true;
+    }
+    devpath::may_concern_registry(format!("/{rest}").as_bytes())
+}
+
 /// True for the errors of a device that went away while being read.
 fn is_gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
@@ -247,6 +275,11 @@ fn read_attr(path: &Path) -> io::Result<String> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
+    read_whole(file)
+}
+
+/// An attribute file's text, at most [`MAX_ATTR`] bytes of it.
+fn read_whole(file: File) -> io::Result<String> {
     let mut bytes = Vec::new();
     file.take(MAX_ATTR).read_to_end(&mut bytes)?;
     String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
@@ -263,7 +296,12 @@ enum Attr {
 }
 
 fn attr(path: &Path) -> Result<Attr> {
-    match read_attr(path) {
+    classify(read_attr(path), path)
+}
+
+/// What a read of the attribute at `path` means for the scan.
+fn classify(read: io::Result<String>, path: &Path) -> Result<Attr> {
+    match read {
         Ok(v) => Ok(Attr::Value(v)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Attr::Absent),
         Err(e) if is_gone(&e) => {
@@ -283,116 +321,6 @@ fn attr(path: &Path) -> Result<Attr> {
     }
 }
 
-/// The `add` event for the device behind `link`, or `None` if it is not kept or went away.
-fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
-    let Some((dir, devpath)) = resolve(root, link)? else {
-        return Ok(None);
-    };
-    if !is_kept(link, &devpath, kind) {
-        return Ok(None);
-    }
-    let Some(subsystem) = read_subsystem(&dir, &devpath)? else {
-        return Ok(None);
-    };
-    let Some(mut env) = read_fields(&dir, &devpath)? else {
-        return Ok(None);
-    };
-    if kind == Kind::Block && !add_block_facts(&dir, &mut env)? {
-        return Ok(None);
-    }
-    // The fields every kernel datagram carries, except SEQNUM.
-    env.insert("ACTION".to_owned(), Action::Add.as_str().to_owned());
-    env.insert("DEVPATH".to_owned(), devpath.clone());
-    env.insert("SUBSYSTEM".to_owned(), subsystem.clone());
-    match Uevent::from_parts(Action::Add, devpath, subsystem, None, env) {
-        Ok(ev) => Ok(Some(ev)),
-        Err(e) => {
-            tracing::warn!("{}: skipped: {e}", link.display());
-            Ok(None)
-        }
-    }
-}
-
-/// Whether a device listed as `kind` is one the registry keeps: a PCI function itself (not
-/// something below one listed in `bus/pci/devices`), a class device below a PCI function, an
-/// NVMe multipath head, or a VFIO group.
-fn is_kept(link: &Path, devpath: &str, kind: Kind) -> bool {
-    if kind == Kind::VfioGroup {
-        return devpath::vfio_group(devpath.as_bytes()).is_some();
-    }
-    match PciPath::from_devpath(devpath) {
-        Ok(Some((_, end))) => kind != Kind::Function || end == devpath.len(),
-        Ok(None) => kind == Kind::Block && devpath::is_nvme_subsystem_path(devpath),
-        Err(e) => {
-            tracing::debug!("{}: not placeable, skipped: {e}", link.display());
-            false
-        }
-    }
-}
-
-/// The name the device's `subsystem` link points to; `None` (logged) if the device went away
-/// or the link has no name.
-fn read_subsystem(dir: &Path, devpath: &str) -> Result<Option<String>> {
-    match fs::read_link(dir.join("subsystem")) {
-        Ok(target) => match target.file_name().and_then(|n| n.to_str()) {
-            Some(name) => Ok(Some(name.to_owned())),
-            None => {
-                tracing::warn!("{devpath}: subsystem link {target:?} has no name; skipped");
-                Ok(None)
-            }
-        },
-        Err(e) if is_gone(&e) => {
-            tracing::debug!("{devpath}: gone before its subsystem was read ({e})");
-            Ok(None)
-        }
-        Err(e) => Err(Error::io(
-            format!("reading {}", dir.join("subsystem").display()),
-            e,
-        )),
-    }
-}
-
-/// The fields of the device's `uevent` file; `None` if the device is skipped.
-fn read_fields(dir: &Path, devpath: &str) -> Result<Option<HashMap<String, String>>> {
-    match attr(&dir.join("uevent"))? {
-        Attr::Value(text) => Ok(Some(parse_uevent_file(&text))),
-        Attr::Absent => {
-            tracing::debug!("{devpath}: gone before its uevent file was read");
-            Ok(None)
-        }
-        Attr::Skip => Ok(None),
-    }
-}
-
-/// What a block device's attributes add to its `uevent` fields: `false` if it is hidden
-/// (an NVMe per-path disk) or went away, else adds `DISKSEQ` when the fields lack it.
-fn add_block_facts(dir: &Path, env: &mut HashMap<String, String>) -> Result<bool> {
-    match attr(&dir.join("hidden"))? {
-        // Absent on kernels before 5.10, which had no hidden disks in sysfs.
-        Attr::Value(v) if v.trim() == "1" => return Ok(false),
-        Attr::Value(_) | Attr::Absent => {}
-        Attr::Skip => return Ok(false),
-    }
-    if env.contains_key("DISKSEQ") {
-        return Ok(true);
-    }
-    // Kernels >= 5.15 have `diskseq` on the disk; a partition's events carry its disk's.
-    let disk_dir = match env.get("DEVTYPE").map(String::as_str) {
-        Some("partition") => dir.parent().unwrap_or(dir),
-        _ => dir,
-    };
-    match attr(&disk_dir.join("diskseq"))? {
-        Attr::Value(v) => {
-            if let Ok(seq) = v.trim().parse::<u64>() {
-                env.insert("DISKSEQ".to_owned(), seq.to_string());
-            }
-            Ok(true)
-        }
-        Attr::Absent => Ok(true),
-        Attr::Skip => Ok(false),
-    }
-}
-
 /// The `KEY=VALUE` lines of a sysfs `uevent` file; other lines are ignored.
 fn parse_uevent_file(text: &str) -> HashMap<String, String> {
     text.lines()
@@ -405,7 +333,9 @@ fn parse_uevent_file(text: &str) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path::PciPath;
     use crate::registry::{DevType, Transport};
+    use crate::uevent::Action;
     use std::collections::BTreeSet;
     use std::os::unix::fs::symlink;
 
@@ -584,6 +514,30 @@ mod tests {
         assert!(snap.events.iter().all(|e| e.sysname() != "vdz"));
         assert!(r.net(&p("04/00")).is_none(), "eth0 must not be resurrected");
         assert_eq!(r.disk(&p("02/00")).unwrap().name.as_ref(), "vda");
+    }
+
+    #[test]
+    fn virtual_devices_are_not_read() {
+        let t = q35();
+        // A virtual device that reading would fail on: a scan that read it would be an error.
+        let loop1 = "/devices/virtual/block/loop1";
+        t.class_device("block", loop1, &["DEVNAME=loop1"]);
+        let uevent = t.root().join(&loop1[1..]).join("uevent");
+        fs::remove_file(&uevent).unwrap();
+        fs::create_dir(&uevent).unwrap();
+        let snap = Sysfs::new(t.root()).scan().unwrap();
+        assert!(snap.events.iter().all(|e| e.sysname() != "loop1"));
+        // The NVMe multipath head, virtual too, is read.
+        assert!(snap.events.iter().any(|e| e.sysname() == "nvme0n1"));
+        // The same failure on a device below a PCI function is an error.
+        let vda_uevent = t.root().join(&VDA[1..]).join("uevent");
+        fs::remove_file(&vda_uevent).unwrap();
+        fs::create_dir(&vda_uevent).unwrap();
+        let e = Sysfs::new(t.root()).scan().unwrap_err().to_string();
+        assert!(
+            e.ends_with("vda/uevent: Is a directory (os error 21)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -243,9 +243,9 @@ fn devices_plugged_and_unplugged_under_the_scan_are_read_whole_or_not_at_all() {
         // The rest of the guest is always there.
         assert_eq!(r.disk(&p("02/00")).unwrap().name.as_ref(), "vda");
         assert_eq!(r.net(&p("04/00")).unwrap().name.as_ref(), "eth0");
-        // vdz, when read, is read whole: its DISKSEQ and MINOR are of the same plug (both
-        // are in its uevent file, read once; a DISKSEQ read from the `diskseq` attribute
-        // instead may be of a later plug, which the queued uevents then correct).
+        // vdz, when read, is read whole: its DISKSEQ and MINOR are of the same plug (here
+        // both are in its uevent file; the unit tests of `sysfs/device_dir.rs` force a replug
+        // between the reads of two attributes).
         match r.disk(&p("07")) {
             Some(vdz) => {
                 assert_eq!(vdz.diskseq.map(|s| s as u32), vdz.minor, "{vdz:?}");

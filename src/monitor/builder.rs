@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
+#[cfg(any(test, feature = "test-support"))]
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::pacing::MIN_RESYNC_GAP;
 use super::state::{State, StateLock, Status};
 use super::thread::Listener;
 use super::{Counters, Edges, Inner, Monitor, Shared};
@@ -14,7 +17,7 @@ use crate::netlink::SocketOptions;
 use crate::registry::Registry;
 use crate::sysfs::Sysfs;
 #[cfg(any(test, feature = "test-support"))]
-use crate::testing::FaultHook;
+use crate::testing::{FaultHook, ResyncHook};
 use crate::wait::Waiters;
 
 /// Configures and starts a [`Monitor`].
@@ -28,6 +31,10 @@ pub struct MonitorBuilder {
     rescan: bool,
     #[cfg(any(test, feature = "test-support"))]
     fault_hook: Option<FaultHook>,
+    #[cfg(any(test, feature = "test-support"))]
+    resync_hook: Option<ResyncHook>,
+    #[cfg(any(test, feature = "test-support"))]
+    resync_gap: Duration,
 }
 
 impl Default for MonitorBuilder {
@@ -41,6 +48,10 @@ impl Default for MonitorBuilder {
             rescan: false,
             #[cfg(any(test, feature = "test-support"))]
             fault_hook: None,
+            #[cfg(any(test, feature = "test-support"))]
+            resync_hook: None,
+            #[cfg(any(test, feature = "test-support"))]
+            resync_gap: MIN_RESYNC_GAP,
         }
     }
 }
@@ -109,6 +120,25 @@ impl MonitorBuilder {
         self
     }
 
+    /// Test support (feature `test-support`): the listener calls `hook` with the rescan's
+    /// number (the first is 1) at the start of each resync's rescan, after it drained the
+    /// socket and before it reads sysfs: what the hook does is what happens "during a
+    /// rescan". Default: none.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn resync_hook(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.resync_hook = Some(ResyncHook::new(hook));
+        self
+    }
+
+    /// Test support (feature `test-support`): the least time from the end of one resync's
+    /// rescan to the start of the next (a longer rescan spaces them more). Default 50 ms; a
+    /// test asks for more to act between two resyncs.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn resync_gap(mut self, gap: Duration) -> Self {
+        self.resync_gap = gap;
+        self
+    }
+
     /// Binds the socket, scans sysfs, and starts the listener thread (`pciplug-uevents`),
     /// the one thread of this monitor, which all its handles share.
     ///
@@ -148,6 +178,12 @@ impl MonitorBuilder {
             shared: Arc::clone(&shared),
             #[cfg(any(test, feature = "test-support"))]
             fault_hook: self.fault_hook,
+            #[cfg(any(test, feature = "test-support"))]
+            resync_hook: self.resync_hook,
+            #[cfg(any(test, feature = "test-support"))]
+            resync_gap: self.resync_gap,
+            #[cfg(not(any(test, feature = "test-support")))]
+            resync_gap: MIN_RESYNC_GAP,
         };
         // 3. Only now read the events queued since step 1, in the thread.
         let thread = thread::Builder::new()

@@ -17,6 +17,7 @@ mod disk;
 mod function;
 mod namespace;
 mod nsid;
+mod pacing;
 pub(crate) mod state;
 mod thread;
 

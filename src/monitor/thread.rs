@@ -1,20 +1,22 @@
-//! The listener thread: receive -> apply -> wake; on overflow, drain -> rescan -> reconcile.
+//! The listener thread: receive -> apply -> wake; on overflow, a resync owed (paced, see
+//! `pacing.rs`): drain -> rescan -> reconcile.
 
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 
 use super::Shared;
+use super::pacing::Pacing;
 use super::state::StateGuard;
 use crate::netlink::{Received, UeventSocket};
 use crate::registry::{BlockDevice, Change, DevType, Outcome, Registry, Transport};
 use crate::sysfs::Sysfs;
 #[cfg(any(test, feature = "test-support"))]
-use crate::testing::FaultHook;
+use crate::testing::{FaultHook, ResyncHook};
 use crate::uevent::MAX_DATAGRAM;
 use crate::wait::Wakeups;
 
@@ -24,8 +26,12 @@ pub(super) struct Listener {
     pub(super) socket: UeventSocket,
     pub(super) sysfs: Sysfs,
     pub(super) shared: Arc<Shared>,
+    /// The least time between two rescans: see `pacing.rs`.
+    pub(super) resync_gap: Duration,
     #[cfg(any(test, feature = "test-support"))]
     pub(super) fault_hook: Option<FaultHook>,
+    #[cfg(any(test, feature = "test-support"))]
+    pub(super) resync_hook: Option<ResyncHook>,
 }
 
 /// What one receive step leaves the loop to do.
@@ -73,22 +79,40 @@ impl Listener {
         self.shared.subscribers.lock().clear();
     }
 
-    /// Receive, apply, wake; resync on overflow. Returns why it stopped.
+    /// Receive, apply, wake; resync after an overflow, paced. Returns why it stopped.
+    ///
+    /// An overflow makes a resync owed, from the time [`Pacing`] allows; until then the loop
+    /// goes on receiving (waiting no later than that time), and a further overflow is covered
+    /// by the same resync. Overflows during a resync's rescan show as one `ENOBUFS` after it,
+    /// which owes one more resync, paced after that rescan.
     fn listen(&self) -> String {
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        let mut pacing = Pacing::new(self.resync_gap);
+        // When the owed resync may start, if one is owed.
+        let mut owed: Option<Instant> = None;
         loop {
-            let received = self.socket.recv(&mut buf);
+            let received = match owed {
+                Some(at) => self.socket.recv_deadline(&mut buf, at),
+                None => self.socket.recv(&mut buf),
+            };
             match self.step(received, &buf) {
                 Step::Next | Step::Drained => {}
+                Step::Overflow if owed.is_some() => {
+                    tracing::debug!("uevent socket overflowed again; the owed resync covers it");
+                }
                 Step::Overflow => {
                     tracing::warn!(
                         "uevent socket overflowed (ENOBUFS): events were lost; resyncing"
                     );
-                    if let Some(why) = self.resync(&mut buf) {
-                        return why;
-                    }
+                    owed = Some(pacing.earliest().unwrap_or_else(Instant::now));
                 }
                 Step::Stop(why) => return why,
+            }
+            if owed.is_some_and(|at| Instant::now() >= at) {
+                owed = None;
+                if let Some(why) = self.resync(&mut buf, &mut pacing) {
+                    return why;
+                }
             }
         }
     }
@@ -190,9 +214,12 @@ impl Listener {
     }
 
     /// After an overflow: drain what is queued (the kernel drops new events until the queue
-    /// is empty), rescan sysfs, and reconcile. Returns `Some(reason)` if the thread must stop.
-    fn resync(&self, buf: &mut [u8]) -> Option<String> {
-        // 1. Drain, with the same step as the listening loop; a further overflow is counted.
+    /// is empty), rescan sysfs, and reconcile. Returns `Some(reason)` if the thread must stop;
+    /// `None` to go on listening, also after a rescan that failed.
+    fn resync(&self, buf: &mut [u8], pacing: &mut Pacing) -> Option<String> {
+        // 1. Drain until the socket is empty (non-blocking receives until EAGAIN), with the
+        //    same step as the listening loop: what is queued is applied, not lost, and an
+        //    overflow meanwhile is counted and covered by this resync.
         loop {
             let received = self.socket.recv_timeout(buf, Duration::ZERO);
             match self.step(received, buf) {
@@ -202,9 +229,15 @@ impl Listener {
             }
         }
         // 2. Rescan. Events from now on queue in the socket and are applied after the
-        //    reconcile, exactly as at start-up.
-        let truth = self.rescan()?;
-        // 3. Reconcile, and wake whoever waits on a path that changed.
+        //    reconcile, exactly as at start-up. Its start and end space the next one.
+        let start = Instant::now();
+        self.during_rescan();
+        let truth = self.rescan();
+        pacing.ran(start, Instant::now());
+        // A rescan that failed (counted) leaves the registry as it is; the listener goes on.
+        let truth = truth?;
+        // 3. Reconcile, and wake whoever waits on a path that changed: an answer that
+        //    appeared during the rescan is in `truth`, and its waiter is woken here.
         let shared = &*self.shared;
         let mut st = shared.state.lock();
         let changes = st.registry.reconcile(truth);
@@ -216,6 +249,21 @@ impl Listener {
         publish(shared, st, changes);
         None
     }
+
+    /// The test's resync hook, if any, with the number of this rescan.
+    #[cfg(any(test, feature = "test-support"))]
+    fn during_rescan(&self) {
+        if let Some(hook) = &self.resync_hook {
+            let c = &self.shared.counters;
+            let n = c.resyncs.load(Ordering::Relaxed) + c.resync_failures.load(Ordering::Relaxed);
+            hook.call(n + 1);
+        }
+    }
+
+    /// Without test support there is no resync hook.
+    #[cfg(not(any(test, feature = "test-support")))]
+    #[inline(always)]
+    fn during_rescan(&self) {}
 
     /// A registry of what sysfs shows now; `None` (counted and logged) if it cannot be read.
     fn rescan(&self) -> Option<Registry> {
@@ -329,6 +377,7 @@ mod tests {
         Listener {
             socket: UeventSocket::open().expect("opening a uevent socket"),
             sysfs: Sysfs::new("/nonexistent"),
+            resync_gap: crate::monitor::pacing::MIN_RESYNC_GAP,
             shared: Arc::new(Shared {
                 state: StateLock::new(State {
                     registry: Registry::new(),
@@ -339,6 +388,7 @@ mod tests {
                 counters: Counters::default(),
             }),
             fault_hook,
+            resync_hook: None,
         }
     }
 

@@ -1,14 +1,18 @@
-//! The socket's system calls: `poll`, `recvfrom`, `setsockopt`/`getsockopt`, `eventfd`.
+//! The crate's system calls: the socket's (`poll`, `recvfrom`, `setsockopt`/`getsockopt`,
+//! `eventfd`) and the sysfs scan's directory-relative reads (`openat`, `readlinkat`).
 //!
 //! The one module of the crate allowed `unsafe`; every block says why it is sound. Each
 //! function is a safe wrapper that borrows its descriptors for the call, and a new
 //! descriptor goes into an owning type at once.
 #![allow(unsafe_code)]
 
+use std::ffi::{CStr, OsString};
 use std::fs::File;
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 
 pub(crate) fn pollfd(fd: BorrowedFd<'_>) -> libc::pollfd {
     libc::pollfd {
@@ -134,4 +138,45 @@ pub(crate) fn new_eventfd() -> io::Result<File> {
     }
     // SAFETY: `fd` was just returned by eventfd, is open, and nothing else owns it.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// `openat(2)`: opens `name`, relative to the directory `dir` (borrowed for the call), with
+/// `flags` plus `O_CLOEXEC`. The sysfs scan reads a device's attributes this way, relative to
+/// the one directory it opened, so that a device replugged under the same path meanwhile
+/// cannot mix its attributes with the old one's.
+pub(crate) fn open_at(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<File> {
+    // SAFETY: `name` is a NUL-terminated string that lives for the call; `dir` is borrowed,
+    // hence open, for the call; openat takes no other pointer and returns a new descriptor or -1.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat, is open, and nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// `readlinkat(2)`: the target of the symlink `name` in the directory `dir` (borrowed for
+/// the call). A target longer than `PATH_MAX` is an error (`ENAMETOOLONG`), never cut short.
+pub(crate) fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and readlinkat writes at most that
+    // many; `name` is NUL-terminated and lives for the call; `dir` is borrowed, hence open.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // A full buffer may be a truncated target: readlinkat does not say.
+    if n >= buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buf.truncate(n);
+    Ok(PathBuf::from(OsString::from_vec(buf)))
 }

@@ -7,6 +7,9 @@
 //! - [`fake_sysfs`] lays out a sysfs tree in a temporary directory.
 //! - [`MonitorBuilder::fault_hook`](crate::MonitorBuilder::fault_hook) (this feature only)
 //!   makes the listener fail on a datagram.
+//! - [`MonitorBuilder::resync_hook`](crate::MonitorBuilder::resync_hook) and
+//!   [`MonitorBuilder::resync_gap`](crate::MonitorBuilder::resync_gap) (this feature only) act
+//!   during a resync and space resyncs as a test needs.
 
 pub mod fake_sysfs;
 mod injector;
@@ -38,5 +41,29 @@ impl FaultHook {
 impl fmt::Debug for FaultHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("FaultHook")
+    }
+}
+
+/// What `MonitorBuilder::resync_hook` calls at each rescan.
+type ResyncFn = dyn Fn(u64) + Send + Sync;
+
+/// A test's way to act during a resync: see `MonitorBuilder::resync_hook`.
+#[derive(Clone)]
+pub(crate) struct ResyncHook(Arc<ResyncFn>);
+
+impl ResyncHook {
+    pub(crate) fn new(hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        ResyncHook(Arc::new(hook))
+    }
+
+    /// Runs the hook for rescan number `n` (the first is 1).
+    pub(crate) fn call(&self, n: u64) {
+        (self.0)(n)
+    }
+}
+
+impl fmt::Debug for ResyncHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResyncHook")
     }
 }
