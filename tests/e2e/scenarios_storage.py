@@ -278,7 +278,40 @@ MULTIFUNCTION = S.Scenario(
                 waits=(WAIT_F1, WAIT_F0), appear=(F0_VDA, F1_VDB)),
     ))
 
-SCENARIOS = (SCSI, NVME, PMEM, PXB, MULTIFUNCTION)
+# ---- 6. arm64 `virt`: SCSI LUNs by address (issue 16, item 3) ----------------------------
+# The device-tree guest of scenarios.py's arm64 section (pciehp, host bridge under
+# /devices/platform/...): one virtio-scsi HBA on the root port at 00:04.0 (04/00, host0) with
+# LUNs 0:0 and 0:1, the same address rules as on x86.
+A64_FN4 = S.arm64_fn(4)
+A64_SDA = scsi_disk("04/00", "sda", A64_FN4, 0, 0, 0, 0)
+A64_SDB = scsi_disk("04/00", "sdb", A64_FN4, 0, 0, 0, 1)
+A64_WAIT_0_1 = Wait("04/00 --scsi 0:1", disk=A64_SDB)
+
+SCSI_ARM64 = S.Scenario(
+    name="arm64-virt-scsi-luns", issue_item=16, arch="aarch64", machine=S.ARM64_MACHINE, cpu=S.ARM64_CPU,
+    descr="arm64 virt (device tree, pciehp): a virtio-scsi HBA on 00:04.0 (04/00) with LUNs 0:0 and 0:1, "
+          "each waited for by its address (`04/00 --scsi 0:1` before it exists, `--scsi 0:0` with no path); "
+          "`wait 04/00` refused (exit 2, both named)",
+    topology=S.ARM64_TOPOLOGY, images=("a64sd00", "a64sd01"),
+    steps=(
+        Hotplug(what="virtio-scsi vscsi1 on 00:04.0 + scsi-hd 0:0 -> 04/00 --scsi 0:0 = sda; "
+                     "04/00 --scsi 0:1 still waiting",
+                qmp=(device("virtio-scsi-pci", "vscsi1", "rp4"), blockdev("a64sd00"),
+                     scsi_hd("a64sd00", "vscsi1", 0, 0)),
+                waits=(Wait("04/00 --scsi 0:0", disk=A64_SDA),), pending=(A64_WAIT_0_1,), appear=(A64_SDA,),
+                sysfs=(A64_FN4 + "/virtio0/host0/scsi_host/host0",)),
+        Hotplug(what="scsi-hd 0:1 on vscsi1 -> the waiting 04/00 --scsi 0:1 = sdb",
+                qmp=(blockdev("a64sd01"), scsi_hd("a64sd01", "vscsi1", 0, 1)),
+                waits=(A64_WAIT_0_1,), appear=(A64_SDB,)),
+        Check(what="both present: each by its address at once, Kata's form without a path too; 04/00 refused",
+              present=(A64_SDA, A64_SDB),
+              waits=(Wait("04/00 --scsi 0:1", disk=A64_SDB),
+                     Wait("--scsi 0:0", disk=A64_SDA),
+                     Wait("04/00", refused=("sda 0:0:0:0", "sdb 0:0:0:1")),
+                     Wait("04/00 --scsi 1:0"))),
+    ))
+
+SCENARIOS = (SCSI, NVME, PMEM, PXB, MULTIFUNCTION, SCSI_ARM64)
 
 
 def image_refs(v):
