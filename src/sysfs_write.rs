@@ -1,5 +1,5 @@
 //! Every write pciplug makes to sysfs, in one place: a PCI bus rescan, a function's
-//! `driver_override`, a driver's `unbind`, `drivers_probe`. Each goes below a sysfs root given
+//! `driver_override`, a driver's `unbind`, `drivers_probe`, a SCSI host's `scan`. Each goes below a sysfs root given
 //! by the caller (the monitor's), so tests write to a fake tree; a refused write is a
 //! [`SysfsWriteError`] that names the file, the value and the OS error.
 
@@ -51,6 +51,19 @@ fn write(root: &Path, rel: &str, value: &str) -> Result<(), SysfsWriteError> {
             value: value.to_owned(),
             source,
         })
+}
+
+/// `"0 T L"` to the SCSI host's `class/scsi_host/<host>/scan`: the kernel probes target `T`,
+/// LUN `L` on channel 0 of that host. Returns the file written.
+pub(crate) fn scsi_scan(
+    root: &Path,
+    host: &str,
+    target: u32,
+    lun: u64,
+) -> Result<PathBuf, SysfsWriteError> {
+    let rel = format!("class/scsi_host/{host}/scan");
+    write(root, &rel, &format!("0 {target} {lun}"))?;
+    Ok(root.join(rel))
 }
 
 /// `1` to `bus/pci/rescan`: the kernel walks every PCI bus and adds what it finds.

@@ -31,7 +31,7 @@ impl Monitor {
     ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
     ///   02/00, driver virtio-pci bound, no block child").
     /// - [`Error::Ambiguous`](crate::Error::Ambiguous) if the address fits several disks, with each candidate.
-    /// - [`Error::Io`](crate::Error::Io) if [`MonitorBuilder::scsi_scan`](super::MonitorBuilder::scsi_scan) is on
+    /// - [`Error::SysfsWrite`](crate::Error::SysfsWrite) if [`MonitorBuilder::scsi_scan`](super::MonitorBuilder::scsi_scan) is on
     ///   and a `scan` write is refused (the file, and the OS error).
     /// - [`Error::ListenerStopped`](crate::Error::ListenerStopped) if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
@@ -95,11 +95,13 @@ impl Monitor {
     /// `scan` attribute of the SCSI hosts of the function at its path, or of every SCSI host
     /// below a PCI function when it has no path, under the monitor's sysfs root. Returns the
     /// files written (none for an address without a SCSI unit, or a path with no SCSI host).
-    /// A refused write is an [`Error::Io`](crate::Error::Io) naming the file, with the OS error.
+    /// A refused write is an [`Error::SysfsWrite`](crate::Error::SysfsWrite) naming the file,
+    /// the value and the OS error.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`](crate::Error::Io) naming the `scan` file, if a write is refused.
+    /// [`Error::SysfsWrite`](crate::Error::SysfsWrite) naming the `scan` file, if a write is
+    /// refused.
     pub fn scan_scsi(&self, address: &DiskAddress) -> Result<Vec<PathBuf>> {
         match address.unit() {
             Some(Unit::Scsi(unit)) => self.inner.sysfs.scan_scsi(address.path(), *unit),

@@ -2,14 +2,11 @@
 //! the kernel probe that LUN, for hypervisors that do not report a LUN hot-add (what Kata's
 //! agent does before it waits for a SCSI disk).
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use super::{Sysfs, list_class, resolve};
 use crate::address::ScsiUnit;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::path::PciPath;
 
 /// A SCSI host (an HBA's `hostN`) below a PCI function.
@@ -50,25 +47,16 @@ impl Sysfs {
     /// Asks the kernel to probe `unit` (channel 0) on the SCSI hosts of the function at
     /// `path` (on every SCSI host below a PCI function when `None`): writes `"0 T L"` to each
     /// one's `<root>/class/scsi_host/<host>/scan`. Returns the files written. A refused write
-    /// is an [`Error::Io`] naming the file and what was written, with the OS error.
+    /// is an [`Error::SysfsWrite`] naming the file and what was written, with the OS error.
     pub fn scan_scsi(&self, path: Option<&PciPath>, unit: ScsiUnit) -> Result<Vec<PathBuf>> {
-        let line = format!("0 {} {}", unit.target, unit.lun);
         let mut written = Vec::new();
         for host in self.scsi_hosts(path)? {
-            let file = self
-                .root
-                .join("class/scsi_host")
-                .join(&host.name)
-                .join("scan");
-            let write = || -> std::io::Result<()> {
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&file)?;
-                f.write_all(line.as_bytes())
-            };
-            write().map_err(|e| Error::io(format!("writing {line:?} to {}", file.display()), e))?;
-            written.push(file);
+            written.push(crate::sysfs_write::scsi_scan(
+                &self.root,
+                &host.name,
+                unit.target,
+                unit.lun,
+            )?);
         }
         if written.is_empty() {
             tracing::debug!("no SCSI host to scan for {unit}");
@@ -82,6 +70,7 @@ mod tests {
     use std::fs;
 
     use super::*;
+    use crate::Error;
     use crate::testing::fake_sysfs::FakeSysfs;
 
     const HBA1: &str = "/devices/pci0000:00/0000:00:02.0/0000:01:00.0/virtio0/host0";
@@ -166,7 +155,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            matches!(e, Error::Io { ref source, .. } if source.raw_os_error() == Some(libc::EISDIR)),
+            matches!(&e, Error::SysfsWrite(w) if w.io_error().raw_os_error() == Some(libc::EISDIR)),
             "{e:?}"
         );
     }
