@@ -47,7 +47,7 @@ impl Sysfs {
     /// Asks the kernel to probe `unit` (channel 0) on the SCSI hosts of the function at
     /// `path` (on every SCSI host below a PCI function when `None`): writes `"0 T L"` to each
     /// one's `<root>/class/scsi_host/<host>/scan`. Returns the files written. A refused write
-    /// is an [`Error::SysfsWrite`] naming the file and what was written, with the OS error.
+    /// is an [`Error::SysfsWrite`](crate::Error::SysfsWrite) naming the file and what was written, with the OS error.
     pub fn scan_scsi(&self, path: Option<&PciPath>, unit: ScsiUnit) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         for host in self.scsi_hosts(path)? {
