@@ -12,9 +12,11 @@
 //! However it ends (shut down, a receive error, even a panic), it marks the monitor stopped
 //! and wakes every waiter, so that no wait hangs on a listener that is gone.
 
+mod async_waits;
 mod builder;
 mod disk;
 mod function;
+mod future;
 mod namespace;
 mod nsid;
 mod pacing;
@@ -38,6 +40,7 @@ use crate::registry::{BlockDevice, Change, NetInterface, Registry};
 use crate::sysfs::Sysfs;
 use crate::wait::{Wanted, wait_anywhere, wait_for};
 pub use builder::MonitorBuilder;
+pub use future::WaitFuture;
 use state::{StateLock, Status};
 
 /// A live registry of the guest's PCI devices, kept by a uevent thread, with blocking waits.
