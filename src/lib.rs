@@ -167,6 +167,8 @@ mod wait;
 pub use address::{AmbiguousDisk, Candidate, DiskAddress, Nsid, ParseUnitError, ScsiUnit, Unit};
 pub use error::{Error, Result};
 pub use function::{DriverState, PciFunction};
+#[cfg(feature = "stream")]
+pub use monitor::ChangeStream;
 pub use monitor::{Monitor, MonitorBuilder, MonitorStats, RESCAN_INTERVAL, WaitFuture};
 pub use path::{Bdf, DevpathError, Hop, MAX_HOPS, ParsePciPathError, PciPath, RootComplex};
 pub use recording::{Record, Recording};

@@ -231,3 +231,79 @@ fn an_async_wait_is_answered_by_uevents_the_kernel_delivers() {
         },
     );
 }
+
+/// The next item of `stream`.
+async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+#[test]
+fn a_change_stream_gets_what_a_subscriber_gets_and_ends_when_the_listener_stops() {
+    in_private_netns(
+        "a_change_stream_gets_what_a_subscriber_gets_and_ends_when_the_listener_stops",
+        || {
+            let sysfs = FakeSysfs::new();
+            let monitor = Monitor::builder().sysfs_root(sysfs.root()).start().unwrap();
+            let mut stream = monitor.subscribe_stream();
+            let channel = monitor.subscribe();
+            let f = Fixture::load("q35-acpi-hotplug");
+            inject_all(&injectable(&f.records_in(..=8)));
+            // Some changes (at least step 2's), then the end: both subscribers were fed alike.
+            monitor
+                .wait_block(&p("03/00/01"), Duration::from_secs(60))
+                .unwrap();
+            monitor.shutdown();
+            let sent: Vec<_> = channel.iter().collect();
+            assert!(!sent.is_empty());
+            current_thread().block_on(async {
+                let mut streamed = Vec::new();
+                let end = tokio::time::timeout(Duration::from_secs(60), async {
+                    while let Some(change) = next(&mut stream).await {
+                        streamed.push(change);
+                    }
+                })
+                .await;
+                assert!(end.is_ok(), "the stream ended when the listener stopped");
+                assert_eq!(streamed, sent);
+                // One made after the stop ends at once.
+                assert_eq!(next(&mut monitor.subscribe_stream()).await, None);
+            });
+        },
+    );
+}
+
+#[test]
+fn a_change_stream_wakes_its_task_for_each_change() {
+    in_private_netns("a_change_stream_wakes_its_task_for_each_change", || {
+        let sysfs = FakeSysfs::new();
+        let monitor = Monitor::builder().sysfs_root(sysfs.root()).start().unwrap();
+        let f = Fixture::load("q35-acpi-hotplug");
+        current_thread().block_on(async {
+            let mut stream = monitor.subscribe_stream();
+            // The task reads before anything is injected, so the listener must wake it.
+            let reader = tokio::spawn(async move {
+                let mut names = Vec::new();
+                while let Some(change) = next(&mut stream).await {
+                    if let pciplug::Change::BlockAdded { path, block } = change {
+                        let path = path.map(|p| p.to_string()).unwrap_or_default();
+                        names.push((path, block.name.to_string()));
+                        if names.len() == 3 {
+                            return names;
+                        }
+                    }
+                }
+                names
+            });
+            tokio::task::yield_now().await;
+            inject_all(&injectable(&f.records_in(..=8)));
+            let names = tokio::time::timeout(Duration::from_secs(60), reader).await;
+            let names = names.expect("the stream's task was woken").unwrap();
+            let want = [("02/00", "vda"), ("03/00/01", "vdb"), ("03/00/01", "vdb1")];
+            let want: Vec<_> = want
+                .iter()
+                .map(|(p, n)| (p.to_string(), n.to_string()))
+                .collect();
+            assert_eq!(names, want);
+        });
+    });
+}

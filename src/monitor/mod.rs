@@ -21,6 +21,9 @@ mod namespace;
 mod nsid;
 mod pacing;
 pub(crate) mod state;
+#[cfg(feature = "stream")]
+mod stream;
+mod subscriber;
 mod thread;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 
 use crate::address::DiskAddress;
@@ -42,6 +45,9 @@ use crate::wait::{Wanted, wait_anywhere, wait_for};
 pub use builder::MonitorBuilder;
 pub use future::WaitFuture;
 use state::{StateLock, Status};
+#[cfg(feature = "stream")]
+pub use stream::ChangeStream;
+use subscriber::Subscriber;
 
 /// A live registry of the guest's PCI devices, kept by a uevent thread, with blocking waits.
 ///
@@ -97,7 +103,7 @@ pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 struct Shared {
     state: StateLock,
     /// `watch` subscribers. Lock order: `state` before `subscribers`.
-    subscribers: Mutex<Vec<Sender<Change>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     counters: Counters,
 }
 
@@ -345,9 +351,20 @@ impl Monitor {
     /// than 65536 changes behind misses the excess (counted in
     /// [`MonitorStats::dropped_changes`]).
     pub fn subscribe(&self) -> Receiver<Change> {
+        self.subscribe_with(None)
+    }
+
+    /// [`subscribe`](Self::subscribe), with a stream's waker to wake after each batch sent.
+    fn subscribe_with(&self, waker: Option<Arc<subscriber::StreamWaker>>) -> Receiver<Change> {
         let (tx, rx) = crossbeam_channel::bounded(SUBSCRIBER_BACKLOG);
-        let _state = self.inner.shared.state.lock(); // no change is applied while subscribing
-        self.inner.shared.subscribers.lock().push(tx);
+        let st = self.inner.shared.state.lock(); // no change is applied while subscribing
+        let subscriber = Subscriber { tx, waker };
+        if matches!(st.status, Status::Stopped(_)) {
+            // The listener has closed its subscribers for good: the channel ends at once.
+            subscriber.close();
+        } else {
+            self.inner.shared.subscribers.lock().push(subscriber);
+        }
         rx
     }
 
