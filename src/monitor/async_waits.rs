@@ -3,7 +3,8 @@
 //! Each takes the same arguments as the sync wait of its name and resolves to what it
 //! returns, with the same errors. `_async` waits up to a timeout, `_deadline_async` until a
 //! deadline or, with `None`, for ever: cancel it by dropping the future (for example with
-//! `tokio::time::timeout`).
+//! `tokio::time::timeout`). [`Monitor::vfio`] has none: it writes to sysfs and waits for a
+//! device node, so it runs on a blocking thread.
 
 use std::time::{Duration, Instant};
 

@@ -60,8 +60,9 @@ use subscriber::Subscriber;
 /// `wait_block_deadline(path, deadline)`, `try_block(path)`; likewise for a disk by its full
 /// address (`wait_disk`, a [`DiskAddress`]: a path, a SCSI `T:L` or NVMe namespace id), for
 /// `net`, for a PCI function in a driver state (`wait_function`) and for the removal of a
-/// path. A wait returns at once if the answer is already there. [`Monitor::vfio`] hands a
-/// function to `vfio-pci`.
+/// path. A wait returns at once if the answer is already there. Each wait has an async form
+/// (`wait_block_async`, `wait_block_deadline_async`, ...: a [`WaitFuture`]) that blocks no
+/// thread. [`Monitor::vfio`] hands a function to `vfio-pci`.
 #[derive(Clone, Debug)]
 pub struct Monitor {
     inner: Arc<Inner>,
