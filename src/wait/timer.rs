@@ -127,3 +127,57 @@ fn run(timer: &'static Timer) {
         }
     }
 }
+
+#[cfg(all(test, not(feature = "model-check")))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::Wake;
+    use std::time::Duration;
+
+    /// A waker that notes it was woken.
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn has(entry: &Entry) -> bool {
+        let Ok(timer) = timer() else { return false };
+        timer.entries.lock().by_deadline.contains_key(&entry.key)
+    }
+
+    #[test]
+    fn an_entry_is_woken_at_its_deadline_and_a_dropped_one_leaves_nothing() {
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&flag));
+        // One far away, then one earlier: the thread, asleep until the first, is told.
+        let mut far = None;
+        wake_at(&mut far, Instant::now() + Duration::from_secs(3600), &waker).unwrap();
+        let mut near = None;
+        wake_at(
+            &mut near,
+            Instant::now() + Duration::from_millis(10),
+            &waker,
+        )
+        .unwrap();
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while !flag.0.load(Ordering::SeqCst) && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(flag.0.load(Ordering::SeqCst), "the timer never woke it");
+        let (near, far) = (near.unwrap(), far.unwrap());
+        assert!(!has(&near), "a woken entry is removed");
+        assert!(has(&far), "the far one waits");
+        let key = far.key;
+        drop(far);
+        let timer = timer().unwrap();
+        assert!(
+            !timer.entries.lock().by_deadline.contains_key(&key),
+            "dropped, removed"
+        );
+    }
+}
