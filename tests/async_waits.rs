@@ -307,3 +307,55 @@ fn a_change_stream_wakes_its_task_for_each_change() {
         });
     });
 }
+
+#[test]
+fn an_async_rescanning_wait_rescans_at_start_and_again_and_times_out_as_a_whole() {
+    in_private_netns(
+        "an_async_rescanning_wait_rescans_at_start_and_again_and_times_out_as_a_whole",
+        || {
+            let sysfs = FakeSysfs::new();
+            sysfs.attr("/bus/pci", "rescan", "");
+            let rescan = sysfs.root().join("bus/pci/rescan");
+            let written = || std::fs::read_to_string(&rescan).unwrap() == "1";
+            let monitor = Monitor::builder()
+                .sysfs_root(sysfs.root())
+                .rescan(true)
+                .start()
+                .unwrap();
+            current_thread().block_on(async {
+                let any = pciplug::DriverState::Any;
+                // A wait for ever: the timer wakes it for each rescan, none for a deadline.
+                let wait =
+                    tokio::spawn(monitor.wait_function_deadline_async(&p("04/00"), &any, None));
+                let rescanned = |what: &'static str| {
+                    let written = &written;
+                    async move {
+                        let seen = tokio::time::timeout(Duration::from_secs(60), async {
+                            while !written() {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        })
+                        .await;
+                        assert!(seen.is_ok(), "{what}");
+                    }
+                };
+                rescanned("no rescan at the start").await;
+                std::fs::write(&rescan, "").unwrap();
+                rescanned("no rescan again").await;
+                wait.abort();
+                assert!(wait.await.unwrap_err().is_cancelled());
+                assert_eq!(monitor.stats().waiters, 0);
+
+                // Over a rescan interval: the error is the whole wait's, not a slice's.
+                let e = monitor
+                    .wait_function_async(&p("04/00"), &any, Duration::from_millis(1500))
+                    .await
+                    .unwrap_err();
+                let Error::Timeout { waited, .. } = e else {
+                    panic!("{e:?}")
+                };
+                assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+            });
+        },
+    );
+}

@@ -67,19 +67,21 @@ fn timer() -> Result<&'static Timer> {
 /// [`Error::Io`] if the timer thread cannot be started.
 pub(crate) fn wake_at(entry: &mut Option<Entry>, deadline: Instant, waker: &Waker) -> Result<()> {
     let timer = timer()?;
-    let mut entries = timer.entries.lock();
     if let Some(e) = entry {
         if e.key.0 == deadline {
+            let mut entries = timer.entries.lock();
             if let Some(w) = entries.by_deadline.get_mut(&e.key) {
                 if !w.will_wake(waker) {
                     *w = waker.clone();
                 }
                 return Ok(());
             }
-        } else {
-            entries.by_deadline.remove(&e.key);
         }
     }
+    // A new entry. The old one (another deadline, or one already woken) is dropped first:
+    // its `Drop` takes the timer's lock, which is not reentrant.
+    *entry = None;
+    let mut entries = timer.entries.lock();
     let key = (deadline, entries.next_seq);
     entries.next_seq += 1;
     let first = entries.by_deadline.keys().next().is_none_or(|k| key < *k);
@@ -169,6 +171,17 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(flag.0.load(Ordering::SeqCst), "the timer never woke it");
+        // Re-armed for another deadline: the old entry leaves, the new one is there.
+        let old_key = far.as_ref().unwrap().key;
+        wake_at(&mut far, Instant::now() + Duration::from_secs(7200), &waker).unwrap();
+        assert!(
+            !timer()
+                .unwrap()
+                .entries
+                .lock()
+                .by_deadline
+                .contains_key(&old_key)
+        );
         let (near, far) = (near.unwrap(), far.unwrap());
         assert!(!has(&near), "a woken entry is removed");
         assert!(has(&far), "the far one waits");
