@@ -29,11 +29,11 @@
 //!
 //! **Threads.** Each `Monitor` runs one thread, `pciplug-uevents`: it receives the uevents,
 //! applies them to the registry and wakes the waits they answer; when the kernel reports
-//! lost events it rescans sysfs and reconciles. That thread is the only one pciplug starts.
-//! A wait blocks the calling thread (no thread per wait, no polling; from an async runtime,
-//! call it on a blocking thread such as tokio's `spawn_blocking`). One shared `Monitor` is
-//! the intended use: a second one opens a second socket, keeps a second registry and runs a
-//! second thread. The thread stops, and the socket closes, when the last handle is dropped or
+//! lost events it rescans sysfs and reconciles. That thread is the only one pciplug starts,
+//! but for one `pciplug-timer` per process once an async wait has a deadline (**Async** below).
+//! A wait blocks the calling thread (no thread per wait, no polling); its `_async` form does
+//! not. One shared `Monitor` is the intended use: a second one opens a second socket, keeps a
+//! second registry and runs a second thread. The thread stops, and the socket closes, when the last handle is dropped or
 //! on [`Monitor::shutdown`].
 //!
 //! **Errors.** Every fallible call returns [`Error`] (its `Display` puts the context first;
@@ -51,6 +51,38 @@
 //! - [`Error::Vfio`]: a function cannot go to `vfio-pci` ([`VfioError`] says why).
 //! - [`Error::PciPath`], [`Error::Uevent`], [`Error::Recording`]: bad input (a path string, a
 //!   datagram, a recording file), named precisely.
+//!
+//! **Async.** Every wait has an async form in the style of flume's `recv_async`:
+//! [`Monitor::wait_block_async`], `wait_disk_async`, `wait_net_async`, `wait_removed_async`,
+//! `wait_function_async`, each taking the sync wait's arguments (a timeout), and a
+//! `_deadline_async` form taking a deadline or `None` (for ever). Each returns a
+//! [`WaitFuture`] that resolves to what the sync wait returns, with the same errors. It works
+//! under any executor (tokio, smol, a plain `block_on`): the monitor's own thread wakes it,
+//! through the [`Waker`](std::task::Waker) it leaves where a blocking wait would sleep; no
+//! thread is started per wait. A deadline is kept by one more thread, `pciplug-timer`, shared
+//! by every async wait with a deadline and started by the first one; a wait for ever never
+//! starts it: cancel it with your runtime's timeout. Dropping the future cancels the wait at
+//! once (it leaves [`MonitorStats::waiters`]). [`Monitor::vfio`] has no async form: it
+//! writes to sysfs and waits for the group's node; call it on a blocking thread.
+//!
+//! ```no_run
+//! # async fn agent() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//!
+//! let monitor = pciplug::Monitor::start()?;
+//! let path = "02/00".parse()?;
+//! // Waits up to 3 s without blocking the runtime's thread.
+//! let disk = monitor.wait_block_async(&path, Duration::from_secs(3)).await?;
+//! // Or for ever, cancelled by dropping: here by tokio's timeout.
+//! let nic = monitor.wait_net_deadline_async(&"04/00".parse()?, None);
+//! let nic = tokio::time::timeout(Duration::from_secs(3), nic).await??;
+//! println!("{} and {}", disk.devnode(), nic.name);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With feature `stream`, `Monitor::subscribe_stream` gives the registry's changes as a
+//! `futures_core::Stream`, fed and woken by the same thread.
 //!
 //! **Where uevents cannot arrive.** The kernel announces a network interface only in its own
 //! network namespace, and other devices (block, PCI) only to network namespaces owned by the
@@ -132,6 +164,9 @@
 //!   `default-features = false` and builds none of them.
 //! - `serde` (on with `cli`): `serde::Serialize` for the registry's types, [`PciFunction`],
 //!   [`VfioGroup`] and [`MonitorStats`], in the shapes `pciplug --json` prints.
+//! - `stream` (off): `Monitor::subscribe_stream` and `ChangeStream`, the registry's changes
+//!   as a `futures_core::Stream` (its only dependency, `futures-core`). The async waits need
+//!   no feature.
 //! - `test-support` (off): the `testing` module (a uevent injector for private network
 //!   namespaces, fake sysfs trees) and `MonitorBuilder::fault_hook`, for pciplug's own tests
 //!   and benches. A user's build never needs it.
@@ -167,7 +202,9 @@ mod wait;
 pub use address::{AmbiguousDisk, Candidate, DiskAddress, Nsid, ParseUnitError, ScsiUnit, Unit};
 pub use error::{Error, Result};
 pub use function::{DriverState, PciFunction};
-pub use monitor::{Monitor, MonitorBuilder, MonitorStats, RESCAN_INTERVAL};
+#[cfg(feature = "stream")]
+pub use monitor::ChangeStream;
+pub use monitor::{Monitor, MonitorBuilder, MonitorStats, RESCAN_INTERVAL, WaitFuture};
 pub use path::{Bdf, DevpathError, Hop, MAX_HOPS, ParsePciPathError, PciPath, RootComplex};
 pub use recording::{Record, Recording};
 pub use registry::{

@@ -111,7 +111,7 @@ impl Monitor {
 }
 
 /// What a wait for a unit at any path saw: the disks with a unit, and where.
-fn units_present(r: &Registry) -> String {
+pub(super) fn units_present(r: &Registry) -> String {
     let mut seen = Vec::new();
     for d in r.devices() {
         for b in r.disks(&d.path) {

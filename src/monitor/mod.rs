@@ -12,13 +12,18 @@
 //! However it ends (shut down, a receive error, even a panic), it marks the monitor stopped
 //! and wakes every waiter, so that no wait hangs on a listener that is gone.
 
+mod async_waits;
 mod builder;
 mod disk;
 mod function;
+mod future;
 mod namespace;
 mod nsid;
 mod pacing;
 pub(crate) mod state;
+#[cfg(feature = "stream")]
+mod stream;
+mod subscriber;
 mod thread;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 
 use crate::address::DiskAddress;
@@ -38,7 +43,11 @@ use crate::registry::{BlockDevice, Change, NetInterface, Registry};
 use crate::sysfs::Sysfs;
 use crate::wait::{Wanted, wait_anywhere, wait_for};
 pub use builder::MonitorBuilder;
+pub use future::WaitFuture;
 use state::{StateLock, Status};
+#[cfg(feature = "stream")]
+pub use stream::ChangeStream;
+use subscriber::Subscriber;
 
 /// A live registry of the guest's PCI devices, kept by a uevent thread, with blocking waits.
 ///
@@ -51,8 +60,9 @@ use state::{StateLock, Status};
 /// `wait_block_deadline(path, deadline)`, `try_block(path)`; likewise for a disk by its full
 /// address (`wait_disk`, a [`DiskAddress`]: a path, a SCSI `T:L` or NVMe namespace id), for
 /// `net`, for a PCI function in a driver state (`wait_function`) and for the removal of a
-/// path. A wait returns at once if the answer is already there. [`Monitor::vfio`] hands a
-/// function to `vfio-pci`.
+/// path. A wait returns at once if the answer is already there. Each wait has an async form
+/// (`wait_block_async`, `wait_block_deadline_async`, ...: a [`WaitFuture`]) that blocks no
+/// thread. [`Monitor::vfio`] hands a function to `vfio-pci`.
 #[derive(Clone, Debug)]
 pub struct Monitor {
     inner: Arc<Inner>,
@@ -94,7 +104,7 @@ pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 struct Shared {
     state: StateLock,
     /// `watch` subscribers. Lock order: `state` before `subscribers`.
-    subscribers: Mutex<Vec<Sender<Change>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     counters: Counters,
 }
 
@@ -342,9 +352,20 @@ impl Monitor {
     /// than 65536 changes behind misses the excess (counted in
     /// [`MonitorStats::dropped_changes`]).
     pub fn subscribe(&self) -> Receiver<Change> {
+        self.subscribe_with(None)
+    }
+
+    /// [`subscribe`](Self::subscribe), with a stream's waker to wake after each batch sent.
+    fn subscribe_with(&self, waker: Option<Arc<subscriber::StreamWaker>>) -> Receiver<Change> {
         let (tx, rx) = crossbeam_channel::bounded(SUBSCRIBER_BACKLOG);
-        let _state = self.inner.shared.state.lock(); // no change is applied while subscribing
-        self.inner.shared.subscribers.lock().push(tx);
+        let st = self.inner.shared.state.lock(); // no change is applied while subscribing
+        let subscriber = Subscriber { tx, waker };
+        if matches!(st.status, Status::Stopped(_)) {
+            // The listener has closed its subscribers for good: the channel ends at once.
+            subscriber.close();
+        } else {
+            self.inner.shared.subscribers.lock().push(subscriber);
+        }
         rx
     }
 

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::TrySendError;
-
 use super::Shared;
 use super::pacing::Pacing;
 use super::state::StateGuard;
+use super::subscriber::{Sent, Subscriber};
 use crate::netlink::{Received, UeventSocket};
 use crate::registry::{BlockDevice, Change, DevType, Outcome, Registry, Transport};
 use crate::sysfs::Sysfs;
@@ -75,8 +74,9 @@ impl Listener {
                 format!("the uevent listener thread panicked: {what}")
             });
         self.shared.state.lock().stop(why);
-        // Dropping the senders ends every subscriber's stream.
-        self.shared.subscribers.lock().clear();
+        // Closing the senders ends every subscriber's channel and stream.
+        let subscribers = std::mem::take(&mut *self.shared.subscribers.lock());
+        subscribers.into_iter().for_each(Subscriber::close);
     }
 
     /// Receive, apply, wake; resync after an overflow, paced. Returns why it stopped.
@@ -347,18 +347,21 @@ fn send_to_subscribers(shared: &Shared, changes: Vec<Change>) {
         return;
     }
     for c in changes {
-        subs.retain(|tx| match tx.try_send(c.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
+        subs.retain(|sub| match sub.send(c.clone()) {
+            Sent::Delivered => true,
+            Sent::Dropped => {
                 shared
                     .counters
                     .dropped_changes
                     .fetch_add(1, Ordering::Relaxed);
                 true
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Sent::Gone => false,
         });
     }
+    // A stream's task is woken once for the batch; it only schedules the task (a task that
+    // polls at once takes no lock the listener holds: only its channel and its waker's).
+    subs.iter().for_each(Subscriber::wake);
 }
 
 #[cfg(test)]

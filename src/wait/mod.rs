@@ -22,11 +22,19 @@
 //! without taking the state lock again, so a thousand waiters are released at once rather
 //! than one after the other through the one lock.
 //!
+//! An async wait ([`future`]) follows the same protocol in a future: it registers in the same
+//! table and leaves a [`Waker`] in its slot instead of sleeping on the slot's condition
+//! variable; a bump or a stop wakes the condition variable and takes and wakes every waker.
+//!
 //! The protocol is model-checked with loom (`cargo test --lib --features model-check model`):
-//! see the `model` tests at the bottom.
+//! see the `model` tests at the bottom, and those of [`future`].
+
+pub(crate) mod future;
+pub(crate) mod timer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -147,6 +155,13 @@ struct Signal {
     generation: u64,
     /// Set once, when the listener stops; the slot is then out of the table.
     stopped: Option<String>,
+    /// The async waiters parked on this slot, by their id in the slot: each left its waker
+    /// here, under this lock, after seeing `generation` unchanged and `stopped` unset. A bump
+    /// or a stop takes them all (a waker is woken once); a future polled again with nothing
+    /// new for it leaves its waker again. Invariant: an id appears at most once.
+    wakers: Vec<(u64, Waker)>,
+    /// The id the next async waiter of this slot gets.
+    next_id: u64,
 }
 
 impl Slot {
@@ -155,13 +170,29 @@ impl Slot {
     }
 
     fn bump(&self) {
-        self.signal.lock().generation += 1;
+        let wakers = {
+            let mut signal = self.signal.lock();
+            signal.generation += 1;
+            std::mem::take(&mut signal.wakers)
+        };
         self.cv.notify_all();
+        // Woken outside the slot's lock: a waker may run its task at once on this thread
+        // (a plain executor), and that task polls, which takes this lock.
+        for (_, waker) in wakers {
+            waker.wake();
+        }
     }
 
     fn stop(&self, why: &str) {
-        self.signal.lock().stopped = Some(why.to_owned());
+        let wakers = {
+            let mut signal = self.signal.lock();
+            signal.stopped = Some(why.to_owned());
+            std::mem::take(&mut signal.wakers)
+        };
         self.cv.notify_all();
+        for (_, waker) in wakers {
+            waker.wake();
+        }
     }
 }
 
@@ -185,7 +216,7 @@ pub(crate) enum Watch {
 }
 
 impl Waiters {
-    fn register(&mut self, at: Watch) -> Arc<Slot> {
+    pub(crate) fn register(&mut self, at: Watch) -> Arc<Slot> {
         let slot = match at {
             Watch::Path(path) => self.slots.entry(path).or_default(),
             Watch::Anywhere => self.anywhere.get_or_insert_with(Default::default),
@@ -194,7 +225,7 @@ impl Waiters {
         Arc::clone(&slot.0)
     }
 
-    fn unregister(&mut self, at: &Watch) {
+    pub(crate) fn unregister(&mut self, at: &Watch) {
         match at {
             Watch::Path(path) => {
                 if let Some(slot) = self.slots.get_mut(path) {
@@ -365,7 +396,7 @@ fn wait_at<T>(
 /// Steps 1 and 4 of [`wait_for`], under the state lock: the answer if it is there, or the
 /// error of a stopped listener, which can no longer vouch for its registry (it grows staler
 /// by the second); `None` to go on waiting.
-fn check<T>(st: &State, answer: &impl Fn(&Registry) -> Option<T>) -> Option<Result<T>> {
+pub(crate) fn check<T>(st: &State, answer: &impl Fn(&Registry) -> Option<T>) -> Option<Result<T>> {
     if let Status::Stopped(why) = &st.status {
         return Some(Err(Error::ListenerStopped(why.clone())));
     }

@@ -1,0 +1,245 @@
+//! The async forms of the waits: `wait_block_async` and the rest, each a [`WaitFuture`].
+//!
+//! Each takes the same arguments as the sync wait of its name and resolves to what it
+//! returns, with the same errors. `_async` waits up to a timeout, `_deadline_async` until a
+//! deadline or, with `None`, for ever: cancel it by dropping the future (for example with
+//! `tokio::time::timeout`). [`Monitor::vfio`] has none: it writes to sysfs and waits for a
+//! device node, so it runs on a blocking thread.
+
+use std::time::{Duration, Instant};
+
+use super::future::{Answer, Before, Timeout, WaitFuture};
+use super::{Monitor, deadline_after};
+use crate::address::{DiskAddress, Unit};
+use crate::error::Error;
+use crate::function::{self, DriverState, PciFunction};
+use crate::path::PciPath;
+use crate::registry::{BlockDevice, NetInterface, Registry};
+use crate::wait::Watch;
+
+impl Monitor {
+    /// [`wait_block`](Self::wait_block) as a future.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_block`](Self::wait_block); the timer thread of deadlines not starting is an
+    /// [`Error::Io`].
+    pub fn wait_block_async(&self, path: &PciPath, timeout: Duration) -> WaitFuture<BlockDevice> {
+        self.wait_block_deadline_async(path, deadline_after(timeout))
+    }
+
+    /// [`wait_block_deadline`](Self::wait_block_deadline) as a future: until `deadline`, or
+    /// for ever with `None` (cancel it by dropping it).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_block_async`](Self::wait_block_async).
+    pub fn wait_block_deadline_async(
+        &self,
+        path: &PciPath,
+        deadline: impl Into<Option<Instant>>,
+    ) -> WaitFuture<BlockDevice> {
+        self.wait_disk_deadline_async(&DiskAddress::at(*path), deadline)
+    }
+
+    /// [`wait_disk`](Self::wait_disk) as a future.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_disk`](Self::wait_disk); the timer thread of deadlines not starting is an
+    /// [`Error::Io`].
+    pub fn wait_disk_async(
+        &self,
+        address: &DiskAddress,
+        timeout: Duration,
+    ) -> WaitFuture<BlockDevice> {
+        self.wait_disk_deadline_async(address, deadline_after(timeout))
+    }
+
+    /// [`wait_disk_deadline`](Self::wait_disk_deadline) as a future: until `deadline`, or for
+    /// ever with `None` (cancel it by dropping it). The SCSI scan, if on, is made at the first
+    /// poll.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_disk_async`](Self::wait_disk_async).
+    pub fn wait_disk_deadline_async(
+        &self,
+        address: &DiskAddress,
+        deadline: impl Into<Option<Instant>>,
+    ) -> WaitFuture<BlockDevice> {
+        let address = *address;
+        let before: Option<Before> =
+            if self.inner.scsi_scan && matches!(address.unit(), Some(Unit::Scsi(_))) {
+                Some(Box::new(move |m: &Monitor| m.scan_scsi(&address).map(drop)))
+            } else {
+                None
+            };
+        let answer: Answer<BlockDevice> =
+            Box::new(move |r: &Registry| match r.find_disk(&address) {
+                Ok(found) => found.cloned().map(Ok),
+                Err(ambiguous) => Some(Err(Error::Ambiguous(ambiguous))),
+            });
+        let deadline = deadline.into();
+        match (address.path(), address.unit()) {
+            (Some(path), None) => self.future_at(
+                *path,
+                "block disk".into(),
+                Registry::describe,
+                deadline,
+                answer,
+                before,
+            ),
+            (Some(path), Some(unit)) => self.future_at(
+                *path,
+                format!("block disk {unit}"),
+                Registry::describe,
+                deadline,
+                answer,
+                before,
+            ),
+            (None, _) => {
+                let timeout: Timeout = Box::new(move |r: &Registry, waited| Error::Timeout {
+                    wanted: format!("block disk {address} at any PCI path"),
+                    waited,
+                    seen: super::disk::units_present(r),
+                });
+                WaitFuture::new(self, Watch::Anywhere, deadline, answer, timeout, before)
+            }
+        }
+    }
+
+    /// [`wait_net`](Self::wait_net) as a future.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_net`](Self::wait_net); the timer thread of deadlines not starting is an
+    /// [`Error::Io`].
+    pub fn wait_net_async(&self, path: &PciPath, timeout: Duration) -> WaitFuture<NetInterface> {
+        self.wait_net_deadline_async(path, deadline_after(timeout))
+    }
+
+    /// [`wait_net_deadline`](Self::wait_net_deadline) as a future: until `deadline`, or for
+    /// ever with `None` (cancel it by dropping it).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_net_async`](Self::wait_net_async).
+    pub fn wait_net_deadline_async(
+        &self,
+        path: &PciPath,
+        deadline: impl Into<Option<Instant>>,
+    ) -> WaitFuture<NetInterface> {
+        let path = *path;
+        let answer: Answer<NetInterface> =
+            Box::new(move |r: &Registry| r.net(&path).cloned().map(Ok));
+        let what = "network interface".into();
+        self.future_at(
+            path,
+            what,
+            Registry::describe,
+            deadline.into(),
+            answer,
+            None,
+        )
+    }
+
+    /// [`wait_removed`](Self::wait_removed) as a future.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_removed`](Self::wait_removed); the timer thread of deadlines not starting is
+    /// an [`Error::Io`].
+    pub fn wait_removed_async(&self, path: &PciPath, timeout: Duration) -> WaitFuture<()> {
+        self.wait_removed_deadline_async(path, deadline_after(timeout))
+    }
+
+    /// [`wait_removed_deadline`](Self::wait_removed_deadline) as a future: until `deadline`,
+    /// or for ever with `None` (cancel it by dropping it).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_removed_async`](Self::wait_removed_async).
+    pub fn wait_removed_deadline_async(
+        &self,
+        path: &PciPath,
+        deadline: impl Into<Option<Instant>>,
+    ) -> WaitFuture<()> {
+        let path = *path;
+        let answer: Answer<()> =
+            Box::new(move |r: &Registry| r.get(&path).is_none().then_some(Ok(())));
+        let what = "removal of the PCI device".into();
+        self.future_at(
+            path,
+            what,
+            Registry::describe,
+            deadline.into(),
+            answer,
+            None,
+        )
+    }
+
+    /// [`wait_function`](Self::wait_function) as a future.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_function`](Self::wait_function); the timer thread of deadlines not starting
+    /// is an [`Error::Io`].
+    pub fn wait_function_async(
+        &self,
+        path: &PciPath,
+        state: &DriverState,
+        timeout: Duration,
+    ) -> WaitFuture<PciFunction> {
+        self.wait_function_deadline_async(path, state, deadline_after(timeout))
+    }
+
+    /// [`wait_function_deadline`](Self::wait_function_deadline) as a future: until
+    /// `deadline`, or for ever with `None` (cancel it by dropping it).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_function_async`](Self::wait_function_async).
+    pub fn wait_function_deadline_async(
+        &self,
+        path: &PciPath,
+        state: &DriverState,
+        deadline: impl Into<Option<Instant>>,
+    ) -> WaitFuture<PciFunction> {
+        let path = *path;
+        let what = match state {
+            DriverState::Any => "PCI function".to_owned(),
+            other => format!("PCI function {other}"),
+        };
+        let state = state.clone();
+        let sysfs_root = self.sysfs_root().to_owned();
+        // The function's IOMMU group is read from sysfs once it answers, as the sync wait
+        // does (one `readlink`, here under the state lock).
+        let answer: Answer<PciFunction> = Box::new(move |r: &Registry| {
+            let dev = r
+                .get(&path)
+                .filter(|d| state.matches(d.driver.as_deref()))?;
+            Some(PciFunction::read(dev, &sysfs_root))
+        });
+        self.future_at(path, what, function::seen, deadline.into(), answer, None)
+    }
+
+    /// A future waiting at `path`, whose timeout says "no `what` at `path` within ...: " and
+    /// what `seen` saw there.
+    fn future_at<T>(
+        &self,
+        path: PciPath,
+        what: String,
+        seen: fn(&Registry, &PciPath) -> String,
+        deadline: Option<Instant>,
+        answer: Answer<T>,
+        before: Option<Before>,
+    ) -> WaitFuture<T> {
+        let timeout: Timeout = Box::new(move |r: &Registry, waited| Error::Timeout {
+            wanted: format!("{what} at {path}"),
+            waited,
+            seen: seen(r, &path),
+        });
+        WaitFuture::new(self, Watch::Path(path), deadline, answer, timeout, before)
+    }
+}
