@@ -38,8 +38,8 @@ APT=(apt-get -q -o DPkg::Lock::Timeout=600)
 
 log() { printf 'setup-arm64: %s\n' "$*" >&2; }
 die() { printf 'setup-arm64: error: %s\n' "$*" >&2; exit 1; }
-# shellcheck source=tests/e2e/qemu-suite.sh
-. "$HERE/qemu-suite.sh"
+# shellcheck source=tests/e2e/apt-lib.sh
+. "$HERE/apt-lib.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages)"
 command -v apt-get >/dev/null || die "not a Debian system (no apt-get)"
@@ -50,44 +50,8 @@ mkdir -p "$CACHE"
 # shellcheck disable=SC1091
 . /etc/os-release
 CODENAME=${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}
-MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-[ -n "$MIRROR" ] || MIRROR=$(awk '$1=="deb"{for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' \
-	/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-[ -n "$MIRROR" ] || die "cannot find the Debian mirror in the apt sources"
+debian_mirror
 
-# apt_config DIR foreign|host: sources, lists and cache under DIR. `foreign` adds arm64 to
-# the architectures and has an empty dpkg status of its own (downloads only).
-apt_config() {
-	local d=$1 kind=$2
-	mkdir -p "$d/sources.list.d" "$d/lists/partial" "$d/cache/archives/partial"
-	rm -f "$d"/sources.list.d/*
-	for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
-		[ -e "$f" ] && cp "$f" "$d/sources.list.d/"
-	done
-	[ -s /etc/apt/sources.list ] && cp /etc/apt/sources.list "$d/sources.list.d/00-system.list"
-	cat > "$d/sources.list.d/zz-pciplug-e2e-backports.sources" <<EOF
-Types: deb
-URIs: $MIRROR
-Suites: $CODENAME-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-	cat > "$d/apt.conf" <<EOF
-Dir::Etc::SourceParts "$d/sources.list.d";
-Dir::Etc::SourceList "/dev/null";
-Dir::State::Lists "$d/lists";
-Dir::Cache "$d/cache";
-EOF
-	if [ "$kind" = foreign ]; then
-		mkdir -p "$d/state"
-		: > "$d/state/status"
-		cat >> "$d/apt.conf" <<EOF
-Dir::State::status "$d/state/status";
-APT::Architecture "$(dpkg --print-architecture)";
-APT::Architectures { "$(dpkg --print-architecture)"; "arm64"; };
-EOF
-	fi
-}
 HOST_APT=$CACHE/apt-host
 ARM_APT=$CACHE/apt-arm64
 declare -A UPDATED

@@ -45,8 +45,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
-# shellcheck source=tests/e2e/qemu-suite.sh
-. "$HERE/qemu-suite.sh"
+# shellcheck source=tests/e2e/apt-lib.sh
+. "$HERE/apt-lib.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages)"
 command -v apt-get >/dev/null || die "not a Debian system (no apt-get)"
@@ -57,30 +57,8 @@ T0=$(date +%s.%N)
 . /etc/os-release
 CODENAME=${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}
 APTDIR=$E2E_DIR/apt
-mkdir -p "$APTDIR/sources.list.d" "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
-rm -f "$APTDIR"/sources.list.d/*
-for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
-	[ -e "$f" ] && cp "$f" "$APTDIR/sources.list.d/"
-done
-[ -s /etc/apt/sources.list ] && cp /etc/apt/sources.list "$APTDIR/sources.list.d/00-system.list"
-# the backports suite lives on the same mirror as the release
-MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-[ -n "$MIRROR" ] || MIRROR=$(awk '$1=="deb"{for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' \
-	/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-[ -n "$MIRROR" ] || die "cannot find the Debian mirror in the apt sources (needed for $CODENAME-backports)"
-cat > "$APTDIR/sources.list.d/zz-pciplug-e2e-backports.sources" <<EOF
-Types: deb
-URIs: $MIRROR
-Suites: $CODENAME-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-cat > "$APTDIR/apt.conf" <<EOF
-Dir::Etc::SourceParts "$APTDIR/sources.list.d";
-Dir::Etc::SourceList "/dev/null";
-Dir::State::Lists "$APTDIR/lists";
-Dir::Cache "$APTDIR/cache";
-EOF
+debian_mirror
+apt_config "$APTDIR" host
 export APT_CONFIG=$APTDIR/apt.conf
 
 UPDATED=0
