@@ -82,17 +82,9 @@ impl Monitor {
             });
         let deadline = deadline.into();
         match (address.path(), address.unit()) {
-            (Some(path), None) => self.future_at(
+            (Some(path), _) => self.future_at(
                 *path,
-                "block disk".into(),
-                Registry::describe,
-                deadline,
-                answer,
-                before,
-            ),
-            (Some(path), Some(unit)) => self.future_at(
-                *path,
-                format!("block disk {unit}"),
+                super::disk::wanted_at_path(&address),
                 Registry::describe,
                 deadline,
                 answer,

@@ -193,7 +193,6 @@ impl MonitorBuilder {
         Ok(Monitor {
             inner: Arc::new(Inner {
                 shared,
-                sysfs: Sysfs::new(&self.sysfs_root),
                 scsi_scan: self.scsi_scan,
                 stopper,
                 thread: Mutex::new(Some(thread)),

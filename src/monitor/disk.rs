@@ -8,6 +8,7 @@ use super::{Monitor, deadline_after};
 use crate::address::{DiskAddress, Unit};
 use crate::error::{Error, Result};
 use crate::registry::{BlockDevice, Registry};
+use crate::sysfs::Sysfs;
 use crate::wait::wait_anywhere;
 
 impl Monitor {
@@ -61,10 +62,7 @@ impl Monitor {
             }
         };
         match (address.path(), address.unit()) {
-            (Some(path), None) => self.wait(path, "block disk", deadline, answer)?,
-            (Some(path), Some(unit)) => {
-                self.wait(path, &format!("block disk {unit}"), deadline, answer)?
-            }
+            (Some(path), _) => self.wait(path, &wanted_at_path(address), deadline, answer)?,
             (None, _) => {
                 let state = &self.inner.shared.state;
                 let timeout = |r: &Registry, waited| Error::Timeout {
@@ -104,13 +102,24 @@ impl Monitor {
     /// refused.
     pub fn scan_scsi(&self, address: &DiskAddress) -> Result<Vec<PathBuf>> {
         match address.unit() {
-            Some(Unit::Scsi(unit)) => self.inner.sysfs.scan_scsi(address.path(), *unit),
+            Some(Unit::Scsi(unit)) => {
+                Sysfs::new(&self.inner.edges.sysfs_root).scan_scsi(address.path(), *unit)
+            }
             _ => Ok(Vec::new()),
         }
     }
 }
 
 /// What a wait for a unit at any path saw: the disks with a unit, and where.
+/// What a wait for `address`, which has a path, waits for: "block disk", or with its unit
+/// "block disk 0:1" (the timeout's wording).
+pub(super) fn wanted_at_path(address: &DiskAddress) -> String {
+    match address.unit() {
+        Some(unit) => format!("block disk {unit}"),
+        None => "block disk".to_owned(),
+    }
+}
+
 pub(super) fn units_present(r: &Registry) -> String {
     let mut seen = Vec::new();
     for d in r.devices() {

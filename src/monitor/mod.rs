@@ -40,7 +40,7 @@ use crate::error::{Error, Result, given};
 use crate::netlink::Stopper;
 use crate::path::PciPath;
 use crate::registry::{BlockDevice, Change, NetInterface, Registry};
-use crate::sysfs::Sysfs;
+
 use crate::wait::{Wanted, wait_anywhere, wait_for};
 pub use builder::MonitorBuilder;
 pub use future::WaitFuture;
@@ -71,8 +71,6 @@ pub struct Monitor {
 #[derive(Debug)]
 struct Inner {
     shared: Arc<Shared>,
-    /// For the SCSI scan on request.
-    sysfs: Sysfs,
     /// [`MonitorBuilder::scsi_scan`].
     scsi_scan: bool,
     stopper: Stopper,
