@@ -57,8 +57,10 @@
 //! ```
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::ops::ControlFlow;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -121,12 +123,27 @@ impl Sysfs {
     /// error other than a device going away); class directories that do not exist, such as
     /// `class/nvme` without the NVMe driver, are simply empty.
     pub fn scan(&self) -> Result<Snapshot> {
+        match self.scan_between(&mut || ControlFlow::<Infallible>::Continue(()))? {
+            ControlFlow::Continue(snapshot) => Ok(snapshot),
+        }
+    }
+
+    /// [`scan`](Self::scan), calling `between` after each device it reads (and each NVMe
+    /// subsystem), so that a live listener can take what its socket received meanwhile
+    /// (`monitor/held.rs`). `between` breaking off the scan ends it with what it broke with.
+    pub(crate) fn scan_between<B>(
+        &self,
+        between: &mut dyn FnMut() -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B, Snapshot>> {
         let pci_dir = self.root.join("bus/pci/devices");
         let functions = list_dir(&pci_dir)?;
         let root = self.canonical_root()?;
         let mut events = Vec::new();
         for link in functions {
             events.extend(read_device(&root, &link, Kind::Function)?);
+            if let ControlFlow::Break(b) = between() {
+                return Ok(ControlFlow::Break(b));
+            }
         }
         for (class, kind) in [
             ("nvme", Kind::NvmeController),
@@ -135,8 +152,12 @@ impl Sysfs {
             ("vfio", Kind::VfioGroup),
         ] {
             for link in list_class(&self.root.join("class").join(class))? {
+                // A skipped entry cost one `readlink`: no need to stop for it.
                 if may_concern_registry(&link) {
                     events.extend(read_device(&root, &link, kind)?);
+                    if let ControlFlow::Break(b) = between() {
+                        return Ok(ControlFlow::Break(b));
+                    }
                 }
             }
         }
@@ -149,11 +170,14 @@ impl Sysfs {
         let mut nvme_links = Vec::new();
         for dir in list_class(&self.root.join("class/nvme-subsystem"))? {
             nvme_links.extend(subsystem_links(&root, &dir)?);
+            if let ControlFlow::Break(b) = between() {
+                return Ok(ControlFlow::Break(b));
+            }
         }
         nvme_links.sort_by(|a, b| {
             (&a.subsystem, &a.controller, a.path).cmp(&(&b.subsystem, &b.controller, b.path))
         });
-        Ok(Snapshot { events, nvme_links })
+        Ok(ControlFlow::Continue(Snapshot { events, nvme_links }))
     }
 
     fn canonical_root(&self) -> Result<PathBuf> {

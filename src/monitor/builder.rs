@@ -17,7 +17,7 @@ use crate::netlink::SocketOptions;
 use crate::registry::Registry;
 use crate::sysfs::Sysfs;
 #[cfg(any(test, feature = "test-support"))]
-use crate::testing::{FaultHook, ResyncHook};
+use crate::testing::{FaultHook, ResyncHook, ScanTickHook};
 use crate::wait::Waiters;
 
 /// Configures and starts a [`Monitor`].
@@ -33,6 +33,8 @@ pub struct MonitorBuilder {
     fault_hook: Option<FaultHook>,
     #[cfg(any(test, feature = "test-support"))]
     resync_hook: Option<ResyncHook>,
+    #[cfg(any(test, feature = "test-support"))]
+    scan_tick_hook: Option<ScanTickHook>,
     #[cfg(any(test, feature = "test-support"))]
     resync_gap: Duration,
 }
@@ -50,6 +52,8 @@ impl Default for MonitorBuilder {
             fault_hook: None,
             #[cfg(any(test, feature = "test-support"))]
             resync_hook: None,
+            #[cfg(any(test, feature = "test-support"))]
+            scan_tick_hook: None,
             #[cfg(any(test, feature = "test-support"))]
             resync_gap: MIN_RESYNC_GAP,
         }
@@ -130,6 +134,17 @@ impl MonitorBuilder {
         self
     }
 
+    /// Test support (feature `test-support`): the listener calls `hook` during each resync's
+    /// rescan, after each device it reads (a tick), with the rescan's number and the tick's
+    /// (the first of each is 1), just before it takes what the socket queued meanwhile: what
+    /// the hook does happens in the middle of a rescan, and what it makes the kernel send is
+    /// received during the rescan. Default: none.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn scan_tick_hook(mut self, hook: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        self.scan_tick_hook = Some(ScanTickHook::new(hook));
+        self
+    }
+
     /// Test support (feature `test-support`): the least time from the end of one resync's
     /// rescan to the start of the next (a longer rescan spaces them more). Default 50 ms; a
     /// test asks for more to act between two resyncs.
@@ -180,6 +195,8 @@ impl MonitorBuilder {
             fault_hook: self.fault_hook,
             #[cfg(any(test, feature = "test-support"))]
             resync_hook: self.resync_hook,
+            #[cfg(any(test, feature = "test-support"))]
+            scan_tick_hook: self.scan_tick_hook,
             #[cfg(any(test, feature = "test-support"))]
             resync_gap: self.resync_gap,
             #[cfg(not(any(test, feature = "test-support")))]

@@ -17,6 +17,7 @@ mod builder;
 mod disk;
 mod function;
 mod future;
+mod held;
 mod namespace;
 mod nsid;
 mod pacing;

@@ -1,13 +1,16 @@
 //! The listener thread: receive -> apply -> wake; on overflow, a resync owed (paced, see
-//! `pacing.rs`): drain -> rescan -> reconcile.
+//! `pacing.rs`): drain -> rescan, holding what arrives (`held.rs`) -> reconcile -> apply what
+//! was held.
 
 use std::io;
+use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use super::held::{Held, MAX_HELD_BYTES};
 use super::pacing::Pacing;
 use super::state::StateGuard;
 use super::subscriber::{Sent, Subscriber};
@@ -15,7 +18,7 @@ use crate::netlink::{Received, UeventSocket};
 use crate::registry::{BlockDevice, Change, DevType, Outcome, Registry, Transport};
 use crate::sysfs::Sysfs;
 #[cfg(any(test, feature = "test-support"))]
-use crate::testing::{FaultHook, ResyncHook};
+use crate::testing::{FaultHook, ResyncHook, ScanTickHook};
 use crate::uevent::MAX_DATAGRAM;
 use crate::wait::Wakeups;
 
@@ -31,6 +34,8 @@ pub(super) struct Listener {
     pub(super) fault_hook: Option<FaultHook>,
     #[cfg(any(test, feature = "test-support"))]
     pub(super) resync_hook: Option<ResyncHook>,
+    #[cfg(any(test, feature = "test-support"))]
+    pub(super) scan_tick_hook: Option<ScanTickHook>,
 }
 
 /// What one receive step leaves the loop to do.
@@ -83,8 +88,8 @@ impl Listener {
     ///
     /// An overflow makes a resync owed, from the time [`Pacing`] allows; until then the loop
     /// goes on receiving (waiting no later than that time), and a further overflow is covered
-    /// by the same resync. Overflows during a resync's rescan show as one `ENOBUFS` after it,
-    /// which owes one more resync, paced after that rescan.
+    /// by the same resync. Overflows during a resync's rescan (seen as it holds what arrives,
+    /// `held.rs`) owe one more resync in all, paced after that rescan.
     fn listen(&self) -> String {
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut pacing = Pacing::new(self.resync_gap);
@@ -110,7 +115,7 @@ impl Listener {
             }
             if owed.is_some_and(|at| Instant::now() >= at) {
                 owed = None;
-                if let Some(why) = self.resync(&mut buf, &mut pacing) {
+                if let Some(why) = self.resync(&mut buf, &mut pacing, &mut owed) {
                     return why;
                 }
             }
@@ -214,9 +219,16 @@ impl Listener {
     }
 
     /// After an overflow: drain what is queued (the kernel drops new events until the queue
-    /// is empty), rescan sysfs, and reconcile. Returns `Some(reason)` if the thread must stop;
-    /// `None` to go on listening, also after a rescan that failed.
-    fn resync(&self, buf: &mut [u8], pacing: &mut Pacing) -> Option<String> {
+    /// is empty), rescan sysfs while holding what the socket receives meanwhile (`held.rs`),
+    /// reconcile, then apply what was held. Returns `Some(reason)` if the thread must stop;
+    /// `None` to go on listening, also after a rescan that failed. Overflows seen during the
+    /// rescan make one more resync owed (`owed`), paced after this one.
+    fn resync(
+        &self,
+        buf: &mut [u8],
+        pacing: &mut Pacing,
+        owed: &mut Option<Instant>,
+    ) -> Option<String> {
         // 1. Drain until the socket is empty (non-blocking receives until EAGAIN), with the
         //    same step as the listening loop: what is queued is applied, not lost, and an
         //    overflow meanwhile is counted and covered by this resync.
@@ -228,35 +240,82 @@ impl Listener {
                 Step::Stop(why) => return Some(why),
             }
         }
-        // 2. Rescan. Events from now on queue in the socket and are applied after the
-        //    reconcile, exactly as at start-up. Its start and end space the next one.
+        // 2. Rescan, taking what the socket receives meanwhile between the devices it reads,
+        //    so that the socket's buffer does not overflow again while sysfs is read. Its
+        //    start and end space the next one.
         let start = Instant::now();
         self.during_rescan();
-        let truth = self.rescan();
+        let mut held = Held::default();
+        let truth = self.rescan(buf, &mut held);
         pacing.ran(start, Instant::now());
-        // A rescan that failed (counted) leaves the registry as it is; the listener goes on.
-        let truth = truth?;
+        let truth = match truth {
+            Rescanned::Stop(why) => return Some(why),
+            Rescanned::Failed => None,
+            Rescanned::Read(truth) => Some(truth),
+        };
+        if held.overflowed {
+            // However many came during the rescan: one more resync, paced after this one.
+            tracing::warn!("uevent socket overflowed during the rescan: one more resync owed");
+            *owed = Some(pacing.earliest().unwrap_or_else(Instant::now));
+        }
         // 3. Reconcile, and wake whoever waits on a path that changed: an answer that
-        //    appeared during the rescan is in `truth`, and its waiter is woken here.
-        let shared = &*self.shared;
-        let mut st = shared.state.lock();
-        let changes = st.registry.reconcile(truth);
-        shared.counters.resyncs.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(
-            changes = changes.len(),
-            "resynced from sysfs after lost uevents"
-        );
-        publish(shared, st, changes);
+        //    appeared during the rescan is in `truth`, or in what was held, and its waiter is
+        //    woken here or in step 4. A rescan that failed (counted) leaves the registry as
+        //    it is.
+        if let Some(truth) = truth {
+            let shared = &*self.shared;
+            let mut st = shared.state.lock();
+            let changes = st.registry.reconcile(*truth);
+            shared.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                changes = changes.len(),
+                held = held.len(),
+                "resynced from sysfs after lost uevents"
+            );
+            publish(shared, st, changes);
+        }
+        // 4. What was held, in the order received, with the listening loop's own step: after
+        //    the reconcile, as the datagrams still queued in the socket (see `held.rs` for why
+        //    that order is right). An overflow among them was counted when it was received.
+        for (env, bytes) in held.iter() {
+            if let Step::Stop(why) = self.step(Ok(Received::Datagram(env)), bytes) {
+                return Some(why);
+            }
+        }
         None
+    }
+
+    /// Between two devices of a rescan: takes what the socket queued into `held`, with
+    /// zero-timeout receives, until it is empty or `held` has no room for one more datagram
+    /// (the rest then waits in the socket). `Break(reason)` if the thread must stop.
+    fn hold_queued(&self, buf: &mut [u8], held: &mut Held) -> ControlFlow<String> {
+        while held.has_room(buf.len()) {
+            match self.socket.recv_timeout(buf, Duration::ZERO) {
+                Ok(Received::Datagram(env)) => held.push(env, env.bytes(buf)),
+                Ok(Received::TimedOut) => break,
+                other => match self.step(other, buf) {
+                    // Counted by the step; owes one more resync once this one is done.
+                    Step::Overflow => held.overflowed = true,
+                    Step::Stop(why) => return ControlFlow::Break(why),
+                    Step::Next | Step::Drained => {}
+                },
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The number of the rescan under way (the first is 1), for the test hooks.
+    #[cfg(any(test, feature = "test-support"))]
+    fn rescan_number(&self) -> u64 {
+        let c = &self.shared.counters;
+        c.resyncs.load(Ordering::Relaxed) + c.resync_failures.load(Ordering::Relaxed) + 1
     }
 
     /// The test's resync hook, if any, with the number of this rescan.
     #[cfg(any(test, feature = "test-support"))]
     fn during_rescan(&self) {
         if let Some(hook) = &self.resync_hook {
-            let c = &self.shared.counters;
-            let n = c.resyncs.load(Ordering::Relaxed) + c.resync_failures.load(Ordering::Relaxed);
-            hook.call(n + 1);
+            hook.call(self.rescan_number());
         }
     }
 
@@ -265,25 +324,62 @@ impl Listener {
     #[inline(always)]
     fn during_rescan(&self) {}
 
-    /// A registry of what sysfs shows now; `None` (counted and logged) if it cannot be read.
-    fn rescan(&self) -> Option<Registry> {
-        match self.sysfs.scan() {
-            Ok(snapshot) => {
+    /// The test's scan tick hook, if any, with the number of this rescan and of the tick.
+    #[cfg(any(test, feature = "test-support"))]
+    fn scan_tick(&self, tick: u64) {
+        if let Some(hook) = &self.scan_tick_hook {
+            hook.call(self.rescan_number(), tick);
+        }
+    }
+
+    /// Without test support there is no scan tick hook.
+    #[cfg(not(any(test, feature = "test-support")))]
+    #[inline(always)]
+    fn scan_tick(&self, _tick: u64) {}
+
+    /// A registry of what sysfs shows now, read while holding what the socket receives
+    /// (`held`); failed (counted and logged) if sysfs cannot be read.
+    fn rescan(&self, buf: &mut [u8], held: &mut Held) -> Rescanned {
+        let mut tick = 0;
+        let scanned = self.sysfs.scan_between(&mut || {
+            tick += 1;
+            self.scan_tick(tick);
+            self.hold_queued(buf, held)
+        });
+        if !held.has_room(buf.len()) {
+            tracing::warn!(
+                held = held.len(),
+                "a rescan held all it may ({MAX_HELD_BYTES} bytes); the rest waited in the socket"
+            );
+        }
+        match scanned {
+            Ok(ControlFlow::Continue(snapshot)) => {
                 let mut r = Registry::new();
                 snapshot.apply_to(&mut r);
                 self.sysfs.read_nsids(&mut r);
-                Some(r)
+                Rescanned::Read(Box::new(r))
             }
+            Ok(ControlFlow::Break(why)) => Rescanned::Stop(why),
             Err(e) => {
                 self.shared
                     .counters
                     .resync_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!("resync after lost uevents failed: {e}; the registry may be stale");
-                None
+                Rescanned::Failed
             }
         }
     }
+}
+
+/// What a rescan gave.
+enum Rescanned {
+    /// What sysfs shows.
+    Read(Box<Registry>),
+    /// Sysfs could not be read (counted and logged).
+    Failed,
+    /// The thread must stop, for this reason (seen while holding datagrams).
+    Stop(String),
 }
 
 /// A receive error ends the thread, with this reason.
@@ -392,6 +488,7 @@ mod tests {
             }),
             fault_hook,
             resync_hook: None,
+            scan_tick_hook: None,
         }
     }
 

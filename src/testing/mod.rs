@@ -7,9 +7,11 @@
 //! - [`fake_sysfs`] lays out a sysfs tree in a temporary directory.
 //! - [`MonitorBuilder::fault_hook`](crate::MonitorBuilder::fault_hook) (this feature only)
 //!   makes the listener fail on a datagram.
-//! - [`MonitorBuilder::resync_hook`](crate::MonitorBuilder::resync_hook) and
+//! - [`MonitorBuilder::resync_hook`](crate::MonitorBuilder::resync_hook),
+//!   [`MonitorBuilder::scan_tick_hook`](crate::MonitorBuilder::scan_tick_hook) and
 //!   [`MonitorBuilder::resync_gap`](crate::MonitorBuilder::resync_gap) (this feature only) act
-//!   during a resync and space resyncs as a test needs.
+//!   during a resync (at its start, or between the devices its rescan reads) and space resyncs
+//!   as a test needs.
 
 pub mod fake_sysfs;
 mod injector;
@@ -65,5 +67,30 @@ impl ResyncHook {
 impl fmt::Debug for ResyncHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ResyncHook")
+    }
+}
+
+/// What `MonitorBuilder::scan_tick_hook` calls between the devices a rescan reads.
+type ScanTickFn = dyn Fn(u64, u64) + Send + Sync;
+
+/// A test's way to act in the middle of a resync's rescan: see
+/// `MonitorBuilder::scan_tick_hook`.
+#[derive(Clone)]
+pub(crate) struct ScanTickHook(Arc<ScanTickFn>);
+
+impl ScanTickHook {
+    pub(crate) fn new(hook: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        ScanTickHook(Arc::new(hook))
+    }
+
+    /// Runs the hook for tick `tick` of rescan number `n` (the first of each is 1).
+    pub(crate) fn call(&self, n: u64, tick: u64) {
+        (self.0)(n, tick)
+    }
+}
+
+impl fmt::Debug for ScanTickHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ScanTickHook")
     }
 }
