@@ -1,7 +1,8 @@
 //! Resyncs after lost events (`ENOBUFS`): overflows during a rescan, and before the next one
 //! may start, are covered by one more rescan, not one each; a waiter whose answer appears
-//! during a rescan is woken by it. Run in a private network namespace (see `common::netns`),
-//! with the kernel's own overflow.
+//! during a rescan is woken by it; what the socket receives during a rescan is taken then
+//! (the socket does not overflow again meanwhile) and applied after it. Run in a private
+//! network namespace (see `common::netns`), with the kernel's own overflow.
 
 mod common;
 
@@ -15,7 +16,7 @@ use common::netns::in_private_netns;
 use common::*;
 use pciplug::sysfs::Sysfs;
 use pciplug::testing::Injector;
-use pciplug::{Monitor, Registry};
+use pciplug::{DriverState, Monitor, Registry};
 
 /// The least time between two rescans the test asks for: long enough for it to overflow the
 /// socket once more in between, as a storm would.
@@ -148,6 +149,140 @@ fn overflows_during_a_rescan_and_before_the_next_cost_one_more_rescan_in_all() {
             Sysfs::new(sysfs.root()).scan().unwrap().apply_to(&mut want);
             Sysfs::new(sysfs.root()).read_nsids(&mut want);
             assert_eq!(snapshot(&monitor.registry()), snapshot(&want));
+        },
+    );
+}
+
+/// A PCI function that is not in [`q35`], at `07`.
+const FN_07: &str = "/devices/pci0000:00/0000:00:07.0";
+
+/// The kernel's `add` of [`FN_07`], as its sysfs `uevent` file (`FakeSysfs::pci`) says.
+fn fn_07_add() -> Vec<u8> {
+    format!(
+        "add@{FN_07}\0ACTION=add\0DEVPATH={FN_07}\0SUBSYSTEM=pci\0DRIVER=virtio-pci\0\
+         PCI_CLASS=10000\0PCI_ID=1AF4:1042\0PCI_SUBSYS_ID=1AF4:1100\0PCI_SLOT_NAME=0000:00:07.0\0"
+    )
+    .into_bytes()
+}
+
+/// The number of PCI functions in `t`: a rescan's first that many ticks are theirs.
+fn functions_in(t: &FakeSysfs) -> u64 {
+    std::fs::read_dir(t.root().join("bus/pci/devices"))
+        .unwrap()
+        .count() as u64
+}
+
+#[test]
+fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_woken() {
+    in_private_netns(
+        "a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_woken",
+        || {
+            let sysfs = Arc::new(q35());
+            let functions = functions_in(&sysfs);
+            let injector = Arc::new(Injector::new().unwrap());
+            // In the middle of rescan 1: first a flood that overflows the socket again (tick
+            // 1); then, once the rescan has read `bus/pci/devices`, a function is plugged and
+            // the kernel says so. The rescan does not see it: only its uevent can add it. Had
+            // the listener left the socket alone during the rescan, the flood would still fill
+            // it and that uevent would be dropped, found only by the next rescan.
+            let during = {
+                let (injector, sysfs) = (Arc::clone(&injector), Arc::clone(&sysfs));
+                move |n: u64, tick: u64| {
+                    if n != 1 {
+                        return;
+                    }
+                    if tick == 1 {
+                        flood(&injector);
+                    } else if tick == functions + 1 {
+                        sysfs.pci(FN_07, "1AF4:1042", "10000", Some("virtio-pci"));
+                        injector
+                            .inject(&fn_07_add())
+                            .expect("the kernel takes the uevent");
+                    }
+                }
+            };
+            let monitor = Monitor::builder()
+                .sysfs_root(sysfs.root())
+                .recv_buffer(0) // the kernel's minimum
+                .resync_gap(GAP)
+                .scan_tick_hook(during)
+                .start()
+                .unwrap();
+            assert!(monitor.registry().get(&p("07")).is_none());
+            let m = monitor.clone();
+            let waiter = thread::spawn(move || {
+                let got = m.wait_function(&p("07"), &DriverState::Any, Duration::from_secs(60));
+                (got, m.stats().resyncs)
+            });
+            wait_until("the waiter", || monitor.stats().waiters == 1);
+
+            // Overflow 1, while the listener is held up: resync 1 at once.
+            monitor.with_registry(|_| flood(&injector));
+            let (got, resyncs) = waiter.join().unwrap();
+            let f = got.expect("the held uevent wakes the waiter");
+            assert_eq!(&*f.devpath, FN_07);
+            assert_eq!(f.driver.as_deref(), Some("virtio-pci"));
+            // Woken by what rescan 1 held, not by rescan 2 (owed for the flood, GAP later).
+            assert_eq!(resyncs, 1, "woken after resync 1 and before resync 2");
+            // Two overflows, each seen: the one before rescan 1, the flood during it.
+            wait_until("resync 2", || monitor.stats().resyncs >= 2);
+            let s = monitor.stats();
+            assert_eq!(
+                (s.overflows, s.resyncs, s.resync_failures),
+                (2, 2, 0),
+                "{s:?}"
+            );
+            // Reconciled with sysfs again: the function is there, and the registry is the truth.
+            let mut want = Registry::new();
+            Sysfs::new(sysfs.root()).scan().unwrap().apply_to(&mut want);
+            Sysfs::new(sysfs.root()).read_nsids(&mut want);
+            assert_eq!(snapshot(&monitor.registry()), snapshot(&want));
+            assert!(want.get(&p("07")).is_some());
+        },
+    );
+}
+
+#[test]
+fn overflows_during_a_rescan_owe_one_more_resync_in_all() {
+    in_private_netns(
+        "overflows_during_a_rescan_owe_one_more_resync_in_all",
+        || {
+            let sysfs = q35();
+            let injector = Arc::new(Injector::new().unwrap());
+            // Three floods in the middle of rescan 1, each after the listener took what was
+            // queued: three overflows, each reported (the kernel reports one per overflow,
+            // which ends when the socket is read empty).
+            let during = {
+                let injector = Arc::clone(&injector);
+                move |n: u64, tick: u64| {
+                    if n == 1 && (1..=3).contains(&tick) {
+                        flood(&injector);
+                    }
+                }
+            };
+            let gap = Duration::from_secs(1);
+            let monitor = Monitor::builder()
+                .sysfs_root(sysfs.root())
+                .recv_buffer(0) // the kernel's minimum
+                .resync_gap(gap)
+                .scan_tick_hook(during)
+                .start()
+                .unwrap();
+            // Overflow 1, while the listener is held up: resync 1 at once.
+            monitor.with_registry(|_| flood(&injector));
+            wait_until("resync 2", || monitor.stats().resyncs >= 2);
+            // Seen during rescan 1, one by one: the socket was read during the rescan.
+            let s = monitor.stats();
+            assert_eq!(s.overflows, 4, "{s:?}");
+            // And they owe one resync in all: none follows resync 2 (the next would come one
+            // gap after it).
+            thread::sleep(3 * gap);
+            let s = monitor.stats();
+            assert_eq!(
+                (s.overflows, s.resyncs, s.resync_failures),
+                (4, 2, 0),
+                "{s:?}"
+            );
         },
     );
 }
