@@ -26,6 +26,7 @@ pub struct MonitorBuilder {
     sysfs_root: PathBuf,
     dev_root: PathBuf,
     recv_buffer: usize,
+    force_recv_buffer: bool,
     coldplug: bool,
     scsi_scan: bool,
     rescan: bool,
@@ -45,6 +46,7 @@ impl Default for MonitorBuilder {
             sysfs_root: PathBuf::from("/sys"),
             dev_root: PathBuf::from("/dev"),
             recv_buffer: crate::netlink::DEFAULT_RECV_BUFFER,
+            force_recv_buffer: true,
             coldplug: true,
             scsi_scan: false,
             rescan: false,
@@ -90,6 +92,14 @@ impl MonitorBuilder {
     /// `SO_RCVBUFFORCE` when permitted, else `SO_RCVBUF` (capped by `net.core.rmem_max`).
     pub fn recv_buffer(mut self, bytes: usize) -> Self {
         self.recv_buffer = bytes;
+        self
+    }
+
+    /// Whether to ask for the receive buffer with `SO_RCVBUFFORCE` first. Default `true`;
+    /// with `false`, `SO_RCVBUF` alone, capped by `net.core.rmem_max` as for an unprivileged
+    /// process: see [`SocketOptions::force_recv_buffer`].
+    pub fn force_recv_buffer(mut self, force: bool) -> Self {
+        self.force_recv_buffer = force;
         self
     }
 
@@ -169,7 +179,10 @@ impl MonitorBuilder {
         // 0. Say so (once per process) where some uevents cannot reach the socket.
         super::namespace::warn_once();
         // 1. Subscribe first: from here on no event can be missed.
-        let socket = SocketOptions::new().recv_buffer(self.recv_buffer).open()?;
+        let socket = SocketOptions::new()
+            .recv_buffer(self.recv_buffer)
+            .force_recv_buffer(self.force_recv_buffer)
+            .open()?;
         let sysfs = Sysfs::new(&self.sysfs_root);
         // 2. Scan: the devices present now, read after the subscription.
         let mut registry = Registry::new();

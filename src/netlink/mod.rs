@@ -81,12 +81,15 @@ pub const DEFAULT_RECV_BUFFER: usize = 128 * 1024 * 1024;
 pub struct SocketOptions {
     /// Bytes to ask for; the kernel clamps it to `INT_MAX / 2` and doubles it.
     recv_buffer: usize,
+    /// Whether to ask with `SO_RCVBUFFORCE` first.
+    force: bool,
 }
 
 impl Default for SocketOptions {
     fn default() -> Self {
         SocketOptions {
             recv_buffer: DEFAULT_RECV_BUFFER,
+            force: true,
         }
     }
 }
@@ -107,6 +110,17 @@ impl SocketOptions {
         self
     }
 
+    /// Whether to ask for the receive buffer with `SO_RCVBUFFORCE` first (and `SO_RCVBUF`
+    /// only if that is refused). Default `true`. With `false` it is asked with `SO_RCVBUF`
+    /// alone, capped by `net.core.rmem_max` whatever the process may do: the buffer an
+    /// unprivileged agent gets (with the default `rmem_max`, 212,992 bytes asked, twice that
+    /// granted), for comparing with one, or for a process that must not exceed the
+    /// administrator's limit.
+    pub fn force_recv_buffer(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
     /// Opens the socket, binds it to the kernel's uevent group and sets the receive buffer.
     pub fn open(&self) -> Result<UeventSocket> {
         UeventSocket::with_options(self)
@@ -119,8 +133,8 @@ pub enum RecvBufferOption {
     /// `SO_RCVBUFFORCE`: the request was granted whatever `net.core.rmem_max` says (the
     /// process has `CAP_NET_ADMIN` in the initial user namespace).
     RcvBufForce,
-    /// `SO_RCVBUF`, after `SO_RCVBUFFORCE` was refused with `EPERM`: the request was capped by
-    /// `net.core.rmem_max`.
+    /// `SO_RCVBUF`, after `SO_RCVBUFFORCE` was refused with `EPERM` or not tried
+    /// ([`SocketOptions::force_recv_buffer`]): the request was capped by `net.core.rmem_max`.
     RcvBuf,
 }
 
@@ -240,7 +254,7 @@ impl UeventSocket {
         socket
             .bind(&SocketAddr::new(0, KERNEL_GROUP))
             .map_err(|e| Error::io("binding the uevent socket to multicast group 1", e))?;
-        let recv_buffer = set_recv_buffer(socket.as_fd(), options.recv_buffer)?;
+        let recv_buffer = set_recv_buffer(socket.as_fd(), options.recv_buffer, options.force)?;
         let stop =
             new_eventfd().map_err(|e| Error::io("creating the uevent socket's eventfd", e))?;
         let granted = recv_buffer.actual;
@@ -396,11 +410,17 @@ impl AsRawFd for UeventSocket {
     }
 }
 
-/// Sets the receive buffer: `SO_RCVBUFFORCE`, or `SO_RCVBUF` when that is not permitted.
-fn set_recv_buffer(fd: BorrowedFd<'_>, requested: usize) -> Result<RecvBuffer> {
+/// Sets the receive buffer: `SO_RCVBUFFORCE` (if `force`), or `SO_RCVBUF` when that is not
+/// permitted or not asked for.
+fn set_recv_buffer(fd: BorrowedFd<'_>, requested: usize, force: bool) -> Result<RecvBuffer> {
     // The kernel clamps larger values to INT_MAX / 2 (so that doubling cannot overflow).
     let value = requested.min(i32::MAX as usize / 2) as libc::c_int;
-    let option = match setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value) {
+    let forced = if force {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value)
+    } else {
+        Err(io::Error::from_raw_os_error(libc::EPERM))
+    };
+    let option = match forced {
         Ok(()) => RecvBufferOption::RcvBufForce,
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value).map_err(|e| {
@@ -480,6 +500,28 @@ mod tests {
         };
         assert_eq!(long.bytes(&buf).len(), 8);
         assert!(!long.is_from_kernel());
+    }
+
+    #[test]
+    fn without_force_the_buffer_is_asked_with_so_rcvbuf_and_capped_by_rmem_max() {
+        assert!(SocketOptions::new().force);
+        let asked = 256 << 20;
+        let socket = SocketOptions::new()
+            .recv_buffer(asked)
+            .force_recv_buffer(false)
+            .open()
+            .expect("opening a uevent socket");
+        let got = socket.recv_buffer();
+        assert_eq!(got.option, RecvBufferOption::RcvBuf);
+        assert_eq!(got.requested, asked);
+        let rmem_max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .expect("reading net.core.rmem_max");
+        let rmem_max: usize = rmem_max.trim().parse().expect("a number");
+        // The kernel caps the request at rmem_max and doubles it, whoever asks.
+        assert_eq!(
+            got.actual,
+            2 * rmem_max.min(asked).min(i32::MAX as usize / 2)
+        );
     }
 
     // Opening and stopping need no privilege and do not depend on what the machine sends.
