@@ -1,8 +1,17 @@
 //! Bench 4, storm: 100,002 uevents (7,143 hot-plugs and as many unplugs of 1,000 synthetic
 //! virtio-blk functions, each 7 datagrams of a real recording's shapes) injected through the
-//! kernel as fast as one sender can, into pciplug's `Monitor` with the default receive buffer
-//! and with a 64 KiB one; then the same into a Kata-style listener. Counted: datagrams
-//! received, lost, `ENOBUFS` seen, resyncs; and the final registry against the truth.
+//! kernel as fast as one sender can, into pciplug's `Monitor` with the default receive buffer,
+//! with a 64 KiB one, and with the 208 KiB an unprivileged agent gets (212,992 bytes, the
+//! default `net.core.rmem_max`, asked with `SO_RCVBUF` and not `SO_RCVBUFFORCE`); then the
+//! same into a Kata-style listener. Counted: datagrams received, lost, `ENOBUFS` seen,
+//! resyncs; and the final registry against the truth.
+//!
+//! Waiters: the last op of each of the first 286 devices is a plug that stays. Before that
+//! final round, a waiter (`wait_block`, for that plug's `DISKSEQ`) is started for every
+//! fourth of them, and the sender notes for each of those plugs whether a rescan was under
+//! way while it plugged the device (a rescan started before and had not finished, or one
+//! started meanwhile). Every such waiter must be woken with its disk by the time the listener
+//! is quiet; the RESULT line says how many of those whose disk appeared during a rescan were.
 //!
 //! The truth is a sysfs tree the sender keeps as the kernel does: a device's directories
 //! exist before its `add` uevents are sent and are gone before its `remove` uevents are sent.
@@ -11,7 +20,8 @@
 //!
 //! A listener that keeps up never overflows, whatever the buffer. To model one that falls
 //! behind (a busy agent; the case a small buffer is there to show), every 10,000 datagrams a
-//! helper holds the listener's lock for 20 ms while the sender goes on, in every run alike.
+//! helper holds the listener's lock for 20 ms while the sender goes on, in every run alike,
+//! and once more as the final round starts, so that its plugs meet the resync that follows.
 //!
 //! Run as root, it works in a network namespace of the initial user namespace, where the
 //! default buffer is what the agent gets in production (128 MiB with `SO_RCVBUFFORCE`); the
@@ -24,8 +34,10 @@ mod common;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::channel;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use pciplug::netlink::SocketOptions;
@@ -42,6 +54,10 @@ const DEVICES: usize = 1_000;
 const OPS: usize = 14_286;
 const STALL_EVERY: usize = 10_000;
 const STALL: Duration = Duration::from_millis(20);
+/// A waiter for every this many plugs of the final round.
+const WAITER_EVERY: usize = 4;
+/// The unprivileged agent's buffer: `net.core.rmem_max`'s default.
+const RMEM_MAX_DEFAULT: usize = 212_992;
 
 /// The fake sysfs the sender keeps.
 struct Tree {
@@ -115,6 +131,44 @@ struct Outcome {
     seconds: f64,
     /// `None` for the Kata-style listener, which has nothing to compare.
     equal: Option<bool>,
+    /// The final round's waiters (pciplug only).
+    waited: Waited,
+}
+
+/// What became of the final round's waiters.
+#[derive(Default)]
+struct Waited {
+    /// Waiters, and how many were woken with their disk.
+    total: usize,
+    woken: usize,
+    /// Of them, those whose disk was plugged while a rescan was under way, and how many of
+    /// those were woken with it.
+    during_rescan: usize,
+    during_rescan_woken: usize,
+}
+
+/// A final-round waiter: its thread (whether it got the disk of the plug it waits for) and
+/// whether that plug met a rescan.
+struct FinalWaiter {
+    thread: JoinHandle<bool>,
+    during_rescan: bool,
+}
+
+/// Waits until the disk at `d`'s path is the one with `diskseq`, past stale ones (a lost
+/// `remove` not yet resynced); whether it came before `deadline`.
+fn wait_for_plug(m: &Monitor, d: &Device, diskseq: u64, deadline: Instant) -> bool {
+    let path: pciplug::PciPath = d.path.parse().unwrap();
+    loop {
+        match m.wait_block_deadline(&path, deadline) {
+            Ok(disk) if disk.diskseq == Some(diskseq) => return true,
+            Ok(_) => {
+                if m.wait_removed_deadline(&path, deadline).is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
 }
 
 /// A registry's synthetic part (PCI domains 1 and up), as comparable text.
@@ -138,6 +192,7 @@ fn storm(
     bridges: &[Device],
     devices: &[Device],
     buffer: usize,
+    force: bool,
     kata: bool,
 ) -> Outcome {
     let base = if Path::new("/dev/shm").is_dir() {
@@ -149,21 +204,33 @@ fn storm(
     for b in bridges {
         tree.pci(b);
     }
-    let granted = SocketOptions::new()
+    let options = SocketOptions::new()
         .recv_buffer(buffer)
-        .open()
-        .map(|s| s.recv_buffer().actual)
-        .unwrap_or(0);
+        .force_recv_buffer(force);
+    let granted = options.open().map(|s| s.recv_buffer().actual).unwrap_or(0);
+    // Rescans started (the resync hook), against those finished (the monitor's counters).
+    let rescans_started = Arc::new(AtomicU64::new(0));
     let listener = if kata {
-        Listener::Kata(KataListener::start(buffer))
+        Listener::Kata(KataListener::start_with(&options))
     } else {
+        let started = Arc::clone(&rescans_started);
         Listener::Pciplug(
             Monitor::builder()
                 .sysfs_root(base.path())
                 .recv_buffer(buffer)
+                .force_recv_buffer(force)
+                .resync_hook(move |_| {
+                    started.fetch_add(1, Ordering::SeqCst);
+                })
                 .start()
                 .expect("starting a monitor"),
         )
+    };
+    // Whether a rescan is under way, or one started since `since` (rescans started then).
+    let rescan_running = |m: &Monitor| {
+        let started = rescans_started.load(Ordering::SeqCst);
+        let s = m.stats();
+        (started, started > s.resyncs + s.resync_failures)
     };
     // The helper that stalls the listener on request.
     let (stall_tx, stall_rx) = channel::<()>();
@@ -192,6 +259,12 @@ fn storm(
         Listener::Kata(k) => (k.overflows.load(std::sync::atomic::Ordering::Relaxed), 0),
     };
 
+    // The final round: from here on each op is the last of its device, a plug that stays.
+    let final_round = OPS - OPS % devices.len();
+    let final_diskseq = |i: usize| (final_round + i + 1) as u64 - (final_round / 2) as u64;
+    let mut waiters: Vec<FinalWaiter> = Vec::new();
+    let mut waiter_threads: Vec<Option<JoinHandle<bool>>> = Vec::new();
+
     let injector = Injector::new().unwrap();
     let mut plugged: Vec<Option<u64>> = vec![None; devices.len()];
     let mut diskseq = 0u64;
@@ -200,6 +273,28 @@ fn storm(
     for op in 0..OPS {
         let i = op % devices.len();
         let d = &devices[i];
+        if op == final_round {
+            if let Listener::Pciplug(m) = &listener {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                for (j, dev) in devices[..OPS - final_round].iter().enumerate() {
+                    if j % WAITER_EVERY != 0 {
+                        waiter_threads.push(None);
+                        continue;
+                    }
+                    let (m, dev, seq) = (m.clone(), dev.clone(), final_diskseq(j));
+                    waiter_threads.push(Some(thread::spawn(move || {
+                        wait_for_plug(&m, &dev, seq, deadline)
+                    })));
+                }
+            }
+            stall_tx.send(()).unwrap();
+        }
+        let watched = match &listener {
+            Listener::Pciplug(m) if op >= final_round && waiter_threads[i].is_some() => {
+                Some((m, rescan_running(m)))
+            }
+            _ => None,
+        };
         let datagrams = match plugged[i] {
             None => {
                 diskseq += 1;
@@ -220,6 +315,14 @@ fn storm(
                 stall_tx.send(()).unwrap();
             }
         }
+        if let Some((m, (started_before, running_before))) = watched {
+            assert_eq!(plugged[i], Some(final_diskseq(i)), "the final round plugs");
+            let (started_after, _) = rescan_running(m);
+            waiters.push(FinalWaiter {
+                thread: waiter_threads[i].take().unwrap(),
+                during_rescan: running_before || started_after > started_before,
+            });
+        }
     }
     let seconds = start.elapsed().as_secs_f64();
     drop(stall_tx);
@@ -235,6 +338,11 @@ fn storm(
     });
     let (overflows, resyncs) = counters(&listener);
     let got = received(&listener);
+    // Woken by now, or never: the listener is quiet.
+    let woken_now: Vec<(bool, bool)> = waiters
+        .iter()
+        .map(|w| (w.thread.is_finished(), w.during_rescan))
+        .collect();
     let equal = match &listener {
         Listener::Pciplug(m) => {
             let mut truth = Registry::new();
@@ -259,6 +367,15 @@ fn storm(
         Listener::Pciplug(m) => m.shutdown(),
         Listener::Kata(k) => k.stop(),
     }
+    // The shutdown ends the waits still pending: each thread says whether it got its disk.
+    let mut waited = Waited::default();
+    for (w, (finished, during)) in waiters.into_iter().zip(woken_now) {
+        let woken = w.thread.join().unwrap() && finished;
+        waited.total += 1;
+        waited.woken += usize::from(woken);
+        waited.during_rescan += usize::from(during);
+        waited.during_rescan_woken += usize::from(during && woken);
+    }
     Outcome {
         granted,
         injected,
@@ -267,6 +384,7 @@ fn storm(
         resyncs,
         seconds,
         equal,
+        waited,
     }
 }
 
@@ -298,30 +416,47 @@ fn run() {
         (
             "pciplug, default buffer",
             pciplug::netlink::DEFAULT_RECV_BUFFER,
+            true,
             false,
         ),
-        ("pciplug, 64 KiB buffer", 64 << 10, false),
+        ("pciplug, 64 KiB buffer", 64 << 10, true, false),
+        (
+            "pciplug, 208 KiB unprivileged",
+            RMEM_MAX_DEFAULT,
+            false,
+            false,
+        ),
         (
             "Kata-style, default buffer",
             pciplug::netlink::DEFAULT_RECV_BUFFER,
             true,
+            true,
         ),
-        ("Kata-style, 64 KiB buffer", 64 << 10, true),
+        ("Kata-style, 64 KiB buffer", 64 << 10, true, true),
+        ("Kata-style, 208 KiB unpriv.", RMEM_MAX_DEFAULT, false, true),
     ];
+    // The final round's plugs must be plugs: each device's ops alternate, from a plug.
+    assert_eq!((OPS / DEVICES) % 2, 0, "the final round plugs");
     let outcomes: Vec<(&str, Outcome)> = runs
         .iter()
-        .map(|&(name, buffer, kata)| (name, storm(&shapes, &bridges, &devices, buffer, kata)))
+        .map(|&(name, buffer, force, kata)| {
+            (
+                name,
+                storm(&shapes, &bridges, &devices, buffer, force, kata),
+            )
+        })
         .collect();
     println!();
     println!(
-        "== storm: {} datagrams ({OPS} plugs and unplugs of {DEVICES} virtio-blk functions), the listener stalled {} ms every {STALL_EVERY} ({})",
+        "== storm: {} datagrams ({OPS} plugs and unplugs of {DEVICES} virtio-blk functions), the listener stalled {} ms every {STALL_EVERY} and as the final round starts ({})",
         outcomes[0].1.injected,
         STALL.as_millis(),
         common::machine()
     );
     for (name, o) in &outcomes {
+        let w = &o.waited;
         println!(
-            "   {name:<27} buffer granted {:>9} bytes: {:>6} received, {:>6} lost, {:>3} ENOBUFS, {:>3} resyncs, {:.0} datagrams/s sent; final registry {}",
+            "   {name:<29} buffer granted {:>9} bytes: {:>6} received, {:>6} lost, {:>3} ENOBUFS, {:>3} resyncs, {:.0} datagrams/s sent; final registry {}{}",
             o.granted,
             o.received,
             o.injected - o.received,
@@ -332,6 +467,14 @@ fn run() {
                 Some(true) => "equals the truth",
                 Some(false) => "DIFFERS from the truth",
                 None => "not comparable (no resync: lost events stay lost)",
+            },
+            if o.equal.is_some() {
+                format!(
+                    "; final-round waiters woken {} of {} ({} of {} whose disk appeared during a rescan)",
+                    w.woken, w.total, w.during_rescan_woken, w.during_rescan
+                )
+            } else {
+                String::new()
             }
         );
     }
@@ -348,4 +491,30 @@ fn run() {
         s.equal == Some(true),
         if small_ok { "met" } else { "NOT met" },
     );
+    // Issue #15 item 2, per small buffer: pciplug against the Kata-style listener.
+    for (label, p, k) in [("64 KiB", 1, 4), ("208 KiB unprivileged", 2, 5)] {
+        let (p, k) = (&outcomes[p].1, &outcomes[k].1);
+        let (lost, kata_lost) = (p.injected - p.received, k.injected - k.received);
+        let w = &p.waited;
+        let waiters_ok = w.during_rescan > 0 && w.during_rescan_woken == w.during_rescan;
+        println!(
+            "RESULT storm {label}: pciplug lost {lost}, Kata-style lost {kata_lost} (target pciplug <= Kata-style: {}); final registry equals the truth: {} (target: {}); waiters whose disk appeared during a rescan woken: {} of {} (target all, some: {})",
+            if lost <= kata_lost { "met" } else { "NOT met" },
+            p.equal == Some(true),
+            if p.equal == Some(true) {
+                "met"
+            } else {
+                "NOT met"
+            },
+            w.during_rescan_woken,
+            w.during_rescan,
+            if waiters_ok {
+                "met"
+            } else if w.during_rescan == 0 {
+                "NOT exercised"
+            } else {
+                "NOT met"
+            },
+        );
+    }
 }

@@ -94,10 +94,12 @@ pub struct KataListener {
 
 impl KataListener {
     pub fn start(recv_buffer: usize) -> KataListener {
-        let socket = SocketOptions::new()
-            .recv_buffer(recv_buffer)
-            .open()
-            .expect("a uevent socket");
+        KataListener::start_with(&SocketOptions::new().recv_buffer(recv_buffer))
+    }
+
+    /// [`start`](Self::start) on a socket opened with `options`.
+    pub fn start_with(options: &SocketOptions) -> KataListener {
+        let socket = options.open().expect("a uevent socket");
         let stopper = socket.stopper();
         let sandbox = Arc::new(Mutex::new(Sandbox::default()));
         let received = Arc::new(AtomicU64::new(0));
