@@ -40,7 +40,15 @@
 //!
 //! A scan is a snapshot: a device may go away right after it was read. A live listener binds
 //! its socket first, scans, applies the snapshot, and then applies what the socket queued
-//! meanwhile, so a late `remove` wins over the scan.
+//! meanwhile, so a late `remove` wins over the scan. A resync's rescan goes further: the
+//! listener takes what the socket receives between the devices the scan reads
+//! (`Sysfs::scan_between`, crate-internal) and applies it after the reconcile, so that the
+//! socket does not overflow again while sysfs is read.
+//!
+//! What a scan reads is what the registry keeps, no more: each PCI function, and of the class
+//! directories only the entries whose link leads below a PCI function, or to an NVMe
+//! multipath head or a VFIO group (one `readlink` tells the others apart, and they are not
+//! opened).
 //!
 //! ```no_run
 //! use pciplug::{PciPath, Registry};
