@@ -6,7 +6,8 @@
 //! (64 KiB, or the 208 KiB an unprivileged agent gets from `net.core.rmem_max`) overflows again
 //! during the rescan: the recovery would feed the loss. So the scan calls back between the
 //! devices it reads (`Sysfs::scan_between`), and the listener takes what is queued with
-//! zero-timeout receives, into this queue, in the order received. An `ENOBUFS` seen
+//! zero-timeout receives, into this queue, in the order received; and again while what was
+//! held is applied (thousands of datagrams take milliseconds). An `ENOBUFS` seen
 //! meanwhile is counted and owes one more resync, paced as any other; however many come
 //! during one rescan, they owe one.
 //!
@@ -79,12 +80,11 @@ impl Held {
         self.datagrams.len()
     }
 
-    /// The held datagrams, in the order received: each envelope with the bytes to read it
-    /// from (a truncated one's `len` is more than its bytes, as after a receive).
-    pub(super) fn iter(&self) -> impl Iterator<Item = (Envelope, &[u8])> {
-        self.datagrams
-            .iter()
-            .map(|(env, range)| (*env, &self.bytes[range.clone()]))
+    /// The held datagram number `i` (in the order received): its envelope with the bytes to
+    /// read it from (a truncated one's `len` is more than its bytes, as after a receive).
+    pub(super) fn get(&self, i: usize) -> Option<(Envelope, &[u8])> {
+        let (env, range) = self.datagrams.get(i)?;
+        Some((*env, &self.bytes[range.clone()]))
     }
 }
 
@@ -108,7 +108,10 @@ mod tests {
         h.push(env(0, 8), b"");
         // Truncated: 9 bytes long, 4 kept.
         h.push(env(9, 4), b"remo");
-        let got: Vec<(Envelope, Vec<u8>)> = h.iter().map(|(e, b)| (e, b.to_vec())).collect();
+        let got: Vec<(Envelope, Vec<u8>)> = (0..)
+            .map_while(|i| h.get(i))
+            .map(|(e, b)| (e, b.to_vec()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -118,6 +121,10 @@ mod tests {
             ]
         );
         assert_eq!(h.len(), 3);
+        // Pushed while being read: behind the rest.
+        h.push(env(2, 8), b"ok");
+        assert_eq!(h.get(3), Some((env(2, 8), &b"ok"[..])));
+        assert_eq!(h.get(4), None);
         assert_eq!(got[2].0.bytes(&got[2].1), b"remo", "as a receive gives it");
     }
 
