@@ -1,10 +1,11 @@
 //! [`Pacing`]: when the next resync may start, so that resyncs do not feed the overflow they
 //! repair.
 //!
-//! A resync reads sysfs while the kernel goes on sending; the listener receives nothing
-//! meanwhile, so under a storm a small receive buffer overflows again during the rescan. A
-//! listener that resynced at once after each overflow would spend its time rescanning, not
-//! receiving, and lose ever more: the recovery would feed the loss. So a resync owed after an
+//! A resync reads sysfs while the kernel goes on sending. The listener goes on receiving
+//! between the devices it reads (`held.rs`), but a rescan is work its thread does instead of
+//! applying what arrives, on a CPU the sender may need too: a listener that resynced at once
+//! after each overflow would spend its time rescanning, and under a storm lose ever more, the
+//! recovery feeding the loss. So a resync owed after an
 //! overflow starts no sooner than [`Pacing::earliest`]: the end of the previous rescan plus
 //! the longer of the least gap ([`MIN_RESYNC_GAP`]) and that rescan's own duration.
 //!
