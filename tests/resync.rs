@@ -180,20 +180,24 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
             let sysfs = Arc::new(q35());
             let functions = functions_in(&sysfs);
             let injector = Arc::new(Injector::new().unwrap());
-            // In the middle of rescan 1: first a flood that overflows the socket again (tick
-            // 1); then, once the rescan has read `bus/pci/devices`, a function is plugged and
-            // the kernel says so. The rescan does not see it: only its uevent can add it. Had
-            // the listener left the socket alone during the rescan, the flood would still fill
-            // it and that uevent would be dropped, found only by the next rescan.
+            // At the start of rescan 1, a flood that overflows the socket again (the listener
+            // is in the hook, reading nothing); then, once the rescan has read
+            // `bus/pci/devices`, a function is plugged and the kernel says so. The rescan does
+            // not see it: only its uevent can add it. Had the listener left the socket alone
+            // during the rescan, the flood would still fill it and that uevent would be
+            // dropped, found only by the next rescan.
+            let start_of_rescan = {
+                let injector = Arc::clone(&injector);
+                move |n: u64| {
+                    if n == 1 {
+                        flood(&injector);
+                    }
+                }
+            };
             let during = {
                 let (injector, sysfs) = (Arc::clone(&injector), Arc::clone(&sysfs));
                 move |n: u64, tick: u64| {
-                    if n != 1 {
-                        return;
-                    }
-                    if tick == 1 {
-                        flood(&injector);
-                    } else if tick == functions + 1 {
+                    if n == 1 && tick == functions + 1 {
                         sysfs.pci(FN_07, "1AF4:1042", "10000", Some("virtio-pci"));
                         injector
                             .inject(&fn_07_add())
@@ -205,6 +209,7 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
                 .sysfs_root(sysfs.root())
                 .recv_buffer(0) // the kernel's minimum
                 .resync_gap(GAP)
+                .resync_hook(start_of_rescan)
                 .scan_tick_hook(during)
                 .start()
                 .unwrap();
@@ -224,14 +229,11 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
             assert_eq!(f.driver.as_deref(), Some("virtio-pci"));
             // Woken by what rescan 1 held, not by rescan 2 (owed for the flood, GAP later).
             assert_eq!(resyncs, 1, "woken after resync 1 and before resync 2");
-            // Two overflows, each seen: the one before rescan 1, the flood during it.
+            // The overflows (the one before rescan 1, the flood at its start) owe one more.
             wait_until("resync 2", || monitor.stats().resyncs >= 2);
             let s = monitor.stats();
-            assert_eq!(
-                (s.overflows, s.resyncs, s.resync_failures),
-                (2, 2, 0),
-                "{s:?}"
-            );
+            assert!(s.overflows >= 2, "{s:?}");
+            assert_eq!((s.resyncs, s.resync_failures), (2, 0), "{s:?}");
             // Reconciled with sysfs again: the function is there, and the registry is the truth.
             let mut want = Registry::new();
             Sysfs::new(sysfs.root()).scan().unwrap().apply_to(&mut want);
@@ -249,9 +251,18 @@ fn overflows_during_a_rescan_owe_one_more_resync_in_all() {
         || {
             let sysfs = q35();
             let injector = Arc::new(Injector::new().unwrap());
-            // Three floods in the middle of rescan 1, each after the listener took what was
-            // queued: three overflows, each reported (the kernel reports one per overflow,
-            // which ends when the socket is read empty).
+            // A flood at the start of rescan 1 (the listener is in the hook, reading nothing):
+            // an overflow seen during the rescan. Three more floods in the middle of it, which
+            // overflow the socket again unless the listener keeps up with them (the kernel
+            // reports one overflow each time, until the socket is read empty).
+            let start_of_rescan = {
+                let injector = Arc::clone(&injector);
+                move |n: u64| {
+                    if n == 1 {
+                        flood(&injector);
+                    }
+                }
+            };
             let during = {
                 let injector = Arc::clone(&injector);
                 move |n: u64, tick: u64| {
@@ -265,23 +276,23 @@ fn overflows_during_a_rescan_owe_one_more_resync_in_all() {
                 .sysfs_root(sysfs.root())
                 .recv_buffer(0) // the kernel's minimum
                 .resync_gap(gap)
+                .resync_hook(start_of_rescan)
                 .scan_tick_hook(during)
                 .start()
                 .unwrap();
             // Overflow 1, while the listener is held up: resync 1 at once.
             monitor.with_registry(|_| flood(&injector));
             wait_until("resync 2", || monitor.stats().resyncs >= 2);
-            // Seen during rescan 1, one by one: the socket was read during the rescan.
             let s = monitor.stats();
-            assert_eq!(s.overflows, 4, "{s:?}");
-            // And they owe one resync in all: none follows resync 2 (the next would come one
-            // gap after it).
+            assert!(s.overflows >= 2, "{s:?}");
+            // However many, they owe one resync in all: none follows resync 2 (the next would
+            // come one gap after it).
             thread::sleep(3 * gap);
-            let s = monitor.stats();
+            let after = monitor.stats();
             assert_eq!(
-                (s.overflows, s.resyncs, s.resync_failures),
-                (4, 2, 0),
-                "{s:?}"
+                (after.overflows, after.resyncs, after.resync_failures),
+                (s.overflows, 2, 0),
+                "{after:?}"
             );
         },
     );
