@@ -30,7 +30,9 @@
 //! **Threads.** Each `Monitor` runs one thread, `pciplug-uevents`: it receives the uevents,
 //! applies them to the registry and wakes the waits they answer; when the kernel reports
 //! lost events it rescans sysfs and reconciles. That thread is the only one pciplug starts,
-//! but for one `pciplug-timer` per process once an async wait has a deadline (**Async** below).
+//! but for one `pciplug-timer` per process once an async wait has a deadline (**Async** below),
+//! and `pciplug-rescan`, which reads sysfs for a resync while `pciplug-uevents` goes on
+//! receiving, and ends with the rescan.
 //! A wait blocks the calling thread (no thread per wait, no polling); its `_async` form does
 //! not. One shared `Monitor` is the intended use: a second one opens a second socket, keeps a
 //! second registry and runs a second thread. The thread stops, and the socket closes, when the last handle is dropped or

@@ -41,9 +41,9 @@
 //! A scan is a snapshot: a device may go away right after it was read. A live listener binds
 //! its socket first, scans, applies the snapshot, and then applies what the socket queued
 //! meanwhile, so a late `remove` wins over the scan. A resync's rescan goes further: the
-//! listener takes what the socket receives between the devices the scan reads
-//! (`Sysfs::scan_between`, crate-internal) and applies it after the reconcile, so that the
-//! socket does not overflow again while sysfs is read.
+//! listener goes on receiving while a scanner thread reads sysfs (or, without one, between the
+//! devices the scan reads: `Sysfs::scan_between`, crate-internal) and applies what it received
+//! after the reconcile, so that the socket does not overflow again while sysfs is read.
 //!
 //! What a scan reads is what the registry keeps, no more: each PCI function, and of the class
 //! directories only the entries whose link leads below a PCI function, or to an NVMe
@@ -137,7 +137,8 @@ impl Sysfs {
     }
 
     /// [`scan`](Self::scan), calling `between` after each device it reads (and each NVMe
-    /// subsystem), so that a live listener can take what its socket received meanwhile
+    /// subsystem): a live listener's scanner thread looks there whether to stop, and a
+    /// listener that scans itself takes what its socket received meanwhile
     /// (`monitor/held.rs`). `between` breaking off the scan ends it with what it broke with.
     pub(crate) fn scan_between<B>(
         &self,

@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -194,10 +194,20 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
                     }
                 }
             };
+            // The monitor, for the hook to see that the listener took the overflow in.
+            let started: Arc<OnceLock<Monitor>> = Arc::new(OnceLock::new());
             let during = {
                 let (injector, sysfs) = (Arc::clone(&injector), Arc::clone(&sysfs));
+                let started = Arc::clone(&started);
                 move |n: u64, tick: u64| {
                     if n == 1 && tick == functions + 1 {
+                        // The listener reads the overflow, then the few datagrams queued
+                        // before it: until then the kernel drops what comes.
+                        let m = started.get().expect("the monitor started");
+                        assert!(eventually(Duration::from_secs(10), || {
+                            m.stats().overflows >= 2
+                        }));
+                        thread::sleep(Duration::from_millis(50));
                         sysfs.pci(FN_07, "1AF4:1042", "10000", Some("virtio-pci"));
                         injector
                             .inject(&fn_07_add())
@@ -213,6 +223,7 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
                 .scan_tick_hook(during)
                 .start()
                 .unwrap();
+            started.set(monitor.clone()).unwrap();
             assert!(monitor.registry().get(&p("07")).is_none());
             let m = monitor.clone();
             let waiter = thread::spawn(move || {

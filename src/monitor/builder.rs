@@ -146,9 +146,9 @@ impl MonitorBuilder {
 
     /// Test support (feature `test-support`): the listener calls `hook` during each resync's
     /// rescan, after each device it reads (a tick), with the rescan's number and the tick's
-    /// (the first of each is 1), just before it takes what the socket queued meanwhile: what
-    /// the hook does happens in the middle of a rescan, and what it makes the kernel send is
-    /// received during the rescan. Default: none.
+    /// (the first of each is 1), on the thread that reads sysfs: what the hook does happens in
+    /// the middle of a rescan, and what it makes the kernel send is received during the
+    /// rescan. Default: none.
     #[cfg(any(test, feature = "test-support"))]
     pub fn scan_tick_hook(mut self, hook: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
         self.scan_tick_hook = Some(ScanTickHook::new(hook));
@@ -165,7 +165,8 @@ impl MonitorBuilder {
     }
 
     /// Binds the socket, scans sysfs, and starts the listener thread (`pciplug-uevents`),
-    /// the one thread of this monitor, which all its handles share.
+    /// the one thread of this monitor, which all its handles share (a resync's rescan reads
+    /// sysfs in a thread of its own, `pciplug-rescan`, for its duration).
     ///
     /// Outside the initial network namespace it first warns (once per process, through
     /// `tracing`) that uevents of interfaces in other namespaces cannot reach it.

@@ -4,12 +4,16 @@
 //! A rescan reads sysfs for as long as the tree takes; a listener that received nothing
 //! meanwhile would leave the kernel's queue to fill, and under a storm a small receive buffer
 //! (64 KiB, or the 208 KiB an unprivileged agent gets from `net.core.rmem_max`) overflows again
-//! during the rescan: the recovery would feed the loss. So the scan calls back between the
-//! devices it reads (`Sysfs::scan_between`), and the listener takes what is queued with
-//! zero-timeout receives, into this queue, in the order received; and again while what was
-//! held is applied (thousands of datagrams take milliseconds). An `ENOBUFS` seen
-//! meanwhile is counted and owes one more resync, paced as any other; however many come
-//! during one rescan, they owe one.
+//! during the rescan: the recovery would feed the loss. So a scanner thread
+//! (`pciplug-rescan`, for the rescan's time only) reads sysfs while the listener goes on
+//! receiving into this queue, in the order received, and again while what was held is applied
+//! (thousands of datagrams take milliseconds). The listener sleeps in `poll` between
+//! datagrams, so the scheduler wakes it as each one comes, rather than leave it queued behind
+//! a thread busy reading sysfs; the scan's time is the scanner's. Where no thread can be
+//! started, the listener scans itself and takes what is queued between the devices it reads
+//! (`Sysfs::scan_between`), with zero-timeout receives. An `ENOBUFS` seen meanwhile is
+//! counted and owes one more resync, paced as any other; however many come during one
+//! rescan, they owe one.
 //!
 //! # The bound
 //!

@@ -2,10 +2,10 @@
 //! repair.
 //!
 //! A resync reads sysfs while the kernel goes on sending. The listener goes on receiving
-//! between the devices it reads (`held.rs`), but a rescan is work its thread does instead of
-//! applying what arrives, on a CPU the sender may need too: a listener that resynced at once
-//! after each overflow would spend its time rescanning, and under a storm lose ever more, the
-//! recovery feeding the loss. So a resync owed after an
+//! meanwhile (`held.rs`), but a rescan is CPU time the listener and the sender need too, and
+//! what arrived meanwhile waits to be applied until it is done: a listener that resynced at
+//! once after each overflow would spend its time rescanning, and under a storm lose ever more,
+//! the recovery feeding the loss. So a resync owed after an
 //! overflow starts no sooner than [`Pacing::earliest`]: the end of the previous rescan plus
 //! the longer of the least gap ([`MIN_RESYNC_GAP`]) and that rescan's own duration.
 //!

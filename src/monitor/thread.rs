@@ -1,12 +1,13 @@
 //! The listener thread: receive -> apply -> wake; on overflow, a resync owed (paced, see
-//! `pacing.rs`): drain -> rescan, holding what arrives (`held.rs`) -> reconcile -> apply what
-//! was held.
+//! `pacing.rs`): drain -> rescan (in a scanner thread) while holding what arrives (`held.rs`)
+//! -> reconcile -> apply what was held.
 
 use std::io;
 use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::Shared;
@@ -14,9 +15,10 @@ use super::held::{Held, MAX_HELD_BYTES};
 use super::pacing::Pacing;
 use super::state::StateGuard;
 use super::subscriber::{Sent, Subscriber};
+use crate::error::Result;
 use crate::netlink::{Received, UeventSocket};
 use crate::registry::{BlockDevice, Change, DevType, Outcome, Registry, Transport};
-use crate::sysfs::Sysfs;
+use crate::sysfs::{Snapshot, Sysfs};
 #[cfg(any(test, feature = "test-support"))]
 use crate::testing::{FaultHook, ResyncHook, ScanTickHook};
 use crate::uevent::MAX_DATAGRAM;
@@ -346,14 +348,51 @@ impl Listener {
     #[inline(always)]
     fn scan_tick(&self, _tick: u64) {}
 
-    /// A registry of what sysfs shows now, read while holding what the socket receives
-    /// (`held`); failed (counted and logged) if sysfs cannot be read.
+    /// A registry of what sysfs shows now, read by a scanner thread while this one holds
+    /// what the socket receives (`held`); failed (counted and logged) if sysfs cannot be read.
     fn rescan(&self, buf: &mut [u8], held: &mut Held) -> Rescanned {
-        let mut tick = 0;
-        let scanned = self.sysfs.scan_between(&mut || {
-            tick += 1;
-            self.scan_tick(tick);
-            self.hold_queued(buf, held)
+        let stop = AtomicBool::new(false);
+        let scanned = thread::scope(|scope| {
+            let scanner = thread::Builder::new()
+                .name("pciplug-rescan".into())
+                .spawn_scoped(scope, || self.scan(&stop));
+            let scanner = match scanner {
+                Ok(scanner) => scanner,
+                Err(e) => {
+                    tracing::warn!("no rescan thread ({e}): rescanning in the listener's");
+                    return self.scan_holding(buf, held);
+                }
+            };
+            let mut why = None;
+            while !scanner.is_finished() {
+                if !held.has_room(buf.len()) {
+                    thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                match self.socket.recv_timeout(buf, SCANNER_CHECK) {
+                    Ok(Received::Datagram(env)) => held.push(env, env.bytes(buf)),
+                    Ok(Received::TimedOut) => {}
+                    other => match self.step(other, buf) {
+                        Step::Overflow => held.overflowed = true,
+                        Step::Stop(reason) => {
+                            stop.store(true, Ordering::Relaxed);
+                            why = Some(reason);
+                            break;
+                        }
+                        Step::Next | Step::Drained => {}
+                    },
+                }
+            }
+            let scanned = scanner
+                .join()
+                .unwrap_or_else(|panic| panic::resume_unwind(panic));
+            match why {
+                Some(why) => Ok(ControlFlow::Break(why)),
+                None => scanned.map(|s| match s {
+                    ControlFlow::Continue(r) => ControlFlow::Continue(r),
+                    ControlFlow::Break(()) => ControlFlow::Break("shut down".to_owned()),
+                }),
+            }
         });
         if !held.has_room(buf.len()) {
             tracing::warn!(
@@ -362,12 +401,7 @@ impl Listener {
             );
         }
         match scanned {
-            Ok(ControlFlow::Continue(snapshot)) => {
-                let mut r = Registry::new();
-                snapshot.apply_to(&mut r);
-                self.sysfs.read_nsids(&mut r);
-                Rescanned::Read(Box::new(r))
-            }
+            Ok(ControlFlow::Continue(r)) => Rescanned::Read(r),
             Ok(ControlFlow::Break(why)) => Rescanned::Stop(why),
             Err(e) => {
                 self.shared
@@ -379,7 +413,55 @@ impl Listener {
             }
         }
     }
+
+    /// The scanner thread's work: sysfs read into a registry; broken off once `stop` is set.
+    fn scan(&self, stop: &AtomicBool) -> Result<ControlFlow<(), Box<Registry>>> {
+        let mut tick = 0;
+        let scanned = self.sysfs.scan_between(&mut || {
+            tick += 1;
+            self.scan_tick(tick);
+            if stop.load(Ordering::Relaxed) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(match scanned {
+            ControlFlow::Continue(snapshot) => ControlFlow::Continue(self.registry_of(&snapshot)),
+            ControlFlow::Break(()) => ControlFlow::Break(()),
+        })
+    }
+
+    /// Without a scanner thread: the scan in this one, holding what the socket receives
+    /// between the devices it reads.
+    fn scan_holding(
+        &self,
+        buf: &mut [u8],
+        held: &mut Held,
+    ) -> Result<ControlFlow<String, Box<Registry>>> {
+        let mut tick = 0;
+        let scanned = self.sysfs.scan_between(&mut || {
+            tick += 1;
+            self.scan_tick(tick);
+            self.hold_queued(buf, held)
+        })?;
+        Ok(match scanned {
+            ControlFlow::Continue(snapshot) => ControlFlow::Continue(self.registry_of(&snapshot)),
+            ControlFlow::Break(why) => ControlFlow::Break(why),
+        })
+    }
+
+    /// The registry a rescan's snapshot makes, with the namespace ids read.
+    fn registry_of(&self, snapshot: &Snapshot) -> Box<Registry> {
+        let mut r = Registry::new();
+        snapshot.apply_to(&mut r);
+        self.sysfs.read_nsids(&mut r);
+        Box::new(r)
+    }
 }
+
+/// How often the listener looks whether the scanner thread is done, when nothing arrives.
+const SCANNER_CHECK: Duration = Duration::from_millis(1);
 
 /// While the held datagrams are applied, the socket is read again after every this many: 64
 /// applied take some 10-20 us, far less than a 64 KiB buffer lasts at the kernel's rate (about
