@@ -355,7 +355,14 @@ impl Listener {
         let scanned = thread::scope(|scope| {
             let scanner = thread::Builder::new()
                 .name("pciplug-rescan".into())
-                .spawn_scoped(scope, || self.scan(&stop));
+                .spawn_scoped(scope, || {
+                    // Below the listener, and the threads the kernel's senders run in: a rescan
+                    // gives way to them, rather than leave datagrams queued behind it.
+                    if let Err(e) = crate::netlink::sys::lower_thread_priority(RESCAN_NICE) {
+                        tracing::debug!("rescan thread at the listener's priority: {e}");
+                    }
+                    self.scan(&stop)
+                });
             let scanner = match scanner {
                 Ok(scanner) => scanner,
                 Err(e) => {
@@ -459,6 +466,12 @@ impl Listener {
         Box::new(r)
     }
 }
+
+/// How much lower than the listener's the scanner thread's priority is (nice value): at +10 a
+/// CPU-bound thread gets about a tenth of what one at +0 gets where they compete, so a rescan
+/// on a busy machine takes longer, rather than push the listener off the CPU while a storm
+/// fills the socket.
+const RESCAN_NICE: libc::c_int = 10;
 
 /// How often the listener looks whether the scanner thread is done, when nothing arrives.
 const SCANNER_CHECK: Duration = Duration::from_millis(1);

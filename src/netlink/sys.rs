@@ -1,5 +1,6 @@
 //! The crate's system calls: the socket's (`poll`, `recvfrom`, `setsockopt`/`getsockopt`,
-//! `eventfd`) and the sysfs scan's directory-relative reads (`openat`, `readlinkat`).
+//! `eventfd`), the sysfs scan's directory-relative reads (`openat`, `readlinkat`), and the
+//! rescan thread's lower priority (`getpriority`/`setpriority`).
 //!
 //! The one module of the crate allowed `unsafe`; every block says why it is sound. Each
 //! function is a safe wrapper that borrows its descriptors for the call, and a new
@@ -179,4 +180,48 @@ pub(crate) fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<PathB
     }
     buf.truncate(n);
     Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+/// Lowers the calling thread's scheduling priority: its nice value goes up by `by`, to 19 at
+/// most (Linux keeps a nice value per thread; `who` 0 is the calling one). Lowering needs no
+/// privilege.
+pub(crate) fn lower_thread_priority(by: libc::c_int) -> io::Result<()> {
+    // getpriority returns the nice value, which may be -1: errno tells an error apart.
+    // SAFETY: __errno_location returns this thread's errno, valid for writes.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: getpriority takes no pointers.
+    let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if now == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(0) {
+            return Err(e);
+        }
+    }
+    let nice = now.saturating_add(by).min(19);
+    // SAFETY: setpriority takes no pointers.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_lowers_its_own_priority_only() {
+        // SAFETY: getpriority takes no pointers (a nice value of -1 is not expected here).
+        let here = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let before = here();
+        let (then, after) = std::thread::spawn(move || {
+            let then = here();
+            lower_thread_priority(5).unwrap();
+            (then, here())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(after, (then + 5).min(19));
+        assert_eq!(here(), before, "the other threads keep theirs");
+    }
 }
