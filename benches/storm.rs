@@ -13,7 +13,7 @@
 //! started meanwhile). Every such waiter must be woken with its disk by the time the listener
 //! is quiet; the RESULT line says how many of those whose disk appeared during a rescan were.
 //! So that some do, whatever the pacing, a pciplug run's sender waits a quarter into the final
-//! round until the resync owed for the final stall's overflow has started (up to 2 s; it
+//! round until the resync owed for the final stall's overflow has started (up to 10 s; it
 //! sends nothing meanwhile, so nothing is lost for it).
 //!
 //! The truth is a sysfs tree the sender keeps as the kernel does: a device's directories
@@ -306,7 +306,7 @@ fn storm(
         // plugs after it meet a rescan whatever the pacing.
         if op == final_round + (OPS - final_round) / 4 {
             if let Listener::Pciplug(m) = &listener {
-                wait_until(Duration::from_secs(2), || rescan_running(m).1);
+                wait_until(Duration::from_secs(10), || rescan_running(m).1);
             }
         }
         let watched = match &listener {
