@@ -21,6 +21,7 @@ mod held;
 mod namespace;
 mod nsid;
 mod pacing;
+mod resync;
 pub(crate) mod state;
 #[cfg(feature = "stream")]
 mod stream;
