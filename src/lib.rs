@@ -20,9 +20,9 @@
 //! // and one thread. Each request waits on its own thread, as long as it has to.
 //! let m = monitor.clone();
 //! let disk = std::thread::spawn(move || {
-//!     m.wait_block(&"03/00/01".parse()?, Duration::from_secs(3))
+//!     m.wait_block_timeout(&"03/00/01".parse()?, Duration::from_secs(3))
 //! });
-//! let eth = monitor.wait_net(&"04/00".parse()?, Duration::from_secs(3))?;
+//! let eth = monitor.wait_net_timeout(&"04/00".parse()?, Duration::from_secs(3))?;
 //! println!("{} and {}", disk.join().unwrap()?.devnode(), eth.name); // /dev/vdb and eth0
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -54,8 +54,8 @@
 //!
 //! **Async.** Every wait has an async form in the style of flume's `recv_async`:
 //! [`Monitor::wait_block_async`], `wait_disk_async`, `wait_net_async`, `wait_removed_async`,
-//! `wait_function_async`, each taking the sync wait's arguments (a timeout), and a
-//! `_deadline_async` form taking a deadline or `None` (for ever). Each returns a
+//! `wait_function_async` (for ever), each with its `_timeout_async` and `_deadline_async`
+//! forms, taking the sync wait's arguments. Each returns a
 //! [`WaitFuture`] that resolves to what the sync wait returns, with the same errors. It works
 //! under any executor (tokio, smol, a plain `block_on`): the monitor's own thread wakes it,
 //! through the [`Waker`](std::task::Waker) it leaves where a blocking wait would sleep; no
@@ -72,9 +72,9 @@
 //! let monitor = pciplug::Monitor::start()?;
 //! let path = "02/00".parse()?;
 //! // Waits up to 3 s without blocking the runtime's thread.
-//! let disk = monitor.wait_block_async(&path, Duration::from_secs(3)).await?;
+//! let disk = monitor.wait_block_timeout_async(&path, Duration::from_secs(3)).await?;
 //! // Or for ever, cancelled by dropping: here by tokio's timeout.
-//! let nic = monitor.wait_net_deadline_async(&"04/00".parse()?, None);
+//! let nic = monitor.wait_net_async(&"04/00".parse()?);
 //! let nic = tokio::time::timeout(Duration::from_secs(3), nic).await??;
 //! println!("{} and {}", disk.devnode(), nic.name);
 //! # Ok(())
@@ -150,7 +150,7 @@
 //!
 //! let monitor = Monitor::start()?;
 //! let path = "04/00".parse()?;
-//! let function = monitor.wait_function(&path, &DriverState::Any, Duration::from_secs(3))?;
+//! let function = monitor.wait_function_timeout(&path, &DriverState::Any, Duration::from_secs(3))?;
 //! println!("{} in IOMMU group {:?}", function.bdf, function.iommu_group);
 //! let group = monitor.vfio(&path, Duration::from_secs(3))?;
 //! println!("{}", group.devnode.display()); // /dev/vfio/5
@@ -200,6 +200,9 @@ mod vfio;
 mod wait;
 
 pub use address::{AmbiguousDisk, Candidate, DiskAddress, Nsid, ParseUnitError, ScsiUnit, Unit};
+/// The receiving end of [`Monitor::subscribe`]: crossbeam-channel's `Receiver`, re-exported so
+/// that an adopter needs no dependency of its own on crossbeam-channel.
+pub use crossbeam_channel::Receiver;
 pub use error::{Error, Result};
 pub use function::{DriverState, PciFunction};
 #[cfg(feature = "stream")]

@@ -146,7 +146,7 @@ impl Monitor {
     ) -> Result<VfioGroup> {
         let start = Instant::now();
         let deadline = deadline.into();
-        let function = self.wait_function_deadline(path, &DriverState::Any, deadline)?;
+        let function = self.function_until(path, &DriverState::Any, deadline)?;
         let bdf = function.bdf;
         let group = function
             .iommu_group

@@ -152,11 +152,14 @@ fn a_path_with_three_luns_is_ambiguous_and_each_is_named() {
                 monitor.with_registry(|r| r.disks(&p("02/00")).len() == 3)
             }));
             let e = monitor
-                .wait_block(&p("02/00"), Duration::from_secs(60))
+                .wait_block_timeout(&p("02/00"), Duration::from_secs(60))
                 .unwrap_err();
             assert!(matches!(e, Error::Ambiguous(_)), "{e:?}");
             assert_eq!(e.to_string(), message);
-            assert_eq!(monitor.try_block(&p("02/00")), None);
+            // Answering now, it fails as the wait does.
+            let now = monitor.try_block(&p("02/00")).unwrap_err();
+            assert!(matches!(now, Error::Ambiguous(_)), "{now:?}");
+            assert_eq!(now.to_string(), message);
             // A LUN picks one of them.
             let sdb = DiskAddress::with_unit(Some(p("02/00")), scsi("0:1"));
             assert_eq!(&*monitor.try_disk(&sdb).unwrap().unwrap().name, "sdb");
@@ -189,7 +192,7 @@ fn a_lun_on_two_hbas_without_a_path_is_ambiguous_naming_both_paths() {
             }));
             let anywhere = DiskAddress::with_unit(None, scsi("0:0"));
             let e = monitor
-                .wait_disk(&anywhere, Duration::from_secs(60))
+                .wait_disk_timeout(&anywhere, Duration::from_secs(60))
                 .unwrap_err();
             assert_eq!(e.to_string(), message);
             let guest = scsi_guest_after(5);
@@ -210,9 +213,8 @@ fn a_wait_for_a_unit_without_a_path_wakes_on_any_path_and_times_out_saying_what_
             let monitor = Monitor::builder().sysfs_root(sysfs.root()).start().unwrap();
             // No deadline: only a wake-up for a change at 03/00 can answer it.
             let m = monitor.clone();
-            let sdd = thread::spawn(move || {
-                m.wait_disk_deadline(&DiskAddress::with_unit(None, scsi("0:0")), None)
-            });
+            let sdd =
+                thread::spawn(move || m.wait_disk(&DiskAddress::with_unit(None, scsi("0:0"))));
             assert!(eventually(Duration::from_secs(20), || monitor
                 .stats()
                 .waiters
@@ -226,7 +228,7 @@ fn a_wait_for_a_unit_without_a_path_wakes_on_any_path_and_times_out_saying_what_
             );
             assert_eq!(&*sdd.join().unwrap().unwrap().name, "sdd");
             let e = monitor
-                .wait_disk(
+                .wait_disk_timeout(
                     &DiskAddress::with_unit(None, scsi("3:0")),
                     Duration::from_millis(50),
                 )

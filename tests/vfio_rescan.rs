@@ -386,7 +386,7 @@ fn a_rescanning_wait_rescans_at_start_and_again_until_the_device_appears() {
             let monitor = guest.monitor(true);
             let m = monitor.clone();
             let waiter = thread::spawn(move || {
-                m.wait_function(&p("04/00"), &DriverState::Any, Duration::from_secs(60))
+                m.wait_function_timeout(&p("04/00"), &DriverState::Any, Duration::from_secs(60))
             });
             let written = || fs::read_to_string(&rescan).unwrap() == "1";
             assert!(eventually(Duration::from_secs(30), written), "no rescan");
@@ -413,7 +413,7 @@ fn a_rescanning_wait_that_times_out_reports_the_whole_wait_and_without_it_nothin
             // Over a rescan interval: the error is the whole wait's, not its last slice's.
             let e = guest
                 .monitor(true)
-                .wait_function(&p("04/00"), &DriverState::Any, Duration::from_millis(1500))
+                .wait_function_timeout(&p("04/00"), &DriverState::Any, Duration::from_millis(1500))
                 .unwrap_err();
             let Error::Timeout { waited, .. } = e else {
                 panic!("{e:?}")
@@ -424,7 +424,7 @@ fn a_rescanning_wait_that_times_out_reports_the_whole_wait_and_without_it_nothin
             let guest = Guest::new(None);
             let e = guest
                 .monitor(false)
-                .wait_function(&p("04/00"), &DriverState::Any, Duration::from_millis(300))
+                .wait_function_timeout(&p("04/00"), &DriverState::Any, Duration::from_millis(300))
                 .unwrap_err();
             assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
             assert_eq!(guest.read("bus/pci/rescan"), "", "written with rescan off");

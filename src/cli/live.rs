@@ -111,12 +111,12 @@ pub fn wait(builder: MonitorBuilder, path: &PciPath, wait: &Wait) -> pciplug::Re
     let monitor = builder.start()?;
     let Wait { timeout, json, .. } = *wait;
     let line = if wait.removed {
-        monitor.wait_removed(path, timeout)?;
+        monitor.wait_removed_timeout(path, timeout)?;
         None
     } else {
         let (name, line) = match wait.kind {
             Kind::Block => {
-                let disk = monitor.wait_block(path, timeout)?;
+                let disk = monitor.wait_block_timeout(path, timeout)?;
                 let line = if json {
                     json_line(&disk)?
                 } else {
@@ -125,7 +125,7 @@ pub fn wait(builder: MonitorBuilder, path: &PciPath, wait: &Wait) -> pciplug::Re
                 (disk.name.clone(), line)
             }
             Kind::Net => {
-                let net = monitor.wait_net(path, timeout)?;
+                let net = monitor.wait_net_timeout(path, timeout)?;
                 let line = if json {
                     json_line(&net)?
                 } else {

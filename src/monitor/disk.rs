@@ -12,7 +12,7 @@ use crate::sysfs::Sysfs;
 use crate::wait::wait_anywhere;
 
 impl Monitor {
-    /// The one whole disk at `address`, waiting up to `timeout`.
+    /// The one whole disk at `address`, waiting for ever.
     ///
     /// - A path alone answers with the function's disk; if the function carries several whole
     ///   disks when the answer comes, the wait fails at once with [`Error::Ambiguous`](crate::Error::Ambiguous), which
@@ -28,33 +28,54 @@ impl Monitor {
     ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`](crate::Error::Timeout) if it is not there by the deadline; the message says what was at
-    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
-    ///   02/00, driver virtio-pci bound, no block child").
     /// - [`Error::Ambiguous`](crate::Error::Ambiguous) if the address fits several disks, with each candidate.
     /// - [`Error::SysfsWrite`](crate::Error::SysfsWrite) if [`MonitorBuilder::scsi_scan`](super::MonitorBuilder::scsi_scan) is on
     ///   and a `scan` write is refused (the file, and the OS error).
     /// - [`Error::ListenerStopped`](crate::Error::ListenerStopped) if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
     /// - [`Error::SysfsWrite`](crate::Error::SysfsWrite) if [`MonitorBuilder::rescan`](crate::MonitorBuilder::rescan) is on and a rescan is refused.
-    pub fn wait_disk(&self, address: &DiskAddress, timeout: Duration) -> Result<BlockDevice> {
-        self.wait_disk_deadline(address, deadline_after(timeout))
+    pub fn wait_disk(&self, address: &DiskAddress) -> Result<BlockDevice> {
+        self.disk_until(address, None)
     }
 
-    /// Like [`wait_disk`](Self::wait_disk), until `deadline` (`None`: for ever).
+    /// [`wait_disk`](Self::wait_disk), waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`wait_disk`](Self::wait_disk).
+    /// As [`wait_disk`](Self::wait_disk), and [`Error::Timeout`](crate::Error::Timeout) if it
+    /// is not there by the deadline; the message says what was at the path then ("no block
+    /// disk at 02/00 within 3s: PCI device 0000:01:00.0 present at 02/00, driver virtio-pci
+    /// bound, no block child").
+    pub fn wait_disk_timeout(
+        &self,
+        address: &DiskAddress,
+        timeout: Duration,
+    ) -> Result<BlockDevice> {
+        self.disk_until(address, deadline_after(timeout))
+    }
+
+    /// [`wait_disk`](Self::wait_disk), waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_disk_timeout`](Self::wait_disk_timeout).
     pub fn wait_disk_deadline(
         &self,
         address: &DiskAddress,
-        deadline: impl Into<Option<Instant>>,
+        deadline: Instant,
+    ) -> Result<BlockDevice> {
+        self.disk_until(address, Some(deadline))
+    }
+
+    /// The one wait for a disk, until `deadline` (`None`: for ever).
+    pub(super) fn disk_until(
+        &self,
+        address: &DiskAddress,
+        deadline: Option<Instant>,
     ) -> Result<BlockDevice> {
         if self.inner.scsi_scan && matches!(address.unit(), Some(Unit::Scsi(_))) {
             self.scan_scsi(address)?;
         }
-        let deadline = deadline.into();
         let answer = |r: &Registry| -> Option<Result<BlockDevice>> {
             match r.find_disk(address) {
                 Ok(found) => found.cloned().map(Ok),
@@ -75,16 +96,17 @@ impl Monitor {
         }
     }
 
-    /// The one whole disk at `address` if it is there now; [`Error::Ambiguous`](crate::Error::Ambiguous) if the address
-    /// fits several (see [`wait_disk`](Self::wait_disk)).
+    /// The one whole disk at `address` if it is there now: `Ok(None)` if it is not.
     ///
     /// # Errors
     ///
-    /// [`Error::Ambiguous`](crate::Error::Ambiguous) if the address fits several disks, with each candidate.
+    /// - [`Error::Ambiguous`](crate::Error::Ambiguous) if the address fits several disks,
+    ///   with each candidate (see [`wait_disk`](Self::wait_disk)).
+    /// - [`Error::ListenerStopped`](crate::Error::ListenerStopped) once the listener has
+    ///   stopped: its registry is no longer kept, so it answers nothing, as the waits do.
     pub fn try_disk(&self, address: &DiskAddress) -> Result<Option<BlockDevice>> {
-        let st = self.inner.shared.state.lock();
-        match st.registry.find_disk(address) {
-            Ok(found) => Ok(found.cloned()),
+        match self.try_now(|r| r.find_disk(address).map(|found| found.cloned()))? {
+            Ok(found) => Ok(found),
             Err(ambiguous) => Err(Error::Ambiguous(ambiguous)),
         }
     }

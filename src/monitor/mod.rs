@@ -56,13 +56,16 @@ use subscriber::Subscriber;
 /// the time it takes to notice an eventfd), the socket is closed, and pending waiters get
 /// [`Error::ListenerStopped`](crate::Error::ListenerStopped).
 ///
-/// The waits come in the family style of crossbeam: `wait_block(path, timeout)`,
-/// `wait_block_deadline(path, deadline)`, `try_block(path)`; likewise for a disk by its full
-/// address (`wait_disk`, a [`DiskAddress`]: a path, a SCSI `T:L` or NVMe namespace id), for
-/// `net`, for a PCI function in a driver state (`wait_function`) and for the removal of a
-/// path. A wait returns at once if the answer is already there. Each wait has an async form
-/// (`wait_block_async`, `wait_block_deadline_async`, ...: a [`WaitFuture`]) that blocks no
-/// thread. [`Monitor::vfio`] hands a function to `vfio-pci`.
+/// The waits come in families, named as crossbeam names `recv`: `wait_block(path)` waits for
+/// ever, `wait_block_timeout(path, timeout)` up to a timeout, `wait_block_deadline(path,
+/// deadline)` until an [`Instant`], and `try_block(path)` answers now (`Ok(None)`: not there);
+/// likewise for a disk by its full address (`wait_disk`, a [`DiskAddress`]: a path, a SCSI
+/// `T:L` or NVMe namespace id), for `net`, for a PCI function in a driver state
+/// (`wait_function`) and for the removal of a path (`try_removed` says whether nothing is
+/// there). A wait returns at once if the answer is already there; every form, `try_` too,
+/// fails once the listener has stopped. Each wait has async forms (`wait_block_async`,
+/// `wait_block_timeout_async`, `wait_block_deadline_async`, ...: a [`WaitFuture`]) that block
+/// no thread. [`Monitor::vfio`] hands a function to `vfio-pci`.
 #[derive(Clone, Debug)]
 pub struct Monitor {
     inner: Arc<Inner>,
@@ -158,7 +161,7 @@ impl Monitor {
         MonitorBuilder::default().start()
     }
 
-    /// The whole block device at `path` (a disk, not a partition), waiting up to `timeout`:
+    /// The whole block device at `path` (a disk, not a partition), waiting for ever:
     /// [`wait_disk`](Self::wait_disk) with an address that is the path alone. A function that
     /// carries several disks (SCSI LUNs, NVMe namespaces) makes it fail with
     /// [`Error::Ambiguous`](crate::Error::Ambiguous), never answer one of them.
@@ -167,99 +170,159 @@ impl Monitor {
     /// per-path disk. A virtio-pmem device's `pmemN` counts as its disk (QEMU cannot unplug a
     /// virtio-pmem device: it refuses the `device_del`, and the guest sees no event).
     ///
+    /// The family, as crossbeam's `recv`: `wait_block` (for ever),
+    /// [`wait_block_timeout`](Self::wait_block_timeout),
+    /// [`wait_block_deadline`](Self::wait_block_deadline), [`try_block`](Self::try_block)
+    /// (now), and the async forms ([`wait_block_async`](Self::wait_block_async) ...).
+    ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
-    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
-    ///   02/00, driver virtio-pci bound, no block child").
     /// - [`Error::Ambiguous`] if the function at `path` carries several whole disks, with each candidate.
     /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
     /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
-    pub fn wait_block(&self, path: &PciPath, timeout: Duration) -> Result<BlockDevice> {
-        self.wait_block_deadline(path, deadline_after(timeout))
+    pub fn wait_block(&self, path: &PciPath) -> Result<BlockDevice> {
+        self.block_until(path, None)
     }
 
-    /// Like [`wait_block`](Self::wait_block), until `deadline` (`None`: for ever).
+    /// [`wait_block`](Self::wait_block), waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`wait_block`](Self::wait_block).
-    pub fn wait_block_deadline(
-        &self,
-        path: &PciPath,
-        deadline: impl Into<Option<Instant>>,
-    ) -> Result<BlockDevice> {
-        self.wait_disk_deadline(&DiskAddress::at(*path), deadline)
+    /// As [`wait_block`](Self::wait_block), and [`Error::Timeout`] if it is not there by the
+    /// deadline; the message says what was at the path then ("no block disk at 02/00 within
+    /// 3s: PCI device 0000:01:00.0 present at 02/00, driver virtio-pci bound, no block child").
+    pub fn wait_block_timeout(&self, path: &PciPath, timeout: Duration) -> Result<BlockDevice> {
+        self.block_until(path, deadline_after(timeout))
     }
 
-    /// The whole block device at `path` if it is there now and the only one there (`None`
-    /// when several are: [`try_disk`](Self::try_disk) says which).
-    pub fn try_block(&self, path: &PciPath) -> Option<BlockDevice> {
-        self.try_disk(&DiskAddress::at(*path)).ok().flatten()
-    }
-
-    /// The network interface at `path`, waiting up to `timeout`.
+    /// [`wait_block`](Self::wait_block), waiting until `deadline`.
     ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
-    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
-    ///   02/00, driver virtio-pci bound, no block child").
+    /// As [`wait_block_timeout`](Self::wait_block_timeout).
+    pub fn wait_block_deadline(&self, path: &PciPath, deadline: Instant) -> Result<BlockDevice> {
+        self.block_until(path, Some(deadline))
+    }
+
+    /// The one wait for a block device, until `deadline` (`None`: for ever).
+    fn block_until(&self, path: &PciPath, deadline: Option<Instant>) -> Result<BlockDevice> {
+        self.disk_until(&DiskAddress::at(*path), deadline)
+    }
+
+    /// The whole block device at `path` if it is there now: `Ok(None)` if it is not.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Ambiguous`] if the function at `path` carries several whole disks.
+    /// - [`Error::ListenerStopped`] once the listener has stopped: its registry is no longer
+    ///   kept, so it answers nothing, as the waits do.
+    pub fn try_block(&self, path: &PciPath) -> Result<Option<BlockDevice>> {
+        self.try_disk(&DiskAddress::at(*path))
+    }
+
+    /// The network interface at `path`, waiting for ever.
+    ///
+    /// # Errors
+    ///
     /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
     /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
-    pub fn wait_net(&self, path: &PciPath, timeout: Duration) -> Result<NetInterface> {
-        self.wait_net_deadline(path, deadline_after(timeout))
+    pub fn wait_net(&self, path: &PciPath) -> Result<NetInterface> {
+        self.net_until(path, None)
     }
 
-    /// Like [`wait_net`](Self::wait_net), until `deadline` (`None`: for ever).
+    /// [`wait_net`](Self::wait_net), waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`wait_net`](Self::wait_net).
-    pub fn wait_net_deadline(
-        &self,
-        path: &PciPath,
-        deadline: impl Into<Option<Instant>>,
-    ) -> Result<NetInterface> {
-        self.wait(path, "network interface", deadline.into(), |r| {
+    /// As [`wait_net`](Self::wait_net), and [`Error::Timeout`] if it is not there by the
+    /// deadline; the message says what was at the path then ("no network interface at 04/00
+    /// within 3s: no PCI device at 04/00").
+    pub fn wait_net_timeout(&self, path: &PciPath, timeout: Duration) -> Result<NetInterface> {
+        self.net_until(path, deadline_after(timeout))
+    }
+
+    /// [`wait_net`](Self::wait_net), waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_net_timeout`](Self::wait_net_timeout).
+    pub fn wait_net_deadline(&self, path: &PciPath, deadline: Instant) -> Result<NetInterface> {
+        self.net_until(path, Some(deadline))
+    }
+
+    /// The one wait for a network interface, until `deadline` (`None`: for ever).
+    fn net_until(&self, path: &PciPath, deadline: Option<Instant>) -> Result<NetInterface> {
+        self.wait(path, "network interface", deadline, |r| {
             r.net(path).cloned()
         })
     }
 
-    /// The network interface at `path` if it is there now.
-    pub fn try_net(&self, path: &PciPath) -> Option<NetInterface> {
-        self.inner.shared.state.lock().registry.net(path).cloned()
-    }
-
-    /// Waits up to `timeout` until no PCI function is at `path`.
+    /// The network interface at `path` if it is there now: `Ok(None)` if it is not.
     ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
-    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
-    ///   02/00, driver virtio-pci bound, no block child").
+    /// [`Error::ListenerStopped`] once the listener has stopped.
+    pub fn try_net(&self, path: &PciPath) -> Result<Option<NetInterface>> {
+        self.try_now(|r| r.net(path).cloned())
+    }
+
+    /// Waits for ever until no PCI function is at `path`.
+    ///
+    /// # Errors
+    ///
     /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
     /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
-    pub fn wait_removed(&self, path: &PciPath, timeout: Duration) -> Result<()> {
-        self.wait_removed_deadline(path, deadline_after(timeout))
+    pub fn wait_removed(&self, path: &PciPath) -> Result<()> {
+        self.removed_until(path, None)
     }
 
-    /// Like [`wait_removed`](Self::wait_removed), until `deadline` (`None`: for ever).
+    /// [`wait_removed`](Self::wait_removed), waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`wait_removed`](Self::wait_removed).
-    pub fn wait_removed_deadline(
-        &self,
-        path: &PciPath,
-        deadline: impl Into<Option<Instant>>,
-    ) -> Result<()> {
-        self.wait(path, "removal of the PCI device", deadline.into(), |r| {
+    /// As [`wait_removed`](Self::wait_removed), and [`Error::Timeout`] if a function is still
+    /// there at the deadline; the message says which ("no removal of the PCI device at 02/00
+    /// within 3s: PCI device 0000:01:00.0 present at 02/00, ...").
+    pub fn wait_removed_timeout(&self, path: &PciPath, timeout: Duration) -> Result<()> {
+        self.removed_until(path, deadline_after(timeout))
+    }
+
+    /// [`wait_removed`](Self::wait_removed), waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_removed_timeout`](Self::wait_removed_timeout).
+    pub fn wait_removed_deadline(&self, path: &PciPath, deadline: Instant) -> Result<()> {
+        self.removed_until(path, Some(deadline))
+    }
+
+    /// The one wait for a removal, until `deadline` (`None`: for ever).
+    fn removed_until(&self, path: &PciPath, deadline: Option<Instant>) -> Result<()> {
+        self.wait(path, "removal of the PCI device", deadline, |r| {
             r.get(path).is_none().then_some(())
         })
+    }
+
+    /// Whether no PCI function is at `path` now (`true`: nothing there).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ListenerStopped`] once the listener has stopped.
+    pub fn try_removed(&self, path: &PciPath) -> Result<bool> {
+        self.try_now(|r| r.get(path).is_none())
+    }
+
+    /// `answer` on the registry now, or [`Error::ListenerStopped`] once the listener has
+    /// stopped: what the `try_` forms answer, as the waits would at their first look.
+    pub(crate) fn try_now<T>(&self, answer: impl FnOnce(&Registry) -> T) -> Result<T> {
+        let st = self.inner.shared.state.lock();
+        if let Status::Stopped(why) = &st.status {
+            return Err(Error::ListenerStopped(why.clone()));
+        }
+        Ok(answer(&st.registry))
     }
 
     fn wait<T>(
@@ -346,9 +409,10 @@ impl Monitor {
         f(&self.inner.shared.state.lock().registry)
     }
 
-    /// Every change the registry makes from now on, in order. A subscriber that falls more
-    /// than 65536 changes behind misses the excess (counted in
-    /// [`MonitorStats::dropped_changes`]).
+    /// Every change the registry makes from now on, in order, on a [`Receiver`](crate::Receiver)
+    /// (crossbeam-channel's, re-exported). A subscriber that falls more than 65536 changes
+    /// behind misses the excess (counted in [`MonitorStats::dropped_changes`]). The channel
+    /// ends (disconnects) when the listener stops.
     pub fn subscribe(&self) -> Receiver<Change> {
         self.subscribe_with(None)
     }
