@@ -24,6 +24,7 @@ use crate::function::DriverState;
 use crate::monitor::{Monitor, deadline_after};
 use crate::path::{Bdf, PciPath};
 use crate::sysfs_write;
+use crate::wait::error::WaitError;
 
 /// The driver VFIO passthrough binds.
 pub(crate) const VFIO_PCI: &str = "vfio-pci";
@@ -59,7 +60,7 @@ pub struct Blocker {
 }
 
 /// Why a function could not be handed to `vfio-pci`. Refused writes are
-/// [`Error::SysfsWrite`]s and waits that ran out [`Error::Timeout`]s, as elsewhere.
+/// [`Error::SysfsWrite`]s and the wait for the function's [`Error::Wait`]s, as elsewhere.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VfioError {
@@ -128,8 +129,10 @@ impl Monitor {
     ///
     /// [`VfioError`] (no IOMMU group, a group with a bridge or other function that may not be
     /// handed over, `vfio-pci` not available, no node by the deadline), [`Error::SysfsWrite`]
-    /// (a write refused: the file and the OS error), [`Error::Timeout`] (no function at
-    /// `path`), [`Error::ListenerStopped`] (the listener stopped before the function came).
+    /// (a write refused: the file and the OS error), [`Error::Wait`] with
+    /// [`WaitError::Timeout`] (no function at `path`) or [`WaitError::ListenerStopped`] (the
+    /// listener stopped before the function, or the group, came) or [`WaitError::Io`] (its
+    /// IOMMU group link unreadable).
     pub fn vfio(&self, path: &PciPath, timeout: Duration) -> Result<VfioGroup> {
         self.vfio_deadline(path, deadline_after(timeout))
     }
@@ -206,10 +209,10 @@ impl Monitor {
         };
         match self.wait_vfio_group(group, deadline) {
             Ok(()) => {}
-            Err(Error::Timeout { .. }) => {
+            Err(None) => {
                 return no_node(deadline.map_or(start.elapsed(), |d| given(start, d)), false);
             }
-            Err(e) => return Err(e),
+            Err(Some(stopped)) => return Err(WaitError::from(stopped).into()),
         }
         if !node_shows(&node, deadline) {
             return no_node(start.elapsed(), true);

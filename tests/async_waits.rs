@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::fake_sysfs::FakeSysfs;
 use common::netns::{in_private_netns, inject_all, injectable};
 use common::*;
-use pciplug::{Error, Monitor, PciPath};
+use pciplug::{Monitor, PciPath, WaitError};
 
 /// A tokio runtime on this thread only: a wait that blocked its thread would stop everything.
 fn current_thread() -> tokio::runtime::Runtime {
@@ -94,13 +94,13 @@ fn a_ticker_keeps_running_while_a_thousand_async_waits_pend_and_a_stop_fails_the
                 monitor.shutdown();
                 for w in waits {
                     let err = w.await.unwrap().unwrap_err();
-                    assert!(matches!(err, Error::ListenerStopped(_)), "{err}");
+                    assert!(matches!(err, WaitError::ListenerStopped(_)), "{err}");
                     assert_eq!(err.to_string(), "listener stopped: shut down");
                 }
                 assert_eq!(monitor.stats().waiters, 0);
                 // A wait made after the stop fails at once, as a sync one does.
                 let late = monitor.wait_block_timeout_async(&p("02/00"), Duration::from_secs(60));
-                assert!(matches!(late.await, Err(Error::ListenerStopped(_))));
+                assert!(matches!(late.await, Err(WaitError::ListenerStopped(_))));
             });
         },
     );
@@ -137,7 +137,7 @@ fn a_cancelled_async_wait_leaves_the_table_at_once_and_a_timeout_says_what_was_s
                     .wait_block_timeout_async(&p("02/01"), Duration::from_millis(30))
                     .await
                     .unwrap_err();
-                assert!(matches!(err, Error::Timeout { .. }), "{err}");
+                assert!(matches!(err, WaitError::Timeout(_)), "{err}");
                 assert_eq!(
                     err.to_string(),
                     "no block disk at 02/01 within 30ms: no PCI device at 02/01"
@@ -351,9 +351,10 @@ fn an_async_rescanning_wait_rescans_at_start_and_again_and_times_out_as_a_whole(
                     .wait_function_timeout_async(&p("04/00"), &any, Duration::from_millis(1500))
                     .await
                     .unwrap_err();
-                let Error::Timeout { waited, .. } = e else {
+                let WaitError::Timeout(t) = e else {
                     panic!("{e:?}")
                 };
+                let waited = t.timeout;
                 assert!(waited >= Duration::from_millis(1500), "{waited:?}");
             });
         },

@@ -21,7 +21,7 @@ use common::cli::{Ran, Running};
 use common::fake_sysfs::FakeSysfs;
 use common::netns::{in_private_netns, inject_all, recording_up_to, wait_until_listening};
 use common::{Fixture, eventually, p, pciplug, replay};
-use pciplug::{DiskAddress, Error, Monitor, Registry, Unit};
+use pciplug::{DiskAddress, Monitor, Registry, Unit, WaitError};
 
 const SCSI: &str = "q35-scsi-multi-lun";
 const NVME: &str = "q35-nvme-namespaces";
@@ -154,11 +154,11 @@ fn a_path_with_three_luns_is_ambiguous_and_each_is_named() {
             let e = monitor
                 .wait_block_timeout(&p("02/00"), Duration::from_secs(60))
                 .unwrap_err();
-            assert!(matches!(e, Error::Ambiguous(_)), "{e:?}");
+            assert!(matches!(e, WaitError::Ambiguous(_)), "{e:?}");
             assert_eq!(e.to_string(), message);
             // Answering now, it fails as the wait does.
             let now = monitor.try_block(&p("02/00")).unwrap_err();
-            assert!(matches!(now, Error::Ambiguous(_)), "{now:?}");
+            assert!(matches!(now, WaitError::Ambiguous(_)), "{now:?}");
             assert_eq!(now.to_string(), message);
             // A LUN picks one of them.
             let sdb = DiskAddress::with_unit(Some(p("02/00")), scsi("0:1"));
@@ -234,7 +234,7 @@ fn a_wait_for_a_unit_without_a_path_wakes_on_any_path_and_times_out_saying_what_
                 )
                 .unwrap_err();
             let text = e.to_string();
-            assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+            assert!(matches!(e, WaitError::Timeout(_)), "{e:?}");
             assert!(
                 text.starts_with("no block disk scsi 3:0 at any PCI path within ")
                     && text.ends_with(": disks present: sdd 1:0:0:0 at 03/00"),

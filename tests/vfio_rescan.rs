@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::fake_sysfs::FakeSysfs;
 use common::netns::{in_private_netns, inject_all, injectable};
 use common::{eventually, skip};
-use pciplug::{DriverState, Error, Monitor, PciPath, Recording, VfioError};
+use pciplug::{DriverState, Error, Monitor, PciPath, Recording, VfioError, WaitError};
 
 /// The edu function at 03/00, as in q35-vfio-bind step 3.
 const EDU: &str = "/devices/pci0000:00/0000:00:03.0/0000:02:00.0";
@@ -302,7 +302,7 @@ fn vfio_refuses_before_writing_anything_what_it_cannot_hand_over() {
                 .monitor(false)
                 .vfio(&p("04/00"), Duration::from_millis(200))
                 .unwrap_err();
-            assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+            assert!(matches!(e, Error::Wait(WaitError::Timeout(_))), "{e:?}");
             assert!(e.to_string().contains("no PCI device at 04/00"), "{e}");
         },
     );
@@ -415,9 +415,10 @@ fn a_rescanning_wait_that_times_out_reports_the_whole_wait_and_without_it_nothin
                 .monitor(true)
                 .wait_function_timeout(&p("04/00"), &DriverState::Any, Duration::from_millis(1500))
                 .unwrap_err();
-            let Error::Timeout { waited, .. } = e else {
+            let WaitError::Timeout(t) = e else {
                 panic!("{e:?}")
             };
+            let waited = t.timeout;
             assert!(waited >= Duration::from_millis(1500), "{waited:?}");
             assert_eq!(guest.read("bus/pci/rescan"), "1");
 
@@ -426,7 +427,7 @@ fn a_rescanning_wait_that_times_out_reports_the_whole_wait_and_without_it_nothin
                 .monitor(false)
                 .wait_function_timeout(&p("04/00"), &DriverState::Any, Duration::from_millis(300))
                 .unwrap_err();
-            assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+            assert!(matches!(e, WaitError::Timeout(_)), "{e:?}");
             assert_eq!(guest.read("bus/pci/rescan"), "", "written with rescan off");
         },
     );

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use super::future::{Answer, Before, Timeout, WaitFuture};
 use super::{Monitor, deadline_after};
 use crate::address::{DiskAddress, Unit};
-use crate::error::Error;
-use crate::function::{self, DriverState, PciFunction};
+use crate::function::{DriverState, PciFunction};
 use crate::path::PciPath;
 use crate::registry::{BlockDevice, NetInterface, Registry};
 use crate::wait::Watch;
+use crate::wait::error::{WaitError, WaitTimeout, Wanted};
 
 impl Monitor {
     /// [`wait_block`](Self::wait_block) as a future: waits for ever (cancel it by dropping
@@ -33,7 +33,7 @@ impl Monitor {
     /// # Errors
     ///
     /// As [`wait_block_timeout`](Self::wait_block_timeout); the timer thread of deadlines not
-    /// starting is an [`Error::Io`].
+    /// starting is an [`WaitError::Io`].
     pub fn wait_block_timeout_async(
         &self,
         path: &PciPath,
@@ -74,7 +74,7 @@ impl Monitor {
     /// # Errors
     ///
     /// As [`wait_disk_timeout`](Self::wait_disk_timeout); the timer thread of deadlines not
-    /// starting is an [`Error::Io`].
+    /// starting is an [`WaitError::Io`].
     pub fn wait_disk_timeout_async(
         &self,
         address: &DiskAddress,
@@ -105,29 +105,27 @@ impl Monitor {
         let address = *address;
         let before: Option<Before> =
             if self.inner.scsi_scan && matches!(address.unit(), Some(Unit::Scsi(_))) {
-                Some(Box::new(move |m: &Monitor| m.scan_scsi(&address).map(drop)))
+                Some(Box::new(move |m: &Monitor| {
+                    m.scan_scsi(&address)
+                        .map(drop)
+                        .map_err(WaitError::from_edge)
+                }))
             } else {
                 None
             };
         let answer: Answer<BlockDevice> =
             Box::new(move |r: &Registry| match r.find_disk(&address) {
                 Ok(found) => found.cloned().map(Ok),
-                Err(ambiguous) => Some(Err(Error::Ambiguous(ambiguous))),
+                Err(ambiguous) => Some(Err(WaitError::Ambiguous(ambiguous))),
             });
-        match (address.path(), address.unit()) {
-            (Some(path), _) => self.future_at(
-                *path,
-                super::disk::wanted_at_path(&address),
-                Registry::describe,
-                deadline,
-                answer,
-                before,
-            ),
-            (None, _) => {
-                let timeout: Timeout = Box::new(move |r: &Registry, waited| Error::Timeout {
-                    wanted: format!("block disk {address} at any PCI path"),
-                    waited,
-                    seen: super::disk::units_present(r),
+        match address.path() {
+            Some(path) => {
+                let wanted = super::disk::wanted(&address);
+                self.future_at(*path, wanted, deadline, answer, before)
+            }
+            None => {
+                let timeout: Timeout = Box::new(move |r: &Registry, given| {
+                    super::disk::anywhere_timeout(&address, r, given)
                 });
                 WaitFuture::new(self, Watch::Anywhere, deadline, answer, timeout, before)
             }
@@ -148,7 +146,7 @@ impl Monitor {
     /// # Errors
     ///
     /// As [`wait_net_timeout`](Self::wait_net_timeout); the timer thread of deadlines not
-    /// starting is an [`Error::Io`].
+    /// starting is an [`WaitError::Io`].
     pub fn wait_net_timeout_async(
         &self,
         path: &PciPath,
@@ -174,8 +172,7 @@ impl Monitor {
         let path = *path;
         let answer: Answer<NetInterface> =
             Box::new(move |r: &Registry| r.net(&path).cloned().map(Ok));
-        let what = "network interface".into();
-        self.future_at(path, what, Registry::describe, deadline, answer, None)
+        self.future_at(path, Wanted::Net, deadline, answer, None)
     }
 
     /// [`wait_removed`](Self::wait_removed) as a future: waits for ever (cancel it by
@@ -193,7 +190,7 @@ impl Monitor {
     /// # Errors
     ///
     /// As [`wait_removed_timeout`](Self::wait_removed_timeout); the timer thread of deadlines
-    /// not starting is an [`Error::Io`].
+    /// not starting is an [`WaitError::Io`].
     pub fn wait_removed_timeout_async(&self, path: &PciPath, timeout: Duration) -> WaitFuture<()> {
         self.removed_future(path, deadline_after(timeout))
     }
@@ -211,8 +208,7 @@ impl Monitor {
         let path = *path;
         let answer: Answer<()> =
             Box::new(move |r: &Registry| r.get(&path).is_none().then_some(Ok(())));
-        let what = "removal of the PCI device".into();
-        self.future_at(path, what, Registry::describe, deadline, answer, None)
+        self.future_at(path, Wanted::Removal, deadline, answer, None)
     }
 
     /// [`wait_function`](Self::wait_function) as a future: waits for ever (cancel it by
@@ -234,7 +230,7 @@ impl Monitor {
     /// # Errors
     ///
     /// As [`wait_function_timeout`](Self::wait_function_timeout); the timer thread of
-    /// deadlines not starting is an [`Error::Io`].
+    /// deadlines not starting is an [`WaitError::Io`].
     pub fn wait_function_timeout_async(
         &self,
         path: &PciPath,
@@ -265,10 +261,7 @@ impl Monitor {
         deadline: Option<Instant>,
     ) -> WaitFuture<PciFunction> {
         let path = *path;
-        let what = match state {
-            DriverState::Any => "PCI function".to_owned(),
-            other => format!("PCI function {other}"),
-        };
+        let wanted = Wanted::Function(state.clone());
         let state = state.clone();
         let sysfs_root = self.sysfs_root().to_owned();
         // The function's IOMMU group is read from sysfs once it answers, as the sync wait
@@ -279,24 +272,25 @@ impl Monitor {
                 .filter(|d| state.matches(d.driver.as_deref()))?;
             Some(PciFunction::read(dev, &sysfs_root))
         });
-        self.future_at(path, what, function::seen, deadline, answer, None)
+        self.future_at(path, wanted, deadline, answer, None)
     }
 
-    /// A future waiting at `path`, whose timeout says "no `what` at `path` within ...: " and
-    /// what `seen` saw there.
+    /// A future waiting at `path`, whose timeout says it was `wanted` and what was seen there.
     fn future_at<T>(
         &self,
         path: PciPath,
-        what: String,
-        seen: fn(&Registry, &PciPath) -> String,
+        wanted: Wanted,
         deadline: Option<Instant>,
         answer: Answer<T>,
         before: Option<Before>,
     ) -> WaitFuture<T> {
-        let timeout: Timeout = Box::new(move |r: &Registry, waited| Error::Timeout {
-            wanted: format!("{what} at {path}"),
-            waited,
-            seen: seen(r, &path),
+        let timeout: Timeout = Box::new(move |r: &Registry, given| {
+            WaitError::from(WaitTimeout {
+                wanted: wanted.clone(),
+                path: Some(path),
+                timeout: given,
+                seen: r.seen(&path),
+            })
         });
         WaitFuture::new(self, Watch::Path(path), deadline, answer, timeout, before)
     }

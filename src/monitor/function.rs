@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use super::{Monitor, deadline_after};
-use crate::error::Result;
-use crate::function::{self, DriverState, PciFunction};
+use crate::function::{DriverState, PciFunction};
 use crate::path::PciPath;
+use crate::wait::error::{WaitError, Wanted};
 
 impl Monitor {
     /// The PCI function at `path` once it is present in `state` (bound to a driver, to a
@@ -14,11 +14,15 @@ impl Monitor {
     ///
     /// # Errors
     ///
-    /// - [`Error::Io`](crate::Error::Io) if the function's `iommu_group` link cannot be read (other than absent).
-    /// - [`Error::ListenerStopped`](crate::Error::ListenerStopped) if the listener thread stopped (shut down, or failed: the
+    /// - [`WaitError::Io`](crate::WaitError::Io) if the function's `iommu_group` link cannot be read (other than absent).
+    /// - [`WaitError::ListenerStopped`](crate::WaitError::ListenerStopped) if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
-    /// - [`Error::SysfsWrite`](crate::Error::SysfsWrite) if [`MonitorBuilder::rescan`](crate::MonitorBuilder::rescan) is on and a rescan is refused.
-    pub fn wait_function(&self, path: &PciPath, state: &DriverState) -> Result<PciFunction> {
+    /// - [`WaitError::SysfsWrite`](crate::WaitError::SysfsWrite) if [`MonitorBuilder::rescan`](crate::MonitorBuilder::rescan) is on and a rescan is refused.
+    pub fn wait_function(
+        &self,
+        path: &PciPath,
+        state: &DriverState,
+    ) -> Result<PciFunction, WaitError> {
         self.function_until(path, state, None)
     }
 
@@ -26,7 +30,7 @@ impl Monitor {
     ///
     /// # Errors
     ///
-    /// As [`wait_function`](Self::wait_function), and [`Error::Timeout`](crate::Error::Timeout)
+    /// As [`wait_function`](Self::wait_function), and [`WaitError::Timeout`](crate::WaitError::Timeout)
     /// if it is not there in `state` by the deadline; the message says what was seen: nothing
     /// at the path, the function present and unbound, or bound to another driver (named).
     pub fn wait_function_timeout(
@@ -34,7 +38,7 @@ impl Monitor {
         path: &PciPath,
         state: &DriverState,
         timeout: Duration,
-    ) -> Result<PciFunction> {
+    ) -> Result<PciFunction, WaitError> {
         self.function_until(path, state, deadline_after(timeout))
     }
 
@@ -48,7 +52,7 @@ impl Monitor {
         path: &PciPath,
         state: &DriverState,
         deadline: Instant,
-    ) -> Result<PciFunction> {
+    ) -> Result<PciFunction, WaitError> {
         self.function_until(path, state, Some(deadline))
     }
 
@@ -58,12 +62,9 @@ impl Monitor {
         path: &PciPath,
         state: &DriverState,
         deadline: Option<Instant>,
-    ) -> Result<PciFunction> {
-        let what = match state {
-            DriverState::Any => "PCI function".to_owned(),
-            other => format!("PCI function {other}"),
-        };
-        let dev = self.wait_seen(path, &what, function::seen, deadline, |r| {
+    ) -> Result<PciFunction, WaitError> {
+        let wanted = Wanted::Function(state.clone());
+        let dev = self.wait(path, wanted, deadline, |r| {
             r.get(path)
                 .filter(|d| state.matches(d.driver.as_deref()))
                 .cloned()
@@ -75,10 +76,14 @@ impl Monitor {
     ///
     /// # Errors
     ///
-    /// - [`Error::Io`](crate::Error::Io) if the function's `iommu_group` link cannot be read (other than absent).
-    /// - [`Error::ListenerStopped`](crate::Error::ListenerStopped) once the listener has
+    /// - [`WaitError::Io`](crate::WaitError::Io) if the function's `iommu_group` link cannot be read (other than absent).
+    /// - [`WaitError::ListenerStopped`](crate::WaitError::ListenerStopped) once the listener has
     ///   stopped: its registry is no longer kept, so it answers nothing, as the waits do.
-    pub fn try_function(&self, path: &PciPath, state: &DriverState) -> Result<Option<PciFunction>> {
+    pub fn try_function(
+        &self,
+        path: &PciPath,
+        state: &DriverState,
+    ) -> Result<Option<PciFunction>, WaitError> {
         let dev = self.try_now(|r| {
             r.get(path)
                 .filter(|d| state.matches(d.driver.as_deref()))

@@ -7,17 +7,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::{Monitor, RESCAN_INTERVAL};
-use crate::error::{Error, Result, given};
+use crate::error::given;
 use crate::registry::Registry;
+use crate::wait::error::WaitError;
 use crate::wait::future::AsyncWaiter;
 use crate::wait::{Watch, timer};
 
 /// What answers the wait, from the registry (run under the state lock).
-pub(super) type Answer<T> = Box<dyn Fn(&Registry) -> Option<Result<T>> + Send>;
+pub(super) type Answer<T> = Box<dyn Fn(&Registry) -> Option<Result<T, WaitError>> + Send>;
 /// The timeout's error, from the registry and the time the wait was given.
-pub(super) type Timeout = Box<dyn Fn(&Registry, Duration) -> Error + Send>;
+pub(super) type Timeout = Box<dyn Fn(&Registry, Duration) -> WaitError + Send>;
 /// What a wait does once before it looks at the registry (the SCSI scan on request).
-pub(super) type Before = Box<dyn FnOnce(&Monitor) -> Result<()> + Send>;
+pub(super) type Before = Box<dyn FnOnce(&Monitor) -> Result<(), WaitError> + Send>;
 
 /// The future of an async wait ([`Monitor::wait_block_async`] and the rest): resolves to
 /// what the sync wait of the same name returns.
@@ -75,7 +76,7 @@ impl<T> WaitFuture<T> {
         }
     }
 
-    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<T>> {
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, WaitError>> {
         if let Some(before) = self.before.take() {
             before(&self.monitor)?;
         }
@@ -109,9 +110,9 @@ impl<T> WaitFuture<T> {
 }
 
 impl<T> Future for WaitFuture<T> {
-    type Output = Result<T>;
+    type Output = Result<T, WaitError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, WaitError>> {
         // Every field is `Unpin`: the future is never pinned in place.
         let this = self.get_mut();
         assert!(!this.done, "a pciplug WaitFuture polled after it completed");
