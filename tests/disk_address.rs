@@ -21,7 +21,7 @@ use common::cli::{Ran, Running};
 use common::fake_sysfs::FakeSysfs;
 use common::netns::{in_private_netns, inject_all, recording_up_to, wait_until_listening};
 use common::{Fixture, eventually, p, pciplug, replay};
-use pciplug::{DiskAddress, Monitor, Registry, Unit, WaitError};
+use pciplug::{DiskAddress, Monitor, PciPath, Registry, Seen, Unit, WaitError, Wanted};
 
 const SCSI: &str = "q35-scsi-multi-lun";
 const NVME: &str = "q35-nvme-namespaces";
@@ -154,7 +154,24 @@ fn a_path_with_three_luns_is_ambiguous_and_each_is_named() {
             let e = monitor
                 .wait_block_timeout(&p("02/00"), Duration::from_secs(60))
                 .unwrap_err();
-            assert!(matches!(e, WaitError::Ambiguous(_)), "{e:?}");
+            let WaitError::Ambiguous(ambiguous) = &e else {
+                panic!("{e:?}")
+            };
+            // The candidates, as data: each disk with its path and unit.
+            let candidates: Vec<(PciPath, &str, Option<&str>)> = ambiguous
+                .candidates
+                .iter()
+                .map(|c| (c.path, &*c.name, c.unit.as_deref()))
+                .collect();
+            assert_eq!(
+                candidates,
+                [
+                    (p("02/00"), "sda", Some("0:0:0:0")),
+                    (p("02/00"), "sdb", Some("0:0:0:1")),
+                    (p("02/00"), "sdc", Some("0:0:1:0")),
+                ]
+            );
+            assert_eq!(ambiguous.address, DiskAddress::at(p("02/00")));
             assert_eq!(e.to_string(), message);
             // Answering now, it fails as the wait does.
             let now = monitor.try_block(&p("02/00")).unwrap_err();
@@ -234,7 +251,17 @@ fn a_wait_for_a_unit_without_a_path_wakes_on_any_path_and_times_out_saying_what_
                 )
                 .unwrap_err();
             let text = e.to_string();
-            assert!(matches!(e, WaitError::Timeout(_)), "{e:?}");
+            let WaitError::Timeout(t) = &e else {
+                panic!("{e:?}")
+            };
+            // A unit anywhere: no path; what was seen is the disks with a unit, and where.
+            let anywhere = DiskAddress::with_unit(None, scsi("3:0"));
+            assert_eq!((&t.wanted, t.path), (&Wanted::Disk(anywhere), None));
+            let Seen::Units(units) = &t.seen else {
+                panic!("{:?}", t.seen)
+            };
+            let units: Vec<_> = units.iter().map(|c| (c.path, &*c.name)).collect();
+            assert_eq!(units, [(p("03/00"), "sdd")]);
             assert!(
                 text.starts_with("no block disk scsi 3:0 at any PCI path within ")
                     && text.ends_with(": disks present: sdd 1:0:0:0 at 03/00"),

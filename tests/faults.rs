@@ -18,7 +18,7 @@ use common::netns::{in_private_netns, injectable};
 use common::*;
 use pciplug::sysfs::Sysfs;
 use pciplug::testing::Injector;
-use pciplug::{Error, ListenerStopped, Monitor, Registry, WaitError};
+use pciplug::{Error, ListenerPanic, ListenerStopped, Monitor, Registry, WaitError};
 
 /// The datagrams of the steps `steps` of a recording, ready to inject.
 fn steps(name: &str, steps: std::ops::RangeInclusive<u32>) -> Vec<Vec<u8>> {
@@ -442,11 +442,13 @@ fn start_far_waiters(monitor: &Monitor, n: usize) -> Waiting {
 }
 
 /// A monitor whose listener fails (as `fail` says) on the first datagram it receives, with
-/// waiters pending, some present answer in the registry, and a subscriber.
+/// waiters pending, some present answer in the registry, and a subscriber. `cause` checks the
+/// typed reason of a wait made after it stopped.
 fn listener_failure(
     test: &str,
     fail: impl Fn(&[u8]) -> std::io::Result<()> + Send + Sync + 'static,
     want: &str,
+    cause: fn(&WaitError) -> bool,
 ) {
     in_private_netns(test, || {
         let monitor = Monitor::builder()
@@ -482,6 +484,7 @@ fn listener_failure(
             .wait_block_timeout(&p("02/00"), Duration::from_secs(10))
             .unwrap_err();
         assert!(e.to_string().contains(want), "{e}");
+        assert!(cause(&e), "{e:?}");
         // Watchers learn it too: their stream ends.
         assert!(changes.recv_timeout(Duration::from_secs(10)).is_err());
     });
@@ -493,6 +496,14 @@ fn a_listener_whose_receive_fails_wakes_every_waiter_with_the_reason() {
         "a_listener_whose_receive_fails_wakes_every_waiter_with_the_reason",
         |_| Err(std::io::Error::other("injected receive failure")),
         "receiving uevents: injected receive failure",
+        |e| {
+            // The cause is the receive's io::Error, as the variant and as the source.
+            let source =
+                std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+            matches!(e, WaitError::ListenerStopped(ListenerStopped::Receive(io))
+                if io.to_string() == "injected receive failure")
+                && source.is_some_and(|io| io.to_string() == "injected receive failure")
+        },
     );
 }
 
@@ -502,5 +513,13 @@ fn a_listener_that_panics_wakes_every_waiter_with_the_reason() {
         "a_listener_that_panics_wakes_every_waiter_with_the_reason",
         |_| panic!("injected listener bug"),
         "the uevent listener thread panicked: injected listener bug",
+        |e| {
+            // The cause is the panic's message, as the variant and as the source.
+            let source =
+                std::error::Error::source(e).and_then(|s| s.downcast_ref::<ListenerPanic>());
+            matches!(e, WaitError::ListenerStopped(ListenerStopped::Panicked(p))
+                if &*p.message == "injected listener bug")
+                && source.is_some_and(|p| &*p.message == "injected listener bug")
+        },
     );
 }

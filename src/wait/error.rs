@@ -134,7 +134,8 @@ pub struct SeenFunction {
     pub bdf: Bdf,
     /// Its driver; `None` while unbound.
     pub driver: Option<Box<str>>,
-    /// Its block devices (disks and partitions, NVMe heads of its controllers), by name.
+    /// Its block devices: its own disks and partitions by name, then the NVMe multipath
+    /// heads of its controllers ([`Registry::block_devices`](crate::Registry::block_devices)).
     pub block: Vec<BlockDevice>,
     /// Its network interfaces, by name.
     pub net: Vec<NetInterface>,
