@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result, given, humanize};
+use crate::error::{Error, Result, humanize};
 use crate::function::DriverState;
 use crate::monitor::{Monitor, deadline_after};
 use crate::path::{Bdf, PciPath};
 use crate::sysfs_write;
+use crate::wait::deadline::Deadline;
 use crate::wait::error::WaitError;
 
 /// The driver VFIO passthrough binds.
@@ -148,7 +149,10 @@ impl Monitor {
         deadline: impl Into<Option<Instant>>,
     ) -> Result<VfioGroup> {
         let start = Instant::now();
-        let deadline = deadline.into();
+        let deadline = Deadline {
+            asked: start,
+            at: deadline.into(),
+        };
         let function = self.function_until(path, &DriverState::Any, deadline)?;
         let bdf = function.bdf;
         let group = function
@@ -209,12 +213,10 @@ impl Monitor {
         };
         match self.wait_vfio_group(group, deadline) {
             Ok(()) => {}
-            Err(None) => {
-                return no_node(deadline.map_or(start.elapsed(), |d| given(start, d)), false);
-            }
+            Err(None) => return no_node(deadline.given(), false),
             Err(Some(stopped)) => return Err(WaitError::from(stopped).into()),
         }
-        if !node_shows(&node, deadline) {
+        if !node_shows(&node, deadline.at) {
             return no_node(start.elapsed(), true);
         }
         Ok(VfioGroup {

@@ -8,13 +8,14 @@
 
 use std::time::{Duration, Instant};
 
+use super::Monitor;
 use super::future::{Answer, Before, Timeout, WaitFuture};
-use super::{Monitor, deadline_after};
 use crate::address::{DiskAddress, Unit};
 use crate::function::{DriverState, PciFunction};
 use crate::path::PciPath;
 use crate::registry::{BlockDevice, NetInterface, Registry};
 use crate::wait::Watch;
+use crate::wait::deadline::Deadline;
 use crate::wait::error::{WaitError, WaitTimeout, Wanted};
 
 impl Monitor {
@@ -25,7 +26,7 @@ impl Monitor {
     ///
     /// As [`wait_block`](Self::wait_block).
     pub fn wait_block_async(&self, path: &PciPath) -> WaitFuture<BlockDevice> {
-        self.block_future(path, None)
+        self.block_future(path, Deadline::never())
     }
 
     /// [`wait_block_timeout`](Self::wait_block_timeout) as a future.
@@ -39,7 +40,7 @@ impl Monitor {
         path: &PciPath,
         timeout: Duration,
     ) -> WaitFuture<BlockDevice> {
-        self.block_future(path, deadline_after(timeout))
+        self.block_future(path, Deadline::after(timeout))
     }
 
     /// [`wait_block_deadline`](Self::wait_block_deadline) as a future.
@@ -52,10 +53,10 @@ impl Monitor {
         path: &PciPath,
         deadline: Instant,
     ) -> WaitFuture<BlockDevice> {
-        self.block_future(path, Some(deadline))
+        self.block_future(path, Deadline::at(deadline))
     }
 
-    fn block_future(&self, path: &PciPath, deadline: Option<Instant>) -> WaitFuture<BlockDevice> {
+    fn block_future(&self, path: &PciPath, deadline: Deadline) -> WaitFuture<BlockDevice> {
         self.disk_future(&DiskAddress::at(*path), deadline)
     }
 
@@ -66,7 +67,7 @@ impl Monitor {
     ///
     /// As [`wait_disk`](Self::wait_disk).
     pub fn wait_disk_async(&self, address: &DiskAddress) -> WaitFuture<BlockDevice> {
-        self.disk_future(address, None)
+        self.disk_future(address, Deadline::never())
     }
 
     /// [`wait_disk_timeout`](Self::wait_disk_timeout) as a future.
@@ -80,7 +81,7 @@ impl Monitor {
         address: &DiskAddress,
         timeout: Duration,
     ) -> WaitFuture<BlockDevice> {
-        self.disk_future(address, deadline_after(timeout))
+        self.disk_future(address, Deadline::after(timeout))
     }
 
     /// [`wait_disk_deadline`](Self::wait_disk_deadline) as a future.
@@ -93,15 +94,11 @@ impl Monitor {
         address: &DiskAddress,
         deadline: Instant,
     ) -> WaitFuture<BlockDevice> {
-        self.disk_future(address, Some(deadline))
+        self.disk_future(address, Deadline::at(deadline))
     }
 
     /// The one async wait for a disk, until `deadline` (`None`: for ever).
-    fn disk_future(
-        &self,
-        address: &DiskAddress,
-        deadline: Option<Instant>,
-    ) -> WaitFuture<BlockDevice> {
+    fn disk_future(&self, address: &DiskAddress, deadline: Deadline) -> WaitFuture<BlockDevice> {
         let address = *address;
         let before: Option<Before> =
             if self.inner.scsi_scan && matches!(address.unit(), Some(Unit::Scsi(_))) {
@@ -138,7 +135,7 @@ impl Monitor {
     ///
     /// As [`wait_net`](Self::wait_net).
     pub fn wait_net_async(&self, path: &PciPath) -> WaitFuture<NetInterface> {
-        self.net_future(path, None)
+        self.net_future(path, Deadline::never())
     }
 
     /// [`wait_net_timeout`](Self::wait_net_timeout) as a future.
@@ -152,7 +149,7 @@ impl Monitor {
         path: &PciPath,
         timeout: Duration,
     ) -> WaitFuture<NetInterface> {
-        self.net_future(path, deadline_after(timeout))
+        self.net_future(path, Deadline::after(timeout))
     }
 
     /// [`wait_net_deadline`](Self::wait_net_deadline) as a future.
@@ -165,10 +162,10 @@ impl Monitor {
         path: &PciPath,
         deadline: Instant,
     ) -> WaitFuture<NetInterface> {
-        self.net_future(path, Some(deadline))
+        self.net_future(path, Deadline::at(deadline))
     }
 
-    fn net_future(&self, path: &PciPath, deadline: Option<Instant>) -> WaitFuture<NetInterface> {
+    fn net_future(&self, path: &PciPath, deadline: Deadline) -> WaitFuture<NetInterface> {
         let path = *path;
         let answer: Answer<NetInterface> =
             Box::new(move |r: &Registry| r.net(&path).cloned().map(Ok));
@@ -182,7 +179,7 @@ impl Monitor {
     ///
     /// As [`wait_removed`](Self::wait_removed).
     pub fn wait_removed_async(&self, path: &PciPath) -> WaitFuture<()> {
-        self.removed_future(path, None)
+        self.removed_future(path, Deadline::never())
     }
 
     /// [`wait_removed_timeout`](Self::wait_removed_timeout) as a future.
@@ -192,7 +189,7 @@ impl Monitor {
     /// As [`wait_removed_timeout`](Self::wait_removed_timeout); the timer thread of deadlines
     /// not starting is an [`WaitError::Io`].
     pub fn wait_removed_timeout_async(&self, path: &PciPath, timeout: Duration) -> WaitFuture<()> {
-        self.removed_future(path, deadline_after(timeout))
+        self.removed_future(path, Deadline::after(timeout))
     }
 
     /// [`wait_removed_deadline`](Self::wait_removed_deadline) as a future.
@@ -201,10 +198,10 @@ impl Monitor {
     ///
     /// As [`wait_removed_timeout_async`](Self::wait_removed_timeout_async).
     pub fn wait_removed_deadline_async(&self, path: &PciPath, deadline: Instant) -> WaitFuture<()> {
-        self.removed_future(path, Some(deadline))
+        self.removed_future(path, Deadline::at(deadline))
     }
 
-    fn removed_future(&self, path: &PciPath, deadline: Option<Instant>) -> WaitFuture<()> {
+    fn removed_future(&self, path: &PciPath, deadline: Deadline) -> WaitFuture<()> {
         let path = *path;
         let answer: Answer<()> =
             Box::new(move |r: &Registry| r.get(&path).is_none().then_some(Ok(())));
@@ -222,7 +219,7 @@ impl Monitor {
         path: &PciPath,
         state: &DriverState,
     ) -> WaitFuture<PciFunction> {
-        self.function_future(path, state, None)
+        self.function_future(path, state, Deadline::never())
     }
 
     /// [`wait_function_timeout`](Self::wait_function_timeout) as a future.
@@ -237,7 +234,7 @@ impl Monitor {
         state: &DriverState,
         timeout: Duration,
     ) -> WaitFuture<PciFunction> {
-        self.function_future(path, state, deadline_after(timeout))
+        self.function_future(path, state, Deadline::after(timeout))
     }
 
     /// [`wait_function_deadline`](Self::wait_function_deadline) as a future.
@@ -251,14 +248,14 @@ impl Monitor {
         state: &DriverState,
         deadline: Instant,
     ) -> WaitFuture<PciFunction> {
-        self.function_future(path, state, Some(deadline))
+        self.function_future(path, state, Deadline::at(deadline))
     }
 
     fn function_future(
         &self,
         path: &PciPath,
         state: &DriverState,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> WaitFuture<PciFunction> {
         let path = *path;
         let wanted = Wanted::Function(state.clone());
@@ -280,7 +277,7 @@ impl Monitor {
         &self,
         path: PciPath,
         wanted: Wanted,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         answer: Answer<T>,
         before: Option<Before>,
     ) -> WaitFuture<T> {

@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{Monitor, deadline_after};
+use super::Monitor;
 use crate::address::{Candidate, DiskAddress, Unit};
 use crate::error::Result;
 use crate::registry::{BlockDevice, Registry};
 use crate::sysfs::Sysfs;
+use crate::wait::deadline::Deadline;
 use crate::wait::error::{Seen, WaitError, WaitTimeout, Wanted};
 use crate::wait::wait_anywhere;
 
@@ -36,7 +37,7 @@ impl Monitor {
     ///   reason is in the message) before the answer came: the registry is no longer kept.
     /// - [`WaitError::SysfsWrite`](crate::WaitError::SysfsWrite) if [`MonitorBuilder::rescan`](crate::MonitorBuilder::rescan) is on and a rescan is refused.
     pub fn wait_disk(&self, address: &DiskAddress) -> Result<BlockDevice, WaitError> {
-        self.disk_until(address, None)
+        self.disk_until(address, Deadline::never())
     }
 
     /// [`wait_disk`](Self::wait_disk), waiting up to `timeout`.
@@ -52,7 +53,7 @@ impl Monitor {
         address: &DiskAddress,
         timeout: Duration,
     ) -> Result<BlockDevice, WaitError> {
-        self.disk_until(address, deadline_after(timeout))
+        self.disk_until(address, Deadline::after(timeout))
     }
 
     /// [`wait_disk`](Self::wait_disk), waiting until `deadline`.
@@ -65,14 +66,14 @@ impl Monitor {
         address: &DiskAddress,
         deadline: Instant,
     ) -> Result<BlockDevice, WaitError> {
-        self.disk_until(address, Some(deadline))
+        self.disk_until(address, Deadline::at(deadline))
     }
 
     /// The one wait for a disk, until `deadline` (`None`: for ever).
     pub(super) fn disk_until(
         &self,
         address: &DiskAddress,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> Result<BlockDevice, WaitError> {
         if self.inner.scsi_scan && matches!(address.unit(), Some(Unit::Scsi(_))) {
             self.scan_scsi(address).map_err(WaitError::from_edge)?;

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Monitor, deadline_after};
+use super::Monitor;
 use crate::function::{DriverState, PciFunction};
 use crate::path::PciPath;
+use crate::wait::deadline::Deadline;
 use crate::wait::error::{WaitError, Wanted};
 
 impl Monitor {
@@ -23,7 +24,7 @@ impl Monitor {
         path: &PciPath,
         state: &DriverState,
     ) -> Result<PciFunction, WaitError> {
-        self.function_until(path, state, None)
+        self.function_until(path, state, Deadline::never())
     }
 
     /// [`wait_function`](Self::wait_function), waiting up to `timeout`.
@@ -39,7 +40,7 @@ impl Monitor {
         state: &DriverState,
         timeout: Duration,
     ) -> Result<PciFunction, WaitError> {
-        self.function_until(path, state, deadline_after(timeout))
+        self.function_until(path, state, Deadline::after(timeout))
     }
 
     /// [`wait_function`](Self::wait_function), waiting until `deadline`.
@@ -53,7 +54,7 @@ impl Monitor {
         state: &DriverState,
         deadline: Instant,
     ) -> Result<PciFunction, WaitError> {
-        self.function_until(path, state, Some(deadline))
+        self.function_until(path, state, Deadline::at(deadline))
     }
 
     /// The one wait for a function, until `deadline` (`None`: for ever).
@@ -61,7 +62,7 @@ impl Monitor {
         &self,
         path: &PciPath,
         state: &DriverState,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> Result<PciFunction, WaitError> {
         let wanted = Wanted::Function(state.clone());
         let dev = self.wait(path, wanted, deadline, |r| {

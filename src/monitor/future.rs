@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::{Monitor, RESCAN_INTERVAL};
-use crate::error::given;
 use crate::registry::Registry;
+use crate::wait::deadline::Deadline;
 use crate::wait::error::WaitError;
 use crate::wait::future::AsyncWaiter;
 use crate::wait::{Watch, timer};
@@ -43,9 +43,8 @@ pub struct WaitFuture<T> {
     answer: Answer<T>,
     timeout: Timeout,
     before: Option<Before>,
-    /// When the wait was made: the timeout reports the time from here to the deadline.
-    start: Instant,
-    deadline: Option<Instant>,
+    /// When it ends, and when it was asked for: the timeout reports the time between.
+    deadline: Deadline,
     /// With [`MonitorBuilder::rescan`](crate::MonitorBuilder::rescan): when to rescan next.
     next_rescan: Option<Instant>,
     timer: Option<timer::Entry>,
@@ -56,7 +55,7 @@ impl<T> WaitFuture<T> {
     pub(super) fn new(
         monitor: &Monitor,
         at: Watch,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         answer: Answer<T>,
         timeout: Timeout,
         before: Option<Before>,
@@ -64,11 +63,10 @@ impl<T> WaitFuture<T> {
         let now = Instant::now();
         WaitFuture {
             monitor: monitor.clone(),
-            waiter: AsyncWaiter::new(at, deadline),
+            waiter: AsyncWaiter::new(at, deadline.at),
             answer,
             timeout,
             before,
-            start: now,
             deadline,
             next_rescan: monitor.inner.edges.rescan.then_some(now),
             timer: None,
@@ -88,16 +86,14 @@ impl<T> WaitFuture<T> {
                 self.next_rescan = Instant::now().checked_add(RESCAN_INTERVAL);
             }
         }
-        let (start, deadline) = (self.start, self.deadline);
-        let timeout = &self.timeout;
+        let (deadline, timeout) = (self.deadline, &self.timeout);
         let state = &self.monitor.inner.shared.state;
-        let polled = self.waiter.poll(state, cx, &self.answer, |r| {
-            let given = deadline.map_or(start.elapsed(), |d| given(start, d));
-            timeout(r, given)
-        });
+        let polled = self
+            .waiter
+            .poll(state, cx, &self.answer, |r| timeout(r, deadline.given()));
         if polled.is_pending() {
             // Woken at the deadline or the next rescan by the timer thread, if either.
-            let wake_at = match (self.deadline, self.next_rescan) {
+            let wake_at = match (self.deadline.at, self.next_rescan) {
                 (Some(d), Some(n)) => Some(d.min(n)),
                 (d, n) => d.or(n),
             };

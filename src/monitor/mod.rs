@@ -36,11 +36,12 @@ use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 
 use crate::address::DiskAddress;
-use crate::error::{Result, given};
+use crate::error::Result;
 use crate::netlink::Stopper;
 use crate::path::PciPath;
 use crate::registry::{BlockDevice, Change, NetInterface, Registry};
 
+use crate::wait::deadline::Deadline;
 use crate::wait::error::{ListenerStopped, WaitError, Wanted};
 use crate::wait::{wait_anywhere, wait_for};
 pub use builder::MonitorBuilder;
@@ -183,7 +184,7 @@ impl Monitor {
     ///   reason is in the message) before the answer came: the registry is no longer kept.
     /// - [`WaitError::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
     pub fn wait_block(&self, path: &PciPath) -> Result<BlockDevice, WaitError> {
-        self.block_until(path, None)
+        self.block_until(path, Deadline::never())
     }
 
     /// [`wait_block`](Self::wait_block), waiting up to `timeout`.
@@ -198,7 +199,7 @@ impl Monitor {
         path: &PciPath,
         timeout: Duration,
     ) -> Result<BlockDevice, WaitError> {
-        self.block_until(path, deadline_after(timeout))
+        self.block_until(path, Deadline::after(timeout))
     }
 
     /// [`wait_block`](Self::wait_block), waiting until `deadline`.
@@ -211,15 +212,11 @@ impl Monitor {
         path: &PciPath,
         deadline: Instant,
     ) -> Result<BlockDevice, WaitError> {
-        self.block_until(path, Some(deadline))
+        self.block_until(path, Deadline::at(deadline))
     }
 
     /// The one wait for a block device, until `deadline` (`None`: for ever).
-    fn block_until(
-        &self,
-        path: &PciPath,
-        deadline: Option<Instant>,
-    ) -> Result<BlockDevice, WaitError> {
+    fn block_until(&self, path: &PciPath, deadline: Deadline) -> Result<BlockDevice, WaitError> {
         self.disk_until(&DiskAddress::at(*path), deadline)
     }
 
@@ -242,7 +239,7 @@ impl Monitor {
     ///   reason is in the message) before the answer came: the registry is no longer kept.
     /// - [`WaitError::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
     pub fn wait_net(&self, path: &PciPath) -> Result<NetInterface, WaitError> {
-        self.net_until(path, None)
+        self.net_until(path, Deadline::never())
     }
 
     /// [`wait_net`](Self::wait_net), waiting up to `timeout`.
@@ -257,7 +254,7 @@ impl Monitor {
         path: &PciPath,
         timeout: Duration,
     ) -> Result<NetInterface, WaitError> {
-        self.net_until(path, deadline_after(timeout))
+        self.net_until(path, Deadline::after(timeout))
     }
 
     /// [`wait_net`](Self::wait_net), waiting until `deadline`.
@@ -270,15 +267,11 @@ impl Monitor {
         path: &PciPath,
         deadline: Instant,
     ) -> Result<NetInterface, WaitError> {
-        self.net_until(path, Some(deadline))
+        self.net_until(path, Deadline::at(deadline))
     }
 
     /// The one wait for a network interface, until `deadline` (`None`: for ever).
-    fn net_until(
-        &self,
-        path: &PciPath,
-        deadline: Option<Instant>,
-    ) -> Result<NetInterface, WaitError> {
+    fn net_until(&self, path: &PciPath, deadline: Deadline) -> Result<NetInterface, WaitError> {
         self.wait(path, Wanted::Net, deadline, |r| r.net(path).cloned())
     }
 
@@ -299,7 +292,7 @@ impl Monitor {
     ///   reason is in the message) before the answer came: the registry is no longer kept.
     /// - [`WaitError::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
     pub fn wait_removed(&self, path: &PciPath) -> Result<(), WaitError> {
-        self.removed_until(path, None)
+        self.removed_until(path, Deadline::never())
     }
 
     /// [`wait_removed`](Self::wait_removed), waiting up to `timeout`.
@@ -310,7 +303,7 @@ impl Monitor {
     /// there at the deadline; the message says which ("no removal of the PCI device at 02/00
     /// within 3s: PCI device 0000:01:00.0 present at 02/00, ...").
     pub fn wait_removed_timeout(&self, path: &PciPath, timeout: Duration) -> Result<(), WaitError> {
-        self.removed_until(path, deadline_after(timeout))
+        self.removed_until(path, Deadline::after(timeout))
     }
 
     /// [`wait_removed`](Self::wait_removed), waiting until `deadline`.
@@ -323,11 +316,11 @@ impl Monitor {
         path: &PciPath,
         deadline: Instant,
     ) -> Result<(), WaitError> {
-        self.removed_until(path, Some(deadline))
+        self.removed_until(path, Deadline::at(deadline))
     }
 
     /// The one wait for a removal, until `deadline` (`None`: for ever).
-    fn removed_until(&self, path: &PciPath, deadline: Option<Instant>) -> Result<(), WaitError> {
+    fn removed_until(&self, path: &PciPath, deadline: Deadline) -> Result<(), WaitError> {
         self.wait(path, Wanted::Removal, deadline, |r| {
             r.get(path).is_none().then_some(())
         })
@@ -359,25 +352,24 @@ impl Monitor {
         &self,
         path: &PciPath,
         wanted: Wanted,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         answer: impl Fn(&Registry) -> Option<T>,
     ) -> Result<T, WaitError> {
         let state = &self.inner.shared.state;
         if !self.inner.edges.rescan {
             return wait_for(state, &wanted, *path, deadline, answer);
         }
-        let start = Instant::now();
         loop {
             crate::sysfs_write::rescan(&self.inner.edges.sysfs_root)?;
             let next = Instant::now().checked_add(RESCAN_INTERVAL);
-            let slice_end = match (deadline, next) {
+            let slice_end = match (deadline.at, next) {
                 (Some(d), Some(n)) => Some(d.min(n)),
                 (d, n) => d.or(n),
             };
-            match wait_for(state, &wanted, *path, slice_end, &answer) {
-                Err(WaitError::Timeout(mut timeout)) if slice_end == deadline => {
-                    // The whole wait's timeout, not the last slice's.
-                    timeout.timeout = deadline.map_or(start.elapsed(), |d| given(start, d));
+            // A slice of the wait, asked for when the wait was: a timeout at its end reports
+            // the whole wait's time.
+            match wait_for(state, &wanted, *path, deadline.until(slice_end), &answer) {
+                Err(WaitError::Timeout(timeout)) if slice_end == deadline.at => {
                     return Err(WaitError::Timeout(timeout));
                 }
                 Err(WaitError::Timeout(_)) => continue, // the slice ended: rescan again
@@ -393,7 +385,7 @@ impl Monitor {
     pub(crate) fn wait_vfio_group(
         &self,
         group: u32,
-        deadline: Option<Instant>,
+        deadline: Deadline,
     ) -> Result<(), Option<ListenerStopped>> {
         let answer = |r: &Registry| r.has_vfio_group(group).then_some(());
         wait_anywhere(&self.inner.shared.state, deadline, answer, |_, _| None)
@@ -494,9 +486,9 @@ impl Drop for Inner {
     }
 }
 
+/// The deadline `timeout` from now (`None` if too large to represent: no timeout).
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
-    // A timeout too large to represent is no timeout.
-    Instant::now().checked_add(timeout)
+    Deadline::after(timeout).at
 }
 
 #[cfg(test)]

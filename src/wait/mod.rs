@@ -29,6 +29,7 @@
 //! The protocol is model-checked with loom (`cargo test --lib --features model-check model`):
 //! see the `model` tests at the bottom, and those of [`future`].
 
+pub(crate) mod deadline;
 pub(crate) mod error;
 pub(crate) mod future;
 pub(crate) mod timer;
@@ -41,6 +42,7 @@ use std::time::Instant;
 use crate::monitor::state::{State, Status};
 use crate::path::PciPath;
 use crate::registry::Registry;
+use deadline::Deadline;
 use error::{ListenerStopped, WaitError, WaitTimeout, Wanted};
 use sync::{Condvar, Mutex};
 
@@ -317,13 +319,13 @@ impl Wakeups {
 }
 
 /// Waits at `path` until `answer` gives something for the registry, the deadline passes, or
-/// the listener stops. `deadline` `None` waits for ever. A timeout says what was `wanted` and
-/// what was seen at the path then.
+/// the listener stops. A timeout says what was `wanted`, the time the wait was given and what
+/// was seen at the path then.
 pub(crate) fn wait_for<T>(
     state: &Mutex<State>,
     wanted: &Wanted,
     path: PciPath,
-    deadline: Option<Instant>,
+    deadline: Deadline,
     answer: impl Fn(&Registry) -> Option<T>,
 ) -> Result<T, WaitError> {
     let timeout = |r: &Registry, given| {
@@ -342,7 +344,7 @@ pub(crate) fn wait_for<T>(
 /// wait was given.
 pub(crate) fn wait_anywhere<T, E: From<ListenerStopped>>(
     state: &Mutex<State>,
-    deadline: Option<Instant>,
+    deadline: Deadline,
     answer: impl Fn(&Registry) -> Option<T>,
     timeout: impl Fn(&Registry, std::time::Duration) -> E,
 ) -> Result<T, E> {
@@ -353,11 +355,10 @@ pub(crate) fn wait_anywhere<T, E: From<ListenerStopped>>(
 fn wait_at<T, E: From<ListenerStopped>>(
     state: &Mutex<State>,
     at: Watch,
-    deadline: Option<Instant>,
+    deadline: Deadline,
     answer: impl Fn(&Registry) -> Option<T>,
     timeout: impl Fn(&Registry, std::time::Duration) -> E,
 ) -> Result<T, E> {
-    let start = Instant::now();
     let mut st = state.lock();
     // 1. Check: the answer may be there already (a device present before the wait).
     if let Some(done) = check(&st, &answer) {
@@ -371,7 +372,7 @@ fn wait_at<T, E: From<ListenerStopped>>(
     loop {
         drop(st);
         // 3. Sleep on the slot, without the state lock.
-        let timed_out = sleep(&slot, &mut seen, deadline).map_err(E::from)?;
+        let timed_out = sleep(&slot, &mut seen, deadline.at).map_err(E::from)?;
         // 4. Look at the registry again.
         st = state.lock();
         let result = match check(&st, &answer) {
@@ -379,9 +380,8 @@ fn wait_at<T, E: From<ListenerStopped>>(
             Some(Err(stopped)) => return Err(stopped.into()),
             Some(Ok(t)) => Ok(t),
             None if timed_out => {
-                // `sleep` times out only at a deadline.
-                let given = deadline.map_or(start.elapsed(), |d| crate::error::given(start, d));
-                Err(timeout(&st.registry, given))
+                // `sleep` times out only at a deadline; the timeout is the time it was given.
+                Err(timeout(&st.registry, deadline.given()))
             }
             None => continue,
         };
@@ -459,7 +459,7 @@ mod fixtures {
     ) -> thread::JoinHandle<Result<String, WaitError>> {
         let st = Arc::clone(st);
         thread::spawn(move || {
-            wait_for(&st, &Wanted::Block, path(), deadline, |r| {
+            wait_for(&st, &Wanted::Block, path(), deadline.into(), |r| {
                 r.disk(&path()).map(|b| b.name.to_string())
             })
         })
@@ -497,9 +497,13 @@ mod tests {
     fn a_present_answer_returns_at_once_without_registering() {
         let st = state();
         st.lock().registry.apply_datagram(0, VDA);
-        let got = wait_for(&st, &Wanted::Block, p("02/00"), Some(Instant::now()), |r| {
-            disk_name(r, &p("02/00"))
-        });
+        let got = wait_for(
+            &st,
+            &Wanted::Block,
+            p("02/00"),
+            Deadline::after(Duration::ZERO),
+            |r| disk_name(r, &p("02/00")),
+        );
         assert_eq!(got.unwrap(), "vda");
         assert_eq!(st.lock().waiters.paths(), 0);
     }
@@ -524,9 +528,13 @@ mod tests {
     fn a_timeout_says_what_was_seen() {
         let st = state();
         let deadline = Instant::now() + Duration::from_millis(20);
-        let err = wait_for(&st, &Wanted::Block, p("02/01"), Some(deadline), |r| {
-            disk_name(r, &p("02/01"))
-        })
+        let err = wait_for(
+            &st,
+            &Wanted::Block,
+            p("02/01"),
+            Deadline::at(deadline),
+            |r| disk_name(r, &p("02/01")),
+        )
         .unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("no block disk at 02/01 within "), "{msg}");
@@ -540,9 +548,13 @@ mod tests {
         let st2 = Arc::clone(&st);
         let deadline = Instant::now() + Duration::from_millis(100);
         let waiter = thread::spawn(move || {
-            let r = wait_for(&st2, &Wanted::Block, p("02/00"), Some(deadline), |r| {
-                disk_name(r, &p("02/00"))
-            });
+            let r = wait_for(
+                &st2,
+                &Wanted::Block,
+                p("02/00"),
+                Deadline::at(deadline),
+                |r| disk_name(r, &p("02/00")),
+            );
             (r, Instant::now())
         });
         // Spurious wakeups of its path, with nothing for it, until past the deadline.
@@ -592,7 +604,12 @@ mod tests {
         let waiter = thread::spawn(move || {
             // No deadline: it never times out.
             let timeout = |_: &Registry, _| WaitError::from(ListenerStopped::ShutDown);
-            wait_anywhere(&st2, None, |r| disk_name(r, &p("02/00")), timeout)
+            wait_anywhere(
+                &st2,
+                Deadline::never(),
+                |r| disk_name(r, &p("02/00")),
+                timeout,
+            )
         });
         while st.lock().waiters.waiters() == 0 {
             thread::yield_now();
@@ -621,7 +638,7 @@ mod tests {
         let st2 = Arc::clone(&st);
         let waiter = thread::spawn(move || {
             let timeout = |_: &Registry, _| WaitError::from(ListenerStopped::ShutDown);
-            wait_anywhere(&st2, None, |r| disk_name(r, &p("07")), timeout)
+            wait_anywhere(&st2, Deadline::never(), |r| disk_name(r, &p("07")), timeout)
         });
         while st.lock().waiters.waiters() == 0 {
             thread::yield_now();
