@@ -300,3 +300,112 @@ fn fmt_units(f: &mut fmt::Formatter<'_>, seen: &Seen) -> fmt::Result {
         _ => f.write_str("no disk with a SCSI address or a namespace id is present"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Nsid;
+
+    fn p(s: &str) -> PciPath {
+        s.parse().unwrap()
+    }
+
+    fn text(wanted: Wanted, path: Option<&str>, timeout: Duration, seen: Seen) -> String {
+        let path = path.map(p);
+        WaitTimeout {
+            wanted,
+            path,
+            timeout,
+            seen,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_timeout_prints_the_sentences_the_strings_used_to_hold() {
+        let nvme = SeenFunction {
+            bdf: "0000:07:00.0".parse().unwrap(),
+            driver: Some("nvme".into()),
+            block: Vec::new(),
+            net: Vec::new(),
+            nvme: vec![
+                NvmeController {
+                    name: "nvme0".into(),
+                    subsystem: Some("nvme-subsys0".into()),
+                },
+                NvmeController {
+                    name: "nvme1".into(),
+                    subsystem: None,
+                },
+            ],
+        };
+        let three = Duration::from_secs(3);
+        assert_eq!(
+            text(
+                Wanted::Block,
+                Some("06/00"),
+                three,
+                Seen::Function(nvme.clone())
+            ),
+            "no block disk at 06/00 within 3s: PCI device 0000:07:00.0 present at 06/00, \
+             driver nvme bound, no block child, nvme controller nvme0 in nvme-subsys0, \
+             nvme controller nvme1 (subsystem not yet known)"
+        );
+        // A wait for the function words it as the function's presence and driver.
+        let vfio = Wanted::Function(DriverState::Driver("vfio-pci".into()));
+        assert_eq!(
+            text(vfio, Some("06/00"), three, Seen::Function(nvme)),
+            "no PCI function bound to vfio-pci at 06/00 within 3s: PCI function 0000:07:00.0 \
+             present at 06/00, bound to nvme"
+        );
+        let nsid: Nsid = "2".parse().unwrap();
+        let anywhere = DiskAddress::with_unit(None, nsid.into());
+        assert_eq!(
+            text(
+                Wanted::Disk(anywhere),
+                None,
+                Duration::from_millis(250),
+                Seen::Units(Vec::new())
+            ),
+            "no block disk nsid 2 at any PCI path within 250ms: no disk with a SCSI address \
+             or a namespace id is present"
+        );
+        let at = DiskAddress::with_unit(Some(p("02/00")), nsid.into());
+        assert_eq!(
+            text(
+                Wanted::Disk(at),
+                Some("02/00"),
+                Duration::ZERO,
+                Seen::Nothing { bridge: None }
+            ),
+            "no block disk nsid 2 at 02/00 within 0us: no PCI device at 02/00"
+        );
+    }
+
+    #[test]
+    fn a_stopped_listener_names_its_cause_and_gives_it_as_the_source() {
+        use std::error::Error as _;
+        let shut = WaitError::from(ListenerStopped::ShutDown);
+        assert_eq!(shut.to_string(), "listener stopped: shut down");
+        assert!(shut.source().is_none());
+        let io = io::Error::from_raw_os_error(libc::EBADF);
+        let failed = WaitError::from(ListenerStopped::Receive(Arc::new(io)));
+        assert!(
+            failed
+                .to_string()
+                .starts_with("listener stopped: receiving uevents: "),
+            "{failed}"
+        );
+        let source = failed.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(source.and_then(io::Error::raw_os_error), Some(libc::EBADF));
+        let panicked = WaitError::from(ListenerStopped::Panicked(ListenerPanic {
+            message: "boom".into(),
+        }));
+        assert_eq!(
+            panicked.to_string(),
+            "listener stopped: the uevent listener thread panicked: boom"
+        );
+        let source = panicked.source().map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("boom"));
+    }
+}
