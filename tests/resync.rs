@@ -118,7 +118,8 @@ fn overflows_during_a_rescan_and_before_the_next_cost_one_more_rescan_in_all() {
                 .start()
                 .unwrap();
             let m = monitor.clone();
-            let nvme = thread::spawn(move || m.wait_block(&p("06/00"), Duration::from_secs(60)));
+            let nvme =
+                thread::spawn(move || m.wait_block_timeout(&p("06/00"), Duration::from_secs(60)));
             wait_until("the waiter", || monitor.stats().waiters == 1);
 
             // Overflow 1, while the listener is held up: resync 1 at once (none before it).
@@ -227,7 +228,8 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
             assert!(monitor.registry().get(&p("07")).is_none());
             let m = monitor.clone();
             let waiter = thread::spawn(move || {
-                let got = m.wait_function(&p("07"), &DriverState::Any, Duration::from_secs(60));
+                let got =
+                    m.wait_function_timeout(&p("07"), &DriverState::Any, Duration::from_secs(60));
                 (got, m.stats().resyncs)
             });
             wait_until("the waiter", || monitor.stats().waiters == 1);

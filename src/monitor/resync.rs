@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::netlink::Received;
 use crate::registry::Registry;
 use crate::sysfs::Snapshot;
+use crate::wait::error::ListenerStopped;
 
 impl Listener {
     /// After an overflow: drain what is queued (the kernel drops new events until the queue
@@ -26,7 +27,7 @@ impl Listener {
         buf: &mut [u8],
         pacing: &mut Pacing,
         owed: &mut Option<Instant>,
-    ) -> Option<String> {
+    ) -> Option<ListenerStopped> {
         // 1. Drain until the socket is empty (non-blocking receives until EAGAIN), with the
         //    same step as the listening loop: what is queued is applied, not lost, and an
         //    overflow meanwhile is counted and covered by this resync.
@@ -95,7 +96,7 @@ impl Listener {
     /// Between two devices of a rescan: takes what the socket queued into `held`, with
     /// zero-timeout receives, until it is empty or `held` has no room for one more datagram
     /// (the rest then waits in the socket). `Break(reason)` if the thread must stop.
-    fn hold_queued(&self, buf: &mut [u8], held: &mut Held) -> ControlFlow<String> {
+    fn hold_queued(&self, buf: &mut [u8], held: &mut Held) -> ControlFlow<ListenerStopped> {
         while held.has_room(buf.len()) {
             match self.socket.recv_timeout(buf, Duration::ZERO) {
                 Ok(Received::Datagram(env)) => held.push(env, env.bytes(buf)),
@@ -193,7 +194,7 @@ impl Listener {
                 Some(why) => Ok(ControlFlow::Break(why)),
                 None => scanned.map(|s| match s {
                     ControlFlow::Continue(r) => ControlFlow::Continue(r),
-                    ControlFlow::Break(()) => ControlFlow::Break("shut down".to_owned()),
+                    ControlFlow::Break(()) => ControlFlow::Break(ListenerStopped::ShutDown),
                 }),
             }
         });
@@ -241,7 +242,7 @@ impl Listener {
         &self,
         buf: &mut [u8],
         held: &mut Held,
-    ) -> Result<ControlFlow<String, Box<Registry>>> {
+    ) -> Result<ControlFlow<ListenerStopped, Box<Registry>>> {
         let mut tick = 0;
         let scanned = self.sysfs.scan_between(&mut || {
             tick += 1;
@@ -284,5 +285,5 @@ enum Rescanned {
     /// Sysfs could not be read (counted and logged).
     Failed,
     /// The thread must stop, for this reason (seen while holding datagrams).
-    Stop(String),
+    Stop(ListenerStopped),
 }

@@ -19,6 +19,7 @@ use crate::sysfs::Sysfs;
 use crate::testing::{FaultHook, ResyncHook, ScanTickHook};
 use crate::uevent::MAX_DATAGRAM;
 use crate::wait::Wakeups;
+use crate::wait::error::{ListenerPanic, ListenerStopped};
 
 /// What the listener thread owns: the socket it reads, the sysfs it rescans, the state it
 /// keeps.
@@ -46,7 +47,7 @@ pub(super) enum Step {
     /// Nothing queued (only from the zero-timeout receives of a resync).
     Drained,
     /// The thread must stop, for this reason.
-    Stop(String),
+    Stop(ListenerStopped),
 }
 
 /// Which NVMe multipath heads to look up in sysfs after a change.
@@ -74,7 +75,9 @@ impl Listener {
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".into());
                 tracing::error!("the uevent listener thread panicked: {what}");
-                format!("the uevent listener thread panicked: {what}")
+                ListenerStopped::Panicked(ListenerPanic {
+                    message: what.into(),
+                })
             });
         self.shared.state.lock().stop(why);
         // Closing the senders ends every subscriber's channel and stream.
@@ -88,7 +91,7 @@ impl Listener {
     /// goes on receiving (waiting no later than that time), and a further overflow is covered
     /// by the same resync. Overflows during a resync's rescan (seen as it holds what arrives,
     /// `held.rs`) owe one more resync in all, paced after that rescan.
-    fn listen(&self) -> String {
+    fn listen(&self) -> ListenerStopped {
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut pacing = Pacing::new(self.resync_gap);
         // When the owed resync may start, if one is owed.
@@ -128,7 +131,7 @@ impl Listener {
         match received {
             Ok(Received::Datagram(env)) => {
                 if let Err(e) = self.fault(env.bytes(buf)) {
-                    return stop_on_error(&e);
+                    return stop_on_error(e);
                 }
                 if env.truncated {
                     counters.truncated.fetch_add(1, Ordering::Relaxed);
@@ -143,8 +146,8 @@ impl Listener {
                 Step::Overflow
             }
             Ok(Received::TimedOut) => Step::Drained,
-            Ok(Received::Stopped) => Step::Stop("shut down".to_owned()),
-            Err(e) => stop_on_error(&e),
+            Ok(Received::Stopped) => Step::Stop(ListenerStopped::ShutDown),
+            Err(e) => stop_on_error(e),
         }
     }
 
@@ -218,9 +221,9 @@ impl Listener {
 }
 
 /// A receive error ends the thread, with this reason.
-fn stop_on_error(e: &io::Error) -> Step {
+fn stop_on_error(e: io::Error) -> Step {
     tracing::error!("receiving uevents: {e}");
-    Step::Stop(format!("receiving uevents: {e}"))
+    Step::Stop(ListenerStopped::Receive(Arc::new(e)))
 }
 
 /// The NVMe multipath heads, or a controller, that appeared untied in `changes`.
@@ -353,12 +356,13 @@ mod tests {
             l.step(Ok(Received::TimedOut), &buf),
             Step::Drained
         ));
-        assert!(
-            matches!(l.step(Ok(Received::Stopped), &buf), Step::Stop(why) if why == "shut down")
-        );
+        assert!(matches!(
+            l.step(Ok(Received::Stopped), &buf),
+            Step::Stop(ListenerStopped::ShutDown)
+        ));
         let failed = l.step(Err(io::Error::from_raw_os_error(libc::EBADF)), &buf);
         assert!(
-            matches!(&failed, Step::Stop(why) if why.starts_with("receiving uevents: ")),
+            matches!(&failed, Step::Stop(ListenerStopped::Receive(e)) if e.raw_os_error() == Some(libc::EBADF)),
             "{failed:?}"
         );
     }
@@ -379,7 +383,7 @@ mod tests {
         let bad = *b"fail";
         assert!(matches!(
             l.step(datagram(bad.len(), &bad), &bad),
-            Step::Stop(why) if why == "receiving uevents: injected"
+            Step::Stop(ListenerStopped::Receive(e)) if e.to_string() == "injected"
         ));
         assert_eq!(
             l.shared.state.lock().registry.stats().received,
