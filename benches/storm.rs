@@ -13,9 +13,9 @@
 //! started meanwhile). Every such waiter must be woken with its disk by the time the listener
 //! is quiet; the RESULT line says how many of those whose disk appeared during a rescan were.
 //! So that some do, whatever the pacing, a pciplug run's sender waits a quarter into the final
-//! round until the resync owed for the final stall's overflow (if it overflowed) has started
-//! (up to 10 s; it sends nothing meanwhile, so nothing is lost for it, and the pause is left
-//! out of the send rate). The Kata-style listener gets no such pause: it lets the listener
+//! round until the final stall is over and, if it overflowed the socket, until the resync it
+//! owes has started (up to 10 s; it sends nothing meanwhile, so nothing is lost for it, and
+//! the pause is left out of the send rate). The Kata-style listener gets no such pause: it lets the listener
 //! catch up once, which favours pciplug by at most one overflow's tail.
 //!
 //! The truth is a sysfs tree the sender keeps as the kernel does: a device's directories
@@ -256,11 +256,18 @@ fn storm(
         }
         Listener::Kata(k) => k.staller(),
     };
-    let staller = thread::spawn(move || {
-        for () in stall_rx {
-            stall(STALL);
-        }
-    });
+    // Stalls over so far.
+    let stalled = Arc::new(AtomicU64::new(0));
+    let staller = {
+        let stalled = Arc::clone(&stalled);
+        thread::spawn(move || {
+            for () in stall_rx {
+                stall(STALL);
+                stalled.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let mut stalls_sent = 0u64;
     let received = |l: &Listener| match l {
         Listener::Pciplug(m) => m.stats().registry.received,
         Listener::Kata(k) => k.received.load(std::sync::atomic::Ordering::Acquire),
@@ -305,6 +312,7 @@ fn storm(
                 }
             }
             stall_tx.send(()).unwrap();
+            stalls_sent += 1;
         }
         // A quarter into the final round the stall's overflow, if there was one, owes a
         // resync: a pciplug run waits for it to start (sending nothing meanwhile, so losing
@@ -312,11 +320,18 @@ fn storm(
         // rescan whatever the pacing.
         if op == final_round + (OPS - final_round) / 4 {
             if let Listener::Pciplug(m) = &listener {
+                let t = Instant::now();
+                // The final stall over, and the listener past it: the overflow read, if any.
+                wait_until(Duration::from_secs(2), || {
+                    stalled.load(Ordering::SeqCst) == stalls_sent
+                });
+                wait_until(Duration::from_millis(200), || {
+                    m.stats().overflows > overflows_before_final
+                });
                 if m.stats().overflows > overflows_before_final {
-                    let t = Instant::now();
                     wait_until(Duration::from_secs(10), || rescan_running(m).1);
-                    paused += t.elapsed();
                 }
+                paused += t.elapsed();
             }
         }
         let watched = match &listener {
@@ -343,6 +358,7 @@ fn storm(
             injected += 1;
             if injected % STALL_EVERY as u64 == 0 {
                 stall_tx.send(()).unwrap();
+                stalls_sent += 1;
             }
         }
         if let Some((m, (started_before, running_before))) = watched {
