@@ -47,18 +47,21 @@
 //! allowed `unsafe`. Tests put real kernel datagrams on the wire with
 //! `pciplug::testing::Injector` (feature `test-support`).
 
+mod batch;
 pub(crate) mod sys;
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use netlink_sys::protocols::NETLINK_KOBJECT_UEVENT;
 use netlink_sys::{Socket, SocketAddr};
 
 use crate::error::{Error, Result};
+pub use batch::{Batch, MAX_BATCH, RecvBatch};
 use sys::{getsockopt_int, new_eventfd, poll, pollfd, recv_from, setsockopt_int};
 
 /// The size of a receive buffer that holds any uevent the kernel sends whole.
@@ -146,9 +149,8 @@ pub struct UeventSocket {
     /// Bound to group 1 with a kernel-chosen port id. Never cloned: netlink-sys's `Socket`
     /// derives `Clone` but closes its descriptor on drop, so a clone would close it twice.
     socket: Socket,
-    /// An eventfd that is readable once some [`Stopper::stop`] ran, and never read, so that
-    /// it stays readable: stopping is permanent.
-    stop: Arc<File>,
+    /// Set, and made readable for `poll`, by [`Stopper::stop`].
+    stop: Arc<StopSignal>,
     /// What the kernel granted when the socket was opened.
     recv_buffer: RecvBuffer,
 }
@@ -206,8 +208,25 @@ impl Envelope {
 /// Holding a `Stopper` keeps the eventfd open, not the netlink socket.
 #[derive(Clone, Debug)]
 pub struct Stopper {
-    /// The socket's eventfd (see the `stop` field of [`UeventSocket`]).
-    stop: Arc<File>,
+    /// The socket's stop signal (see the `stop` field of [`UeventSocket`]).
+    stop: Arc<StopSignal>,
+}
+
+/// What a [`Stopper`] sets: a flag that a batched receive checks before every read without a
+/// system call, and an eventfd that `poll` sees.
+#[derive(Debug)]
+struct StopSignal {
+    /// Readable once some [`Stopper::stop`] ran, and never read, so that it stays readable:
+    /// stopping is permanent.
+    eventfd: File,
+    /// True once some [`Stopper::stop`] ran; set before the eventfd is written.
+    stopped: AtomicBool,
+}
+
+impl StopSignal {
+    fn is_set(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
 }
 
 impl Stopper {
@@ -215,8 +234,9 @@ impl Stopper {
     ///
     /// Idempotent; never blocks.
     pub fn stop(&self) {
+        self.stop.stopped.store(true, Ordering::Release);
         // Adds 1 to the eventfd counter; the receiver never reads it, so it stays readable.
-        match (&*self.stop).write(&1u64.to_ne_bytes()) {
+        match (&self.stop.eventfd).write(&1u64.to_ne_bytes()) {
             Ok(_) => {}
             // The counter is at its maximum, so the eventfd is readable already.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -257,7 +277,10 @@ impl UeventSocket {
         }
         Ok(UeventSocket {
             socket,
-            stop: Arc::new(stop),
+            stop: Arc::new(StopSignal {
+                eventfd: stop,
+                stopped: AtomicBool::new(false),
+            }),
             recv_buffer,
         })
     }
@@ -319,7 +342,10 @@ impl UeventSocket {
         let timeout_ms = deadline.map_or(-1, |d| {
             poll_timeout_ms(d.saturating_duration_since(Instant::now()))
         });
-        let mut fds = [pollfd(self.stop.as_fd()), pollfd(self.socket.as_fd())];
+        let mut fds = [
+            pollfd(self.stop.eventfd.as_fd()),
+            pollfd(self.socket.as_fd()),
+        ];
         match poll(&mut fds, timeout_ms) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Ready::Again),
