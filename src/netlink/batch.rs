@@ -56,6 +56,9 @@ pub struct RecvBatch {
     /// Length and source of each datagram of the last receive, in order.
     entries: Vec<MmsgEntry>,
     headers: MmsgHeaders,
+    /// The last read ended because the socket was empty (it filled less than the batch, or
+    /// found nothing): the next receive waits in `poll` first rather than read for nothing.
+    drained: bool,
 }
 
 impl RecvBatch {
@@ -78,6 +81,7 @@ impl RecvBatch {
             slot_len,
             entries: Vec::with_capacity(capacity),
             headers: MmsgHeaders::default(),
+            drained: false,
         }
     }
 
@@ -182,21 +186,27 @@ impl UeventSocket {
         self.recv_batch_until(batch, Some(deadline))
     }
 
-    /// Read first, and `poll` only when the read found the socket empty.
+    /// Read first, and `poll` only when the socket was found empty (by this read, or by the
+    /// last one, which then filled less than the batch: no read for nothing before the wait).
     fn recv_batch_until(
         &self,
         batch: &mut RecvBatch,
         deadline: Option<Instant>,
     ) -> io::Result<Batch> {
+        // Whatever this receive gives, the last one's datagrams are gone.
+        batch.entries.clear();
+        let mut wait_first = batch.drained;
         loop {
             // A stop wins over queued datagrams: checked before every read.
             if self.stop.is_set() {
-                batch.entries.clear();
                 return Ok(Batch::Stopped);
             }
-            if let Some(got) = self.read_batch(batch)? {
-                return Ok(got);
+            if !wait_first {
+                if let Some(got) = self.read_batch(batch)? {
+                    return Ok(got);
+                }
             }
+            wait_first = false;
             match self.wait_ready(deadline)? {
                 Ready::Stopped => return Ok(Batch::Stopped),
                 Ready::TimedOut => return Ok(Batch::TimedOut),
@@ -213,7 +223,9 @@ impl UeventSocket {
             slot_len,
             entries,
             headers,
+            drained,
         } = batch;
+        let capacity = storage.len() / *slot_len;
         let read = recv_mmsg(
             self.socket.as_fd(),
             storage,
@@ -222,12 +234,16 @@ impl UeventSocket {
             entries,
             libc::MSG_TRUNC | libc::MSG_DONTWAIT,
         );
+        // Fewer than asked for: the kernel stopped at an empty queue (or at an error it keeps
+        // for the next read, which `poll` then reports at once).
+        *drained = !matches!(read, Ok(n) if n >= capacity);
         match read {
             Ok(0) => Ok(None),
             Ok(n) => Ok(Some(Batch::Datagrams(n))),
             Err(e) => {
                 entries.clear();
                 if e.raw_os_error() == Some(libc::ENOBUFS) {
+                    *drained = false;
                     Ok(Some(Batch::Overflow))
                 } else if matches!(
                     e.kind(),
