@@ -207,8 +207,10 @@ fn pciplug(waiters: usize, datagrams: &[Vec<u8>], sysfs: &std::path::Path) -> Ru
             == waiters as u64),
         "waiters never all registered"
     );
+    // Polled every millisecond: `with_registry`, not `stats`, whose count of the waiters walks
+    // all their slots under the state lock and would hold up the listener for that long.
     let mut run = measure(tid, datagrams, "pciplug's listener", || {
-        monitor.stats().registry.received
+        monitor.with_registry(|r| r.stats().received)
     });
     run.overflows = monitor.stats().overflows;
     monitor.shutdown();
