@@ -234,4 +234,11 @@ fn run() {
         percentile(&f, 50.0),
         percentile(&f, 99.0)
     );
+    let r50 = percentile(&p, 50.0) / percentile(&f, 50.0);
+    let r99 = p99 / percentile(&f, 99.0);
+    println!(
+        "RESULT wake-floor: pciplug / bare floor in the same run: p50 {r50:.2}x (target <= 1.5: {}), p99 {r99:.2}x (target <= 1.3: {})",
+        if r50 <= 1.5 { "met" } else { "NOT met" },
+        if r99 <= 1.3 { "met" } else { "NOT met" },
+    );
 }
