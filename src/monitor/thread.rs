@@ -202,6 +202,8 @@ impl Listener {
                 continue;
             }
             match st.registry.apply_datagram(env.sender_port, bytes) {
+                // The first datagram's changes are taken as they are: no copy.
+                Outcome::Applied(applied) if changes.is_empty() => changes = applied,
                 Outcome::Applied(applied) => changes.extend(applied),
                 skipped => skipped.log(&""),
             }
@@ -209,9 +211,11 @@ impl Listener {
         if changes.is_empty() {
             return step;
         }
+        // The waiters are woken first; what only the listener needs comes after.
+        publish_slice(shared, st, &changes);
         let untied = untied_heads(&changes);
         let nsids = super::nsid::added_without_nsid(&changes);
-        publish(shared, st, changes);
+        drop(changes);
         if untied != Untied::Nothing {
             self.resolve_nvme_heads(untied);
         }
@@ -398,9 +402,16 @@ fn untied_heads(changes: &[Change]) -> Untied {
 /// subscribes gets exactly those applied after it did. Waiters are woken once the lock is
 /// released (see `wait.rs`): one that runs at once on this CPU finds the lock free.
 fn publish(shared: &Shared, st: StateGuard<'_>, changes: Vec<Change>) {
+    publish_slice(shared, st, &changes);
+    // Freed after the waiters are woken, not on their way.
+    drop(changes);
+}
+
+/// [`publish`] for changes the caller keeps (and frees after the wake).
+fn publish_slice(shared: &Shared, st: StateGuard<'_>, changes: &[Change]) {
     let mut wakeups = Wakeups::default();
     let mut last = None;
-    for c in &changes {
+    for c in changes {
         if let Some(p) = c.path() {
             // Consecutive changes are usually about one path; note it once.
             if last != Some(p) {
@@ -417,7 +428,7 @@ fn publish(shared: &Shared, st: StateGuard<'_>, changes: Vec<Change>) {
 }
 
 /// Hands `changes` to every subscriber; called with the state lock held.
-fn send_to_subscribers(shared: &Shared, changes: Vec<Change>) {
+fn send_to_subscribers(shared: &Shared, changes: &[Change]) {
     let mut subs = shared.subscribers.lock();
     if subs.is_empty() {
         return;
