@@ -92,7 +92,12 @@ def main():
     sends = [i for i, e in enumerate(events) if e[3] == "syscalls:sys_enter_sendto"]
     if not sends:
         sys.exit("no sendto in the trace: was it recorded with wake.sh's events?")
-    main_tid = events[sends[0]][0]
+    # The bench's main thread (named after the binary, `wake-<hash>`) injects; other
+    # processes of the machine may call sendto too.
+    ours = [i for i in sends if events[i][5].startswith("wake-") and events[i][5] != "wake-floor"]
+    if not ours:
+        sys.exit("no sendto of the wake bench in the trace")
+    main_tid = events[ours[0]][0]
     sends = [i for i in sends if events[i][0] == main_tid][1:]  # the first is the probe
     if len(sends) % 3:
         sys.exit(f"{len(sends)} injections after the probe, not three equal shares")
