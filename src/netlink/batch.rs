@@ -46,7 +46,7 @@ pub const MAX_BATCH: usize = 1024;
 ///         Batch::Stopped => break,
 ///     }
 /// }
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct RecvBatch {
