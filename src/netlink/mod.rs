@@ -5,6 +5,14 @@
 //! does not join). It does no parsing: [`UeventSocket::recv`] fills a caller's buffer and says
 //! how long the datagram was, whether it was cut short, and who sent it.
 //!
+//! # Batches
+//!
+//! [`UeventSocket::recv_batch`] (and [`try_recv_batch`](UeventSocket::try_recv_batch), the
+//! `_timeout` and `_deadline` forms) receives every datagram queued, up to a
+//! [`RecvBatch`]'s capacity, in one `recvmmsg(2)`, and waits in `poll` only when the socket
+//! was found empty: in a storm, one system call and one wake-up serve many datagrams. Each
+//! datagram keeps its [`Envelope`]; overflows and stops are reported as by `recv`.
+//!
 //! # Who sent it
 //!
 //! Only the kernel sends from netlink port id 0. A process with `CAP_NET_ADMIN` over the
@@ -30,7 +38,8 @@
 //! # Stopping a blocked receiver
 //!
 //! A receive waits in `poll(2)` on two descriptors: the netlink socket and an `eventfd` owned
-//! by the socket. [`Stopper::stop`] makes the eventfd readable and it stays readable, so a
+//! by the socket. [`Stopper::stop`] sets a flag (which a batched receive checks before every
+//! read, without a system call) and makes the eventfd readable, and it stays readable, so a
 //! receive in progress returns [`Received::Stopped`] at once and every later one returns it
 //! without waiting, whatever is queued. The datagram itself is then read with `MSG_DONTWAIT`,
 //! so a wake-up with nothing to read (another thread took the datagram) loops back to `poll`
