@@ -17,6 +17,12 @@
 //! by one thread as fast as it goes (a storm at one sender's rate), so batches form when the
 //! receiver is slower than the sender; each variant's datagrams per wake-up (its
 //! `schedstat` timeslices) say how much they did.
+//!
+//! And a storm the receiver has fallen behind in (the backlog rows, no waiters): the whole
+//! stream injected while the receiver is held up (pciplug's listener and the Kata-style one
+//! by their own lock, as a busy agent would hold them; the bare loops before they start
+//! receiving), then drained. This is where a batched receive pays off; the CPU time counted
+//! is the same, from before the injection until everything was received.
 
 mod common;
 
@@ -69,14 +75,32 @@ struct Run {
     overflows: u64,
 }
 
-/// Injects `datagrams` as fast as one thread goes and waits until `received` counts them all;
-/// the CPU time and wake-ups of thread `tid` meanwhile.
-fn measure(tid: u32, datagrams: &[Vec<u8>], what: &str, received: impl Fn() -> u64) -> Run {
+/// How the stream reaches the receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Feed {
+    /// Injected as fast as one thread goes while the receiver runs.
+    Live,
+    /// Injected while the receiver is held up, then drained: a backlog.
+    Backlog,
+}
+
+/// Injects `datagrams` as fast as one thread goes, inside `hold` (which holds the receiver
+/// up meanwhile, or not), and waits until `received` counts them all; the CPU time and
+/// wake-ups of thread `tid` meanwhile.
+fn measure(
+    tid: u32,
+    datagrams: &[Vec<u8>],
+    what: &str,
+    received: impl Fn() -> u64,
+    hold: impl FnOnce(&mut dyn FnMut()),
+) -> Run {
     let injector = Injector::new().expect("an injector");
     let (cpu0, runs0) = (thread_cpu_ns(tid), thread_runs(tid));
-    for d in datagrams {
-        injector.inject(d).expect("the kernel takes the uevent");
-    }
+    hold(&mut || {
+        for d in datagrams {
+            injector.inject(d).expect("the kernel takes the uevent");
+        }
+    });
     let n = datagrams.len() as u64;
     assert!(
         wait_until(Duration::from_secs(300), || received() >= n),
@@ -96,7 +120,7 @@ fn measure(tid: u32, datagrams: &[Vec<u8>], what: &str, received: impl Fn() -> u
 /// datagram and counts those from the kernel, on a uevent socket bound to group 1 with the
 /// receive buffer pciplug asks for (`SO_RCVBUF`, which is what pciplug gets too in the
 /// user namespace the bench runs in: `SO_RCVBUFFORCE` needs the initial one).
-fn floor_recv(datagrams: &[Vec<u8>]) -> (Run, usize) {
+fn floor_recv(datagrams: &[Vec<u8>], feed: Feed) -> (Run, usize) {
     let mut socket = Socket::new(NETLINK_KOBJECT_UEVENT).expect("a uevent socket");
     socket
         .bind(&SocketAddr::new(0, 1))
@@ -110,8 +134,10 @@ fn floor_recv(datagrams: &[Vec<u8>]) -> (Run, usize) {
     let c = Arc::clone(&count);
     let (tid_tx, tid_rx) = std::sync::mpsc::sync_channel(1);
     let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
     let receiver = thread::spawn(move || {
         let _ = tid_tx.send(gettid());
+        let _ = gate_rx.recv();
         let mut buf = vec![0u8; 8193];
         // Receives until it counted the whole stream (nothing else is sent in this namespace),
         // then stays until measured: a thread that has exited has no schedstat.
@@ -130,9 +156,13 @@ fn floor_recv(datagrams: &[Vec<u8>]) -> (Run, usize) {
         let _ = end_rx.recv();
     });
     let tid = tid_rx.recv().expect("the receiver's thread id");
-    let run = measure(tid, datagrams, "the bare receive loop", || {
-        count.load(Ordering::Acquire)
-    });
+    let run = measure(
+        tid,
+        datagrams,
+        "the bare receive loop",
+        || count.load(Ordering::Acquire),
+        |inject| gated(feed, &gate_tx, inject),
+    );
     drop(end_tx);
     receiver.join().expect("the bare receive loop");
     (run, granted)
@@ -141,7 +171,7 @@ fn floor_recv(datagrams: &[Vec<u8>]) -> (Run, usize) {
 /// The floor, batched: a bare thread that receives as the listener does
 /// (`UeventSocket::recv_batch`, the listener's batch size) on a socket opened as the
 /// listener's, and only counts.
-fn floor_batch(datagrams: &[Vec<u8>]) -> (Run, usize) {
+fn floor_batch(datagrams: &[Vec<u8>], feed: Feed) -> (Run, usize) {
     let socket = SocketOptions::new().open().expect("a uevent socket");
     let granted = socket.recv_buffer().actual;
     let stopper = socket.stopper();
@@ -149,8 +179,10 @@ fn floor_batch(datagrams: &[Vec<u8>]) -> (Run, usize) {
     let overflows = Arc::new(AtomicU64::new(0));
     let (c, o) = (Arc::clone(&count), Arc::clone(&overflows));
     let (tid_tx, tid_rx) = std::sync::mpsc::sync_channel(1);
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
     let receiver = thread::spawn(move || {
         let _ = tid_tx.send(gettid());
+        let _ = gate_rx.recv();
         let mut batch = RecvBatch::new(LISTENER_BATCH);
         loop {
             match socket.recv_batch(&mut batch) {
@@ -168,17 +200,32 @@ fn floor_batch(datagrams: &[Vec<u8>]) -> (Run, usize) {
         }
     });
     let tid = tid_rx.recv().expect("the receiver's thread id");
-    let mut run = measure(tid, datagrams, "the bare batched receive loop", || {
-        count.load(Ordering::Acquire)
-    });
+    let mut run = measure(
+        tid,
+        datagrams,
+        "the bare batched receive loop",
+        || count.load(Ordering::Acquire),
+        |inject| gated(feed, &gate_tx, inject),
+    );
     stopper.stop();
     receiver.join().expect("the bare batched receive loop");
     run.overflows = overflows.load(Ordering::Relaxed);
     (run, granted)
 }
 
+/// Opens a bare loop's gate before the injection (live) or after it (backlog).
+fn gated(feed: Feed, gate: &std::sync::mpsc::Sender<()>, inject: &mut dyn FnMut()) {
+    if feed == Feed::Backlog {
+        inject();
+    }
+    gate.send(()).expect("the receiver waits at its gate");
+    if feed == Feed::Live {
+        inject();
+    }
+}
+
 /// CPU per datagram of pciplug's listener thread with `waiters` blocked waits.
-fn pciplug(waiters: usize, datagrams: &[Vec<u8>], sysfs: &std::path::Path) -> Run {
+fn pciplug(waiters: usize, datagrams: &[Vec<u8>], sysfs: &std::path::Path, feed: Feed) -> Run {
     let monitor = Monitor::builder()
         .sysfs_root(sysfs)
         .coldplug(false)
@@ -209,9 +256,17 @@ fn pciplug(waiters: usize, datagrams: &[Vec<u8>], sysfs: &std::path::Path) -> Ru
     );
     // Polled every millisecond: `with_registry`, not `stats`, whose count of the waiters walks
     // all their slots under the state lock and would hold up the listener for that long.
-    let mut run = measure(tid, datagrams, "pciplug's listener", || {
-        monitor.with_registry(|r| r.stats().received)
-    });
+    let mut run = measure(
+        tid,
+        datagrams,
+        "pciplug's listener",
+        || monitor.with_registry(|r| r.stats().received),
+        // The listener receives without the state lock and stalls at applying.
+        |inject| match feed {
+            Feed::Live => inject(),
+            Feed::Backlog => monitor.with_registry(|_| inject()),
+        },
+    );
     run.overflows = monitor.stats().overflows;
     monitor.shutdown();
     for h in handles {
@@ -221,7 +276,7 @@ fn pciplug(waiters: usize, datagrams: &[Vec<u8>], sysfs: &std::path::Path) -> Ru
 }
 
 /// The same for the Kata-style listener with `waiters` watchers.
-fn kata(waiters: usize, datagrams: &[Vec<u8>]) -> Run {
+fn kata(waiters: usize, datagrams: &[Vec<u8>], feed: Feed) -> Run {
     let listener = KataListener::start(pciplug::netlink::DEFAULT_RECV_BUFFER);
     let handles: Vec<_> = (0..waiters)
         .map(|i| {
@@ -235,9 +290,16 @@ fn kata(waiters: usize, datagrams: &[Vec<u8>]) -> Run {
         })
         .collect();
     let received = Arc::clone(&listener.received);
-    let mut run = measure(listener.tid, datagrams, "the Kata-style listener", || {
-        received.load(Ordering::Acquire)
-    });
+    let mut run = measure(
+        listener.tid,
+        datagrams,
+        "the Kata-style listener",
+        || received.load(Ordering::Acquire),
+        |inject| match feed {
+            Feed::Live => inject(),
+            Feed::Backlog => listener.while_held(inject),
+        },
+    );
     run.overflows = listener.overflows.load(Ordering::Relaxed);
     listener.stop();
     for h in handles {
@@ -260,22 +322,29 @@ fn run() {
     let mut k: Vec<Vec<Run>> = vec![Vec::new(); WAITERS.len()];
     let mut fr: Vec<Run> = Vec::new();
     let mut fb: Vec<Run> = Vec::new();
+    // The backlog: pciplug, Kata-style, the two floors.
+    let mut bl: [Vec<Run>; 4] = Default::default();
     let mut granted = (0, 0);
     for _ in 0..ROUNDS {
-        let (run, g) = floor_recv(&datagrams);
+        let (run, g) = floor_recv(&datagrams, Feed::Live);
         fr.push(run);
         granted.0 = g;
-        let (run, g) = floor_batch(&datagrams);
+        let (run, g) = floor_batch(&datagrams, Feed::Live);
         fb.push(run);
         granted.1 = g;
         for (i, &w) in WAITERS.iter().enumerate() {
-            p[i].push(pciplug(w, &datagrams, sysfs.path()));
-            k[i].push(kata(w, &datagrams));
+            p[i].push(pciplug(w, &datagrams, sysfs.path(), Feed::Live));
+            k[i].push(kata(w, &datagrams, Feed::Live));
         }
+        bl[0].push(pciplug(0, &datagrams, sysfs.path(), Feed::Backlog));
+        bl[1].push(kata(0, &datagrams, Feed::Backlog));
+        bl[2].push(floor_recv(&datagrams, Feed::Backlog).0);
+        bl[3].push(floor_batch(&datagrams, Feed::Backlog).0);
     }
     let overflows: u64 = p
         .iter()
         .chain(&k)
+        .chain(&bl)
         .flatten()
         .chain(&fb)
         .map(|r| r.overflows)
@@ -328,6 +397,24 @@ fn run() {
         med(&fb, |r| r.per_wake),
         granted.1
     );
+    println!(
+        "   backlog (the stream injected while the receiver is held up, then drained; no waiters):"
+    );
+    for (i, name) in [
+        "pciplug",
+        "Kata-style",
+        "bare recvfrom loop",
+        "bare recv_batch loop",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "   {name:>22}: {:.0} ns, {:.2} datagrams per wake-up",
+            med(&bl[i], |r| r.ns),
+            med(&bl[i], |r| r.per_wake)
+        );
+    }
     if overflows > 0 {
         println!("   WARNING: {overflows} socket overflows during the measurements");
     }
@@ -356,6 +443,29 @@ fn run() {
         met(vs_kata <= 0.4),
         ratio(&fr, &k[0]),
         ratio(&fb, &k[0]),
+    );
+    storm_results(&bl, ratio);
+}
+
+fn storm_results(bl: &[Vec<Run>; 4], ratio: impl Fn(&[Run], &[Run]) -> f64) {
+    let ns = |v: &[Run]| median(&mut v.iter().map(|r| r.ns).collect::<Vec<_>>());
+    let vs_floor = ratio(&bl[0], &bl[2]);
+    println!(
+        "RESULT waiters-storm-floor: backlog, pciplug CPU/datagram {:.0} ns = {vs_floor:.3} x the bare receive loop's {:.0} ns (target <= 1.2: {}); {:.3} x the bare batched loop's {:.0} ns",
+        ns(&bl[0]),
+        ns(&bl[2]),
+        met(vs_floor <= 1.2),
+        ratio(&bl[0], &bl[3]),
+        ns(&bl[3]),
+    );
+    let vs_kata = ratio(&bl[0], &bl[1]);
+    println!(
+        "RESULT waiters-storm-kata: backlog, pciplug CPU/datagram {:.0} ns = {vs_kata:.3} x the Kata-style listener's {:.0} ns (target <= 0.4: {}); the bare loops alone: {:.3} (recvfrom) and {:.3} (recv_batch) x Kata-style",
+        ns(&bl[0]),
+        ns(&bl[1]),
+        met(vs_kata <= 0.4),
+        ratio(&bl[2], &bl[1]),
+        ratio(&bl[3], &bl[1]),
     );
 }
 
