@@ -40,8 +40,8 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::monitor::state::{State, Status};
 use crate::path::PciPath;
-use crate::registry::hash::FastHash;
 use crate::registry::Registry;
+use crate::registry::hash::FastHash;
 use sync::{Condvar, Mutex};
 
 /// The lock and condition variable of the protocol: parking_lot's, or loom's models of them
