@@ -244,7 +244,7 @@ fn pciplug(waiters: usize, datagrams: &[Vec<u8>], sysfs: &std::path::Path, feed:
             thread::Builder::new()
                 .stack_size(64 << 10)
                 .spawn(move || {
-                    let _ = m.wait_block_deadline(&unrelated_path(i), None);
+                    let _ = m.wait_block(&unrelated_path(i));
                 })
                 .expect("spawning a waiter")
         })

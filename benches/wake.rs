@@ -114,7 +114,7 @@ fn pciplug(shapes: &Shapes, devices: &[Device], sysfs: &std::path::Path) -> Vec<
             thread::Builder::new()
                 .stack_size(64 << 10)
                 .spawn(move || {
-                    let _ = m.wait_block_deadline(&unrelated_path(i), None);
+                    let _ = m.wait_block(&unrelated_path(i));
                 })
                 .unwrap()
         })
@@ -129,7 +129,7 @@ fn pciplug(shapes: &Shapes, devices: &[Device], sysfs: &std::path::Path) -> Vec<
         devices,
         |d| d.path.parse::<PciPath>().unwrap(),
         move |path| {
-            m.wait_block(&path, Duration::from_secs(10))
+            m.wait_block_timeout(&path, Duration::from_secs(10))
                 .expect("the disk appeared");
         },
         // Registered: a datagram applied before would answer the wait's first check.

@@ -64,14 +64,16 @@ impl Request {
     /// Serves the request with the sync waits, blocking this thread.
     fn serve(&self, m: &Monitor) -> pciplug::Result<String> {
         Ok(match self {
-            Request::Block(p) => format!("block {p} {}", m.wait_block(p, TIMEOUT)?.devnode()),
+            Request::Block(p) => {
+                format!("block {p} {}", m.wait_block_timeout(p, TIMEOUT)?.devnode())
+            }
             Request::Scsi(p, u) => {
-                let disk = m.wait_disk(&Self::scsi_address(p, u), TIMEOUT)?;
+                let disk = m.wait_disk_timeout(&Self::scsi_address(p, u), TIMEOUT)?;
                 format!("scsi {p} {u} {}", disk.devnode())
             }
-            Request::Net(p) => format!("net {p} {}", m.wait_net(p, TIMEOUT)?.name),
+            Request::Net(p) => format!("net {p} {}", m.wait_net_timeout(p, TIMEOUT)?.name),
             Request::Vfio(p) => {
-                let f = m.wait_function(p, &vfio_pci(), TIMEOUT)?;
+                let f = m.wait_function_timeout(p, &vfio_pci(), TIMEOUT)?;
                 format!("vfio {p} {}", f.bdf)
             }
         })
@@ -81,18 +83,23 @@ impl Request {
     async fn serve_async(&self, m: &Monitor) -> pciplug::Result<String> {
         Ok(match self {
             Request::Block(p) => {
-                let disk = m.wait_block_async(p, TIMEOUT).await?;
+                let disk = m.wait_block_timeout_async(p, TIMEOUT).await?;
                 format!("block {p} {}", disk.devnode())
             }
             Request::Scsi(p, u) => {
                 let disk = m
-                    .wait_disk_async(&Self::scsi_address(p, u), TIMEOUT)
+                    .wait_disk_timeout_async(&Self::scsi_address(p, u), TIMEOUT)
                     .await?;
                 format!("scsi {p} {u} {}", disk.devnode())
             }
-            Request::Net(p) => format!("net {p} {}", m.wait_net_async(p, TIMEOUT).await?.name),
+            Request::Net(p) => format!(
+                "net {p} {}",
+                m.wait_net_timeout_async(p, TIMEOUT).await?.name
+            ),
             Request::Vfio(p) => {
-                let f = m.wait_function_async(p, &vfio_pci(), TIMEOUT).await?;
+                let f = m
+                    .wait_function_timeout_async(p, &vfio_pci(), TIMEOUT)
+                    .await?;
                 format!("vfio {p} {}", f.bdf)
             }
         })

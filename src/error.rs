@@ -1,4 +1,5 @@
-//! The one error type of the library.
+//! [`Error`], the library's error; a wait's own is [`WaitError`](crate::WaitError), which
+//! [`Error::Wait`] wraps.
 
 use std::fmt;
 use std::io;
@@ -8,7 +9,9 @@ use std::time::Duration;
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in pciplug.
+/// Everything that can go wrong in pciplug: at start-up, reading sysfs, handing a function to
+/// VFIO, parsing input; a wait's failure is a [`WaitError`](crate::WaitError), wrapped as
+/// [`Error::Wait`] so that `?` works where waits and the rest mix.
 ///
 /// `Display` puts the context first ("reading /sys/bus/pci/devices: ...") and
 /// [`std::error::Error::source`] carries the cause where there is one.
@@ -44,24 +47,10 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// A wait ran out of time; the message says what was seen at the path:
-    /// "no block disk at 02/01 within 3s: PCI device 0000:01:01.0 present at 02/01, driver
-    /// virtio-pci bound, no block child".
-    #[error("no {wanted} within {}: {seen}", humanize(*.waited))]
-    Timeout {
-        /// What was waited for, and where ("block disk at 02/01").
-        wanted: String,
-        /// The time the wait was given: from its start to its deadline, rounded up to the
-        /// millisecond (so a `timeout` of 3 s reads "3s", whatever the scheduler added).
-        waited: Duration,
-        /// What the registry held at the path when the deadline passed.
-        seen: String,
-    },
-
-    /// A disk address fits several disks: a path whose function carries more than one whole
-    /// disk, or a unit several functions have. The candidates are listed with their addresses.
+    /// A wait failed: it timed out, its disk address is ambiguous, the listener stopped, or
+    /// what it does besides waiting failed ([`WaitError`](crate::WaitError) says which).
     #[error(transparent)]
-    Ambiguous(#[from] crate::address::AmbiguousDisk),
+    Wait(#[from] crate::WaitError),
 
     /// A write to sysfs was refused (a rescan, a driver override, an unbind, a probe): the
     /// file, the value and the OS error.
@@ -71,10 +60,6 @@ pub enum Error {
     /// A function could not be handed to `vfio-pci`.
     #[error(transparent)]
     Vfio(#[from] crate::vfio::VfioError),
-
-    /// The listener is gone (shut down or failed), so the wait can never be answered.
-    #[error("listener stopped: {0}")]
-    ListenerStopped(String),
 }
 
 impl Error {

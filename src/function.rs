@@ -1,6 +1,5 @@
 //! [`PciFunction`]: the answer to a wait for a PCI function, and [`DriverState`], the driver
-//! state the wait asks for; what a timed-out wait saw at the path (pure, but for the IOMMU
-//! group link, read when answering).
+//! state the wait asks for (pure, but for the IOMMU group link, read when answering).
 
 use std::fmt;
 use std::io;
@@ -8,7 +7,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::path::{Bdf, PciPath};
-use crate::registry::{PciDevice, PciIds, Registry};
+use crate::registry::{PciDevice, PciIds};
+use crate::wait::error::WaitError;
 
 /// A PCI function present in the guest, as a wait for it answers
 /// ([`Monitor::wait_function`](crate::Monitor::wait_function)).
@@ -33,14 +33,14 @@ pub struct PciFunction {
 
 impl PciFunction {
     /// The function of `dev`, with the IOMMU group read below `sysfs_root`.
-    pub(crate) fn read(dev: &PciDevice, sysfs_root: &Path) -> Result<PciFunction> {
+    pub(crate) fn read(dev: &PciDevice, sysfs_root: &Path) -> Result<PciFunction, WaitError> {
         Ok(PciFunction {
             path: dev.path,
             bdf: dev.bdf,
             devpath: dev.devpath.clone(),
             ids: dev.ids,
             driver: dev.driver.clone(),
-            iommu_group: iommu_group(sysfs_root, &dev.devpath)?,
+            iommu_group: iommu_group(sysfs_root, &dev.devpath).map_err(WaitError::from_edge)?,
         })
     }
 }
@@ -108,21 +108,6 @@ impl fmt::Display for DriverState {
             DriverState::Driver(d) => write!(f, "bound to {d}"),
             DriverState::Unbound => f.write_str("with no driver bound"),
         }
-    }
-}
-
-/// What a wait for a function at `path` saw there, for its timeout error: nothing, present
-/// and unbound, or bound to a driver (named).
-pub(crate) fn seen(registry: &Registry, path: &PciPath) -> String {
-    match registry.get(path) {
-        None => registry.describe(path),
-        Some(dev) => match &dev.driver {
-            None => format!(
-                "PCI function {} present at {path} and unbound (no driver)",
-                dev.bdf
-            ),
-            Some(d) => format!("PCI function {} present at {path}, bound to {d}", dev.bdf),
-        },
     }
 }
 

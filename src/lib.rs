@@ -19,10 +19,9 @@
 //! // Share it: a Monitor is a cheap handle (Clone + Send + Sync); clones share one registry
 //! // and one thread. Each request waits on its own thread, as long as it has to.
 //! let m = monitor.clone();
-//! let disk = std::thread::spawn(move || {
-//!     m.wait_block(&"03/00/01".parse()?, Duration::from_secs(3))
-//! });
-//! let eth = monitor.wait_net(&"04/00".parse()?, Duration::from_secs(3))?;
+//! let path: pciplug::PciPath = "03/00/01".parse()?;
+//! let disk = std::thread::spawn(move || m.wait_block_timeout(&path, Duration::from_secs(3)));
+//! let eth = monitor.wait_net_timeout(&"04/00".parse()?, Duration::from_secs(3))?;
 //! println!("{} and {}", disk.join().unwrap()?.devnode(), eth.name); // /dev/vdb and eth0
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -36,14 +35,26 @@
 //! second registry and runs a second thread. The thread stops, and the socket closes, when the last handle is dropped or
 //! on [`Monitor::shutdown`].
 //!
-//! **Errors.** Every fallible call returns [`Error`] (its `Display` puts the context first;
-//! `source()` is set), and each function's "Errors" section says which variants it gives:
-//! - [`Error::Timeout`]: the deadline passed; the message says what was at the path then
-//!   (nothing, a function without the child asked for, a function with another driver).
-//! - [`Error::Ambiguous`]: a disk address fits several disks (SCSI LUNs, NVMe namespaces);
-//!   the candidates are listed. Name one with a [`DiskAddress`]; pciplug never picks.
-//! - [`Error::ListenerStopped`]: the monitor's thread has stopped (shut down, or failed with
-//!   the reason given), so the registry is no longer kept and no wait can be answered.
+//! **Errors.** A wait (every form: `wait_block`, `_timeout`, `_deadline`, `try_block`, the
+//! async ones) fails with a [`WaitError`], whose context is data, not text (its `Display`
+//! keeps the sentences the command-line tool prints, context first; `source()` is set):
+//! - [`WaitError::Timeout`]: the deadline passed. A [`WaitTimeout`] says what was awaited
+//!   ([`Wanted`]: a block disk, a disk at an address, a NIC, a removal, a function in a driver
+//!   state), at which path, the timeout asked for (not the time it happened to take), and what
+//!   was [`Seen`] there: nothing (and the nearest bridge present), or the function with its
+//!   BDF, driver and children (block disks, NICs, NVMe controllers), or, for a unit at any
+//!   path, the disks that have a unit.
+//! - [`WaitError::Ambiguous`]: a disk address fits several disks (SCSI LUNs, NVMe
+//!   namespaces); the candidates are listed. Name one with a [`DiskAddress`]; pciplug never
+//!   picks.
+//! - [`WaitError::ListenerStopped`]: the monitor's thread has stopped, so the registry is no
+//!   longer kept and no wait can be answered, `try_` forms included. [`ListenerStopped`] says
+//!   why: shut down, a receive error (its source is the OS error), a panic (its message).
+//! - [`WaitError::SysfsWrite`], [`WaitError::Io`]: what a wait does besides waiting failed (a
+//!   rescan or SCSI scan refused, a function's IOMMU group link unreadable).
+//!
+//! Everything else returns [`Error`], which wraps a wait's error as [`Error::Wait`] so that `?`
+//! works in code that mixes them:
 //! - [`Error::Io`]: an operation on the system failed (binding the socket, reading sysfs,
 //!   spawning the thread); the message names it, the source is the OS error.
 //! - [`Error::SysfsWrite`]: a write pciplug was asked to make (a rescan, a VFIO hand-over) was
@@ -54,8 +65,8 @@
 //!
 //! **Async.** Every wait has an async form in the style of flume's `recv_async`:
 //! [`Monitor::wait_block_async`], `wait_disk_async`, `wait_net_async`, `wait_removed_async`,
-//! `wait_function_async`, each taking the sync wait's arguments (a timeout), and a
-//! `_deadline_async` form taking a deadline or `None` (for ever). Each returns a
+//! `wait_function_async` (for ever), each with its `_timeout_async` and `_deadline_async`
+//! forms, taking the sync wait's arguments. Each returns a
 //! [`WaitFuture`] that resolves to what the sync wait returns, with the same errors. It works
 //! under any executor (tokio, smol, a plain `block_on`): the monitor's own thread wakes it,
 //! through the [`Waker`](std::task::Waker) it leaves where a blocking wait would sleep; no
@@ -72,9 +83,9 @@
 //! let monitor = pciplug::Monitor::start()?;
 //! let path = "02/00".parse()?;
 //! // Waits up to 3 s without blocking the runtime's thread.
-//! let disk = monitor.wait_block_async(&path, Duration::from_secs(3)).await?;
+//! let disk = monitor.wait_block_timeout_async(&path, Duration::from_secs(3)).await?;
 //! // Or for ever, cancelled by dropping: here by tokio's timeout.
-//! let nic = monitor.wait_net_deadline_async(&"04/00".parse()?, None);
+//! let nic = monitor.wait_net_async(&"04/00".parse()?);
 //! let nic = tokio::time::timeout(Duration::from_secs(3), nic).await??;
 //! println!("{} and {}", disk.devnode(), nic.name);
 //! # Ok(())
@@ -127,7 +138,7 @@
 //! [`Registry::disk`] then shows the first by name, while [`Registry::find_disk`] and the
 //! live [`Monitor`]'s waits take a [`DiskAddress`] (a path, a SCSI `T:L` or an NVMe namespace
 //! id, or a unit alone) and report an address that fits several disks as
-//! [`Error::Ambiguous`], never picking one.
+//! [`WaitError::Ambiguous`], never picking one.
 //!
 //! NVMe namespace heads with native multipath live under `/devices/virtual/nvme-subsystem/`
 //! and uevents do not say which controller they belong to; the registry keeps them per
@@ -150,7 +161,7 @@
 //!
 //! let monitor = Monitor::start()?;
 //! let path = "04/00".parse()?;
-//! let function = monitor.wait_function(&path, &DriverState::Any, Duration::from_secs(3))?;
+//! let function = monitor.wait_function_timeout(&path, &DriverState::Any, Duration::from_secs(3))?;
 //! println!("{} in IOMMU group {:?}", function.bdf, function.iommu_group);
 //! let group = monitor.vfio(&path, Duration::from_secs(3))?;
 //! println!("{}", group.devnode.display()); // /dev/vfio/5
@@ -200,6 +211,9 @@ mod vfio;
 mod wait;
 
 pub use address::{AmbiguousDisk, Candidate, DiskAddress, Nsid, ParseUnitError, ScsiUnit, Unit};
+/// The receiving end of [`Monitor::subscribe`]: crossbeam-channel's `Receiver`, re-exported so
+/// that an adopter needs no dependency of its own on crossbeam-channel.
+pub use crossbeam_channel::Receiver;
 pub use error::{Error, Result};
 pub use function::{DriverState, PciFunction};
 #[cfg(feature = "stream")]
@@ -214,6 +228,9 @@ pub use registry::{
 pub use sysfs_write::SysfsWriteError;
 pub use uevent::{Action, Datagram, Ignored, Uevent, UeventError, is_safe_device_name};
 pub use vfio::{Blocker, VfioError, VfioGroup};
+pub use wait::error::{
+    ListenerPanic, ListenerStopped, Seen, SeenFunction, WaitError, WaitTimeout, Wanted,
+};
 
 // The README's examples are compiled as doc tests.
 #[cfg(doctest)]

@@ -19,11 +19,13 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result, given, humanize};
+use crate::error::{Error, Result, humanize};
 use crate::function::DriverState;
 use crate::monitor::{Monitor, deadline_after};
 use crate::path::{Bdf, PciPath};
 use crate::sysfs_write;
+use crate::wait::deadline::Deadline;
+use crate::wait::error::WaitError;
 
 /// The driver VFIO passthrough binds.
 pub(crate) const VFIO_PCI: &str = "vfio-pci";
@@ -59,7 +61,7 @@ pub struct Blocker {
 }
 
 /// Why a function could not be handed to `vfio-pci`. Refused writes are
-/// [`Error::SysfsWrite`]s and waits that ran out [`Error::Timeout`]s, as elsewhere.
+/// [`Error::SysfsWrite`]s and the wait for the function's [`Error::Wait`]s, as elsewhere.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VfioError {
@@ -128,8 +130,10 @@ impl Monitor {
     ///
     /// [`VfioError`] (no IOMMU group, a group with a bridge or other function that may not be
     /// handed over, `vfio-pci` not available, no node by the deadline), [`Error::SysfsWrite`]
-    /// (a write refused: the file and the OS error), [`Error::Timeout`] (no function at
-    /// `path`), [`Error::ListenerStopped`] (the listener stopped before the function came).
+    /// (a write refused: the file and the OS error), [`Error::Wait`] with
+    /// [`WaitError::Timeout`] (no function at `path`) or [`WaitError::ListenerStopped`] (the
+    /// listener stopped before the function, or the group, came) or [`WaitError::Io`] (its
+    /// IOMMU group link unreadable).
     pub fn vfio(&self, path: &PciPath, timeout: Duration) -> Result<VfioGroup> {
         self.vfio_deadline(path, deadline_after(timeout))
     }
@@ -145,8 +149,11 @@ impl Monitor {
         deadline: impl Into<Option<Instant>>,
     ) -> Result<VfioGroup> {
         let start = Instant::now();
-        let deadline = deadline.into();
-        let function = self.wait_function_deadline(path, &DriverState::Any, deadline)?;
+        let deadline = Deadline {
+            asked: start,
+            at: deadline.into(),
+        };
+        let function = self.function_until(path, &DriverState::Any, deadline)?;
         let bdf = function.bdf;
         let group = function
             .iommu_group
@@ -206,12 +213,10 @@ impl Monitor {
         };
         match self.wait_vfio_group(group, deadline) {
             Ok(()) => {}
-            Err(Error::Timeout { .. }) => {
-                return no_node(deadline.map_or(start.elapsed(), |d| given(start, d)), false);
-            }
-            Err(e) => return Err(e),
+            Err(None) => return no_node(deadline.given(), false),
+            Err(Some(stopped)) => return Err(WaitError::from(stopped).into()),
         }
-        if !node_shows(&node, deadline) {
+        if !node_shows(&node, deadline.at) {
             return no_node(start.elapsed(), true);
         }
         Ok(VfioGroup {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::fake_sysfs::FakeSysfs;
 use common::netns::{in_private_netns, inject_all, injectable};
 use common::*;
-use pciplug::{Error, Monitor, PciPath};
+use pciplug::{Monitor, PciPath, WaitError};
 
 /// A tokio runtime on this thread only: a wait that blocked its thread would stop everything.
 fn current_thread() -> tokio::runtime::Runtime {
@@ -64,7 +64,7 @@ fn a_ticker_keeps_running_while_a_thousand_async_waits_pend_and_a_stop_fails_the
             current_thread().block_on(async {
                 let waits: Vec<_> = thousand_paths()
                     .iter()
-                    .map(|path| tokio::spawn(monitor.wait_block_deadline_async(path, None)))
+                    .map(|path| tokio::spawn(monitor.wait_block_async(path)))
                     .collect();
                 until_waiters(&monitor, 1000).await;
                 // A ticker on the same (only) thread, while the thousand waits pend.
@@ -94,13 +94,13 @@ fn a_ticker_keeps_running_while_a_thousand_async_waits_pend_and_a_stop_fails_the
                 monitor.shutdown();
                 for w in waits {
                     let err = w.await.unwrap().unwrap_err();
-                    assert!(matches!(err, Error::ListenerStopped(_)), "{err}");
+                    assert!(matches!(err, WaitError::ListenerStopped(_)), "{err}");
                     assert_eq!(err.to_string(), "listener stopped: shut down");
                 }
                 assert_eq!(monitor.stats().waiters, 0);
                 // A wait made after the stop fails at once, as a sync one does.
-                let late = monitor.wait_block_async(&p("02/00"), Duration::from_secs(60));
-                assert!(matches!(late.await, Err(Error::ListenerStopped(_))));
+                let late = monitor.wait_block_timeout_async(&p("02/00"), Duration::from_secs(60));
+                assert!(matches!(late.await, Err(WaitError::ListenerStopped(_))));
             });
         },
     );
@@ -115,15 +115,15 @@ fn a_cancelled_async_wait_leaves_the_table_at_once_and_a_timeout_says_what_was_s
             let monitor = Monitor::builder().sysfs_root(sysfs.root()).start().unwrap();
             current_thread().block_on(async {
                 // A wait for ever, cancelled by the runtime's timeout: dropped, it is gone.
-                let wait = monitor.wait_block_deadline_async(&p("02/00"), None);
+                let wait = monitor.wait_block_async(&p("02/00"));
                 let cancelled = tokio::time::timeout(Duration::from_millis(50), wait).await;
                 assert!(cancelled.is_err(), "nothing answered it: {cancelled:?}");
                 let stats = monitor.stats();
                 assert_eq!((stats.waiters, stats.waiting_paths), (0, 0));
 
                 // One of two waits on a path cancelled: the other stays registered.
-                let mut kept = Box::pin(monitor.wait_net_deadline_async(&p("04/00"), None));
-                let dropped = monitor.wait_net_deadline_async(&p("04/00"), None);
+                let mut kept = Box::pin(monitor.wait_net_async(&p("04/00")));
+                let dropped = monitor.wait_net_async(&p("04/00"));
                 let _ = tokio::time::timeout(Duration::from_millis(1), &mut kept).await;
                 let _ = tokio::time::timeout(Duration::from_millis(1), dropped).await;
                 let stats = monitor.stats();
@@ -134,16 +134,16 @@ fn a_cancelled_async_wait_leaves_the_table_at_once_and_a_timeout_says_what_was_s
                 // The async form's own timeout (the shared timer thread wakes it): the sync
                 // wait's error, the timeout asked for and what was seen.
                 let err = monitor
-                    .wait_block_async(&p("02/01"), Duration::from_millis(30))
+                    .wait_block_timeout_async(&p("02/01"), Duration::from_millis(30))
                     .await
                     .unwrap_err();
-                assert!(matches!(err, Error::Timeout { .. }), "{err}");
+                assert!(matches!(err, WaitError::Timeout(_)), "{err}");
                 assert_eq!(
                     err.to_string(),
                     "no block disk at 02/01 within 30ms: no PCI device at 02/01"
                 );
                 let err = monitor
-                    .wait_removed_async(&p("02/01"), Duration::from_secs(60))
+                    .wait_removed_timeout_async(&p("02/01"), Duration::from_secs(60))
                     .await;
                 assert!(err.is_ok(), "nothing is at 02/01: {err:?}");
                 assert_eq!(monitor.stats().waiters, 0);
@@ -166,7 +166,7 @@ fn a_pending_async_wait_forever_does_not_keep_the_process_from_exiting() {
         let rt = current_thread();
         rt.block_on(async {
             let m = monitor.clone();
-            tokio::spawn(async move { m.wait_block_deadline_async(&p("1f/00"), None).await });
+            tokio::spawn(async move { m.wait_block_async(&p("1f/00")).await });
             until_waiters(&monitor, 1).await;
         });
         println!("pending waiters at return: {}", monitor.stats().waiters);
@@ -212,7 +212,7 @@ fn an_async_wait_is_answered_by_uevents_the_kernel_delivers() {
             let f = Fixture::load("q35-acpi-hotplug");
             current_thread().block_on(async {
                 // The wait pends before anything is injected: only the listener answers it.
-                let vdb = tokio::spawn(monitor.wait_block_deadline_async(&p("03/00/01"), None));
+                let vdb = tokio::spawn(monitor.wait_block_async(&p("03/00/01")));
                 until_waiters(&monitor, 1).await;
                 // Steps 1-8: 03/00/01 (vdb) is added in step 2.
                 inject_all(&injectable(&f.records_in(..=8)));
@@ -220,7 +220,8 @@ fn an_async_wait_is_answered_by_uevents_the_kernel_delivers() {
                 let vdb = vdb.expect("the kernel's uevents answered the wait");
                 assert_eq!(&*vdb.unwrap().unwrap().name, "vdb");
                 // Its removal, awaited while it is there; step 9 removes it.
-                let gone = monitor.wait_removed_async(&p("03/00/01"), Duration::from_secs(60));
+                let gone =
+                    monitor.wait_removed_timeout_async(&p("03/00/01"), Duration::from_secs(60));
                 let gone = tokio::spawn(gone);
                 until_waiters(&monitor, 1).await;
                 assert!(!gone.is_finished(), "03/00/01 is still there");
@@ -250,7 +251,7 @@ fn a_change_stream_gets_what_a_subscriber_gets_and_ends_when_the_listener_stops(
             inject_all(&injectable(&f.records_in(..=8)));
             // Some changes (at least step 2's), then the end: both subscribers were fed alike.
             monitor
-                .wait_block(&p("03/00/01"), Duration::from_secs(60))
+                .wait_block_timeout(&p("03/00/01"), Duration::from_secs(60))
                 .unwrap();
             monitor.shutdown();
             let sent: Vec<_> = channel.iter().collect();
@@ -325,8 +326,7 @@ fn an_async_rescanning_wait_rescans_at_start_and_again_and_times_out_as_a_whole(
             current_thread().block_on(async {
                 let any = pciplug::DriverState::Any;
                 // A wait for ever: the timer wakes it for each rescan, none for a deadline.
-                let wait =
-                    tokio::spawn(monitor.wait_function_deadline_async(&p("04/00"), &any, None));
+                let wait = tokio::spawn(monitor.wait_function_async(&p("04/00"), &any));
                 let rescanned = |what: &'static str| {
                     let written = &written;
                     async move {
@@ -348,13 +348,14 @@ fn an_async_rescanning_wait_rescans_at_start_and_again_and_times_out_as_a_whole(
 
                 // Over a rescan interval: the error is the whole wait's, not a slice's.
                 let e = monitor
-                    .wait_function_async(&p("04/00"), &any, Duration::from_millis(1500))
+                    .wait_function_timeout_async(&p("04/00"), &any, Duration::from_millis(1500))
                     .await
                     .unwrap_err();
-                let Error::Timeout { waited, .. } = e else {
+                let WaitError::Timeout(t) = e else {
                     panic!("{e:?}")
                 };
-                assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+                let waited = t.timeout;
+                assert_eq!(waited, Duration::from_millis(1500), "the timeout asked for");
             });
         },
     );

@@ -21,7 +21,7 @@ use common::cli::{Ran, Running};
 use common::fake_sysfs::FakeSysfs;
 use common::netns::{in_private_netns, inject_all, recording_up_to, wait_until_listening};
 use common::{Fixture, eventually, p, pciplug, replay};
-use pciplug::{DiskAddress, Error, Monitor, Registry, Unit};
+use pciplug::{DiskAddress, Monitor, PciPath, Registry, Seen, Unit, WaitError, Wanted};
 
 const SCSI: &str = "q35-scsi-multi-lun";
 const NVME: &str = "q35-nvme-namespaces";
@@ -152,11 +152,31 @@ fn a_path_with_three_luns_is_ambiguous_and_each_is_named() {
                 monitor.with_registry(|r| r.disks(&p("02/00")).len() == 3)
             }));
             let e = monitor
-                .wait_block(&p("02/00"), Duration::from_secs(60))
+                .wait_block_timeout(&p("02/00"), Duration::from_secs(60))
                 .unwrap_err();
-            assert!(matches!(e, Error::Ambiguous(_)), "{e:?}");
+            let WaitError::Ambiguous(ambiguous) = &e else {
+                panic!("{e:?}")
+            };
+            // The candidates, as data: each disk with its path and unit.
+            let candidates: Vec<(PciPath, &str, Option<&str>)> = ambiguous
+                .candidates
+                .iter()
+                .map(|c| (c.path, &*c.name, c.unit.as_deref()))
+                .collect();
+            assert_eq!(
+                candidates,
+                [
+                    (p("02/00"), "sda", Some("0:0:0:0")),
+                    (p("02/00"), "sdb", Some("0:0:0:1")),
+                    (p("02/00"), "sdc", Some("0:0:1:0")),
+                ]
+            );
+            assert_eq!(ambiguous.address, DiskAddress::at(p("02/00")));
             assert_eq!(e.to_string(), message);
-            assert_eq!(monitor.try_block(&p("02/00")), None);
+            // Answering now, it fails as the wait does.
+            let now = monitor.try_block(&p("02/00")).unwrap_err();
+            assert!(matches!(now, WaitError::Ambiguous(_)), "{now:?}");
+            assert_eq!(now.to_string(), message);
             // A LUN picks one of them.
             let sdb = DiskAddress::with_unit(Some(p("02/00")), scsi("0:1"));
             assert_eq!(&*monitor.try_disk(&sdb).unwrap().unwrap().name, "sdb");
@@ -189,7 +209,7 @@ fn a_lun_on_two_hbas_without_a_path_is_ambiguous_naming_both_paths() {
             }));
             let anywhere = DiskAddress::with_unit(None, scsi("0:0"));
             let e = monitor
-                .wait_disk(&anywhere, Duration::from_secs(60))
+                .wait_disk_timeout(&anywhere, Duration::from_secs(60))
                 .unwrap_err();
             assert_eq!(e.to_string(), message);
             let guest = scsi_guest_after(5);
@@ -210,9 +230,8 @@ fn a_wait_for_a_unit_without_a_path_wakes_on_any_path_and_times_out_saying_what_
             let monitor = Monitor::builder().sysfs_root(sysfs.root()).start().unwrap();
             // No deadline: only a wake-up for a change at 03/00 can answer it.
             let m = monitor.clone();
-            let sdd = thread::spawn(move || {
-                m.wait_disk_deadline(&DiskAddress::with_unit(None, scsi("0:0")), None)
-            });
+            let sdd =
+                thread::spawn(move || m.wait_disk(&DiskAddress::with_unit(None, scsi("0:0"))));
             assert!(eventually(Duration::from_secs(20), || monitor
                 .stats()
                 .waiters
@@ -226,13 +245,23 @@ fn a_wait_for_a_unit_without_a_path_wakes_on_any_path_and_times_out_saying_what_
             );
             assert_eq!(&*sdd.join().unwrap().unwrap().name, "sdd");
             let e = monitor
-                .wait_disk(
+                .wait_disk_timeout(
                     &DiskAddress::with_unit(None, scsi("3:0")),
                     Duration::from_millis(50),
                 )
                 .unwrap_err();
             let text = e.to_string();
-            assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+            let WaitError::Timeout(t) = &e else {
+                panic!("{e:?}")
+            };
+            // A unit anywhere: no path; what was seen is the disks with a unit, and where.
+            let anywhere = DiskAddress::with_unit(None, scsi("3:0"));
+            assert_eq!((&t.wanted, t.path), (&Wanted::Disk(anywhere), None));
+            let Seen::Units(units) = &t.seen else {
+                panic!("{:?}", t.seen)
+            };
+            let units: Vec<_> = units.iter().map(|c| (c.path, &*c.name)).collect();
+            assert_eq!(units, [(p("03/00"), "sdd")]);
             assert!(
                 text.starts_with("no block disk scsi 3:0 at any PCI path within ")
                     && text.ends_with(": disks present: sdd 1:0:0:0 at 03/00"),

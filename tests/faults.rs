@@ -18,7 +18,7 @@ use common::netns::{in_private_netns, injectable};
 use common::*;
 use pciplug::sysfs::Sysfs;
 use pciplug::testing::Injector;
-use pciplug::{Error, Monitor, Registry};
+use pciplug::{Error, ListenerPanic, ListenerStopped, Monitor, Registry, WaitError};
 
 /// The datagrams of the steps `steps` of a recording, ready to inject.
 fn steps(name: &str, steps: std::ops::RangeInclusive<u32>) -> Vec<Vec<u8>> {
@@ -63,14 +63,15 @@ fn lost_events_in_the_middle_of_a_hotplug_converge_and_the_waiter_gets_its_disk(
             // Steps 1-3 arrive one by one and are applied as usual.
             inject_paced(&injector, &monitor, &steps("q35-acpi-hotplug", 0..=3));
             let vdc = monitor
-                .wait_block(&p("03/00/02/03"), Duration::from_secs(10))
+                .wait_block_timeout(&p("03/00/02/03"), Duration::from_secs(10))
                 .unwrap();
             assert_eq!(&*vdc.name, "vdc");
             assert_eq!(monitor.stats().overflows, 0);
 
             // Someone waits for the NVMe disk of step 7, whose uevents will be lost.
             let m = monitor.clone();
-            let nvme = thread::spawn(move || m.wait_block(&p("06/00"), Duration::from_secs(30)));
+            let nvme =
+                thread::spawn(move || m.wait_block_timeout(&p("06/00"), Duration::from_secs(30)));
             wait_until("the waiter", || monitor.stats().waiters == 1);
             // Steps 4-7 flood the socket while the listener is held up: the kernel drops
             // most of them. sysfs meanwhile shows the guest as it now is.
@@ -98,12 +99,13 @@ fn lost_events_in_the_middle_of_a_hotplug_converge_and_the_waiter_gets_its_disk(
 
             // The hot-plug goes on: removals and a new disk under an old name are applied.
             let m = monitor.clone();
-            let gone =
-                thread::spawn(move || m.wait_removed(&p("03/00/01"), Duration::from_secs(30)));
+            let gone = thread::spawn(move || {
+                m.wait_removed_timeout(&p("03/00/01"), Duration::from_secs(30))
+            });
             inject_paced(&injector, &monitor, &steps("q35-acpi-hotplug", 8..=10));
             gone.join().unwrap().unwrap();
             let vda = monitor
-                .wait_block(&p("02/00"), Duration::from_secs(10))
+                .wait_block_timeout(&p("02/00"), Duration::from_secs(10))
                 .unwrap();
             assert_eq!(
                 (&*vda.name, vda.diskseq),
@@ -137,15 +139,14 @@ fn a_resync_while_sysfs_is_unreadable_is_counted_and_the_listener_goes_on() {
                 }
             });
             wait_until("the failed resync", || monitor.stats().resync_failures >= 1);
-            assert_eq!(
-                monitor.stopped(),
-                None,
+            assert!(
+                monitor.stopped().is_none(),
                 "a failed resync does not stop the listener"
             );
             // Events still arrive and are applied.
             inject_paced(&injector, &monitor, &steps("q35-acpi-hotplug", 10..=10));
             let vda = monitor
-                .wait_block(&p("02/00"), Duration::from_secs(10))
+                .wait_block_timeout(&p("02/00"), Duration::from_secs(10))
                 .unwrap();
             assert_eq!(vda.diskseq, Some(7));
             // sysfs comes back; the next loss resyncs to it.
@@ -159,7 +160,7 @@ fn a_resync_while_sysfs_is_unreadable_is_counted_and_the_listener_goes_on() {
             });
             wait_until("the resync", || monitor.stats().resyncs > resyncs);
             let eth0 = monitor
-                .wait_net(&p("04/00"), Duration::from_secs(10))
+                .wait_net_timeout(&p("04/00"), Duration::from_secs(10))
                 .unwrap();
             assert_eq!(&*eth0.name, "eth0");
         },
@@ -351,7 +352,7 @@ fn watchdog(limit: Duration) {
 
 /// Threads waiting on `n` PCI paths (spread over slots and bridges), each returning its
 /// result and when it returned.
-type Waiting = Vec<thread::JoinHandle<(pciplug::Result<pciplug::BlockDevice>, Instant)>>;
+type Waiting = Vec<thread::JoinHandle<(Result<pciplug::BlockDevice, WaitError>, Instant)>>;
 
 fn start_waiters(monitor: &Monitor, n: usize, deadline: Option<Instant>) -> Waiting {
     let waiters: Waiting = (0..n)
@@ -361,7 +362,10 @@ fn start_waiters(monitor: &Monitor, n: usize, deadline: Option<Instant>) -> Wait
             thread::Builder::new()
                 .stack_size(64 * 1024)
                 .spawn(move || {
-                    let r = m.wait_block_deadline(&path, deadline);
+                    let r = match deadline {
+                        Some(at) => m.wait_block_deadline(&path, at),
+                        None => m.wait_block(&path),
+                    };
                     (r, Instant::now())
                 })
                 .unwrap()
@@ -390,7 +394,10 @@ fn shutdown_fails_1000_pending_waiters() {
         for w in waiters {
             let (r, at) = w.join().unwrap();
             assert!(
-                matches!(&r, Err(Error::ListenerStopped(why)) if why == "shut down"),
+                matches!(
+                    &r,
+                    Err(WaitError::ListenerStopped(ListenerStopped::ShutDown))
+                ),
                 "{r:?}"
             );
             last = last.max(at);
@@ -400,12 +407,16 @@ fn shutdown_fails_1000_pending_waiters() {
         // the far-deadline half included, failed with "shut down" before the watchdog is the
         // behaviour; the time is printed for the reader.
         eprintln!("shutdown: 1000 waiters failed in {took:?}");
-        assert_eq!(monitor.stopped().as_deref(), Some("shut down"));
+        assert!(
+            matches!(monitor.stopped(), Some(ListenerStopped::ShutDown)),
+            "{:?}",
+            monitor.stopped()
+        );
         assert_eq!(monitor.stats().waiting_paths, 0);
         // A wait after shutdown fails at once.
         assert!(matches!(
-            monitor.wait_block(&p("02/00"), Duration::from_secs(10)),
-            Err(Error::ListenerStopped(_))
+            monitor.wait_block_timeout(&p("02/00"), Duration::from_secs(10)),
+            Err(WaitError::ListenerStopped(_))
         ));
     });
 }
@@ -431,11 +442,13 @@ fn start_far_waiters(monitor: &Monitor, n: usize) -> Waiting {
 }
 
 /// A monitor whose listener fails (as `fail` says) on the first datagram it receives, with
-/// waiters pending, some present answer in the registry, and a subscriber.
+/// waiters pending, some present answer in the registry, and a subscriber. `cause` checks the
+/// typed reason of a wait made after it stopped.
 fn listener_failure(
     test: &str,
     fail: impl Fn(&[u8]) -> std::io::Result<()> + Send + Sync + 'static,
     want: &str,
+    cause: fn(&WaitError) -> bool,
 ) {
     in_private_netns(test, || {
         let monitor = Monitor::builder()
@@ -454,18 +467,24 @@ fn listener_failure(
         for w in waiters {
             let (r, _) = w.join().unwrap();
             assert!(
-                matches!(&r, Err(Error::ListenerStopped(why)) if why.contains(want)),
+                matches!(&r, Err(WaitError::ListenerStopped(why)) if why.to_string().contains(want)),
                 "{r:?}"
             );
         }
-        assert!(monitor.stopped().unwrap().contains(want));
+        assert!(monitor.stopped().unwrap().to_string().contains(want));
         assert_eq!(monitor.stats().waiting_paths, 0);
-        // The registry is no longer kept: even a device it holds is not vouched for.
-        assert!(monitor.try_block(&p("02/00")).is_some());
+        // The registry is no longer kept: even a device it holds is not vouched for, now or
+        // later.
+        let r = monitor.try_block(&p("02/00"));
+        assert!(
+            matches!(&r, Err(WaitError::ListenerStopped(why)) if why.to_string().contains(want)),
+            "{r:?}"
+        );
         let e = monitor
-            .wait_block(&p("02/00"), Duration::from_secs(10))
+            .wait_block_timeout(&p("02/00"), Duration::from_secs(10))
             .unwrap_err();
         assert!(e.to_string().contains(want), "{e}");
+        assert!(cause(&e), "{e:?}");
         // Watchers learn it too: their stream ends.
         assert!(changes.recv_timeout(Duration::from_secs(10)).is_err());
     });
@@ -477,6 +496,14 @@ fn a_listener_whose_receive_fails_wakes_every_waiter_with_the_reason() {
         "a_listener_whose_receive_fails_wakes_every_waiter_with_the_reason",
         |_| Err(std::io::Error::other("injected receive failure")),
         "receiving uevents: injected receive failure",
+        |e| {
+            // The cause is the receive's io::Error, as the variant and as the source.
+            let source =
+                std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+            matches!(e, WaitError::ListenerStopped(ListenerStopped::Receive(io))
+                if io.to_string() == "injected receive failure")
+                && source.is_some_and(|io| io.to_string() == "injected receive failure")
+        },
     );
 }
 
@@ -486,6 +513,14 @@ fn a_listener_that_panics_wakes_every_waiter_with_the_reason() {
         "a_listener_that_panics_wakes_every_waiter_with_the_reason",
         |_| panic!("injected listener bug"),
         "the uevent listener thread panicked: injected listener bug",
+        |e| {
+            // The cause is the panic's message, as the variant and as the source.
+            let source =
+                std::error::Error::source(e).and_then(|s| s.downcast_ref::<ListenerPanic>());
+            matches!(e, WaitError::ListenerStopped(ListenerStopped::Panicked(p))
+                if &*p.message == "injected listener bug")
+                && source.is_some_and(|p| &*p.message == "injected listener bug")
+        },
     );
 }
 
@@ -520,11 +555,10 @@ fn a_receive_that_fails_in_the_middle_of_a_batch_applies_what_came_before_it() {
                 }
             });
             wait_until("the listener to stop", || monitor.stopped().is_some());
+            let why = monitor.stopped().unwrap();
             assert!(
-                monitor
-                    .stopped()
-                    .unwrap()
-                    .contains("injected at the fourth")
+                matches!(&why, ListenerStopped::Receive(e) if e.to_string() == "injected at the fourth"),
+                "{why:?}"
             );
             // The three before the failing one were handed to the registry, no later one.
             assert_eq!(monitor.with_registry(|r| r.stats().received), 3);

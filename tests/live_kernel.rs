@@ -65,17 +65,18 @@ fn wait_removed_returns_after_the_kernel_removes_the_device() {
             // Steps 1-8: 03/00/01 is added in step 2 and removed in step 9.
             inject_all(&injectable(&f.records_in(..=8)));
             let vdb = monitor
-                .wait_block(&p("03/00/01"), Duration::from_secs(30))
+                .wait_block_timeout(&p("03/00/01"), Duration::from_secs(30))
                 .unwrap();
             assert_eq!(&*vdb.name, "vdb");
             let m = monitor.clone();
-            let waiter =
-                thread::spawn(move || m.wait_removed(&p("03/00/01"), Duration::from_secs(30)));
+            let waiter = thread::spawn(move || {
+                m.wait_removed_timeout(&p("03/00/01"), Duration::from_secs(30))
+            });
             inject_all(&injectable(&f.records_in(9..)));
             waiter.join().unwrap().unwrap();
             // The re-added disk at 02/00 (step 10) is a new disk under the old name.
             let vda = monitor
-                .wait_block(&p("02/00"), Duration::from_secs(30))
+                .wait_block_timeout(&p("02/00"), Duration::from_secs(30))
                 .unwrap();
             assert_eq!((&*vda.name, vda.diskseq), ("vda", Some(7)));
         },
@@ -176,7 +177,8 @@ fn an_nvme_multipath_head_is_tied_to_its_controller_through_sysfs() {
                 .start()
                 .unwrap();
             let m = monitor.clone();
-            let waiter = thread::spawn(move || m.wait_block(&p("06/00"), Duration::from_secs(30)));
+            let waiter =
+                thread::spawn(move || m.wait_block_timeout(&p("06/00"), Duration::from_secs(30)));
             inject_all(&recording("q35-acpi-hotplug"));
             let head = waiter.join().unwrap().unwrap();
             assert_eq!(head.devnode(), "/dev/nvme0n1");

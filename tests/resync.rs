@@ -117,7 +117,8 @@ fn overflows_during_a_rescan_and_before_the_next_cost_one_more_rescan_in_all() {
                 .start()
                 .unwrap();
             let m = monitor.clone();
-            let nvme = thread::spawn(move || m.wait_block(&p("06/00"), Duration::from_secs(60)));
+            let nvme =
+                thread::spawn(move || m.wait_block_timeout(&p("06/00"), Duration::from_secs(60)));
             wait_until("the waiter", || monitor.stats().waiters == 1);
 
             // Overflow 1, while the listener is held up: resync 1 at once (none before it).

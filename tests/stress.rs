@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::netns::{in_private_netns, injectable};
 use common::*;
 use pciplug::testing::Injector;
-use pciplug::{Error, Monitor, PciPath};
+use pciplug::{Monitor, PciPath, WaitError};
 
 /// Paths the storm plugs disks at, each with its own disk name (names are reused across
 /// plugs at a path, with a new DISKSEQ each time, as the kernel does).
@@ -155,7 +155,10 @@ fn wait_randomly(m: &Monitor, stop: &AtomicBool, w: usize) -> Vec<Waited> {
         let timeout = Duration::from_micros(rng.below(4) * rng.below(3000));
         let start = Instant::now();
         let deadline = (rng.below(8) != 0).then(|| start + timeout);
-        let result = m.wait_block_deadline(&path_of(j), deadline);
+        let result = match deadline {
+            Some(at) => m.wait_block_deadline(&path_of(j), at),
+            None => m.wait_block(&path_of(j)),
+        };
         let end = Instant::now();
         let got = match result {
             Ok(disk) => {
@@ -165,7 +168,7 @@ fn wait_randomly(m: &Monitor, stop: &AtomicBool, w: usize) -> Vec<Waited> {
                 assert_eq!(at.unwrap().0, path_of(j), "a wrong device");
                 Some(disk.diskseq.expect("virtio-blk disks have one"))
             }
-            Err(Error::Timeout { .. }) => {
+            Err(WaitError::Timeout(_)) => {
                 assert!(deadline.is_some(), "a wait for ever timed out");
                 None
             }
@@ -181,8 +184,8 @@ fn wait_randomly(m: &Monitor, stop: &AtomicBool, w: usize) -> Vec<Waited> {
         // Half of those who got their disk wait for it to go away.
         if got.is_some() && rng.below(2) == 0 {
             let timeout = Duration::from_micros(rng.below(5000));
-            match m.wait_removed(&path_of(j), timeout) {
-                Ok(()) | Err(Error::Timeout { .. }) => {}
+            match m.wait_removed_timeout(&path_of(j), timeout) {
+                Ok(()) | Err(WaitError::Timeout(_)) => {}
                 Err(e) => panic!("unexpected error: {e}"),
             }
         }
@@ -346,7 +349,7 @@ fn a_million_timed_out_waits_leave_nothing_behind() {
                         rng.below(32)
                     ));
                     let timeout = Duration::from_micros(rng.below(2) * 5);
-                    if let Err(Error::Timeout { .. }) = m.wait_block(&path, timeout) {
+                    if let Err(WaitError::Timeout(_)) = m.wait_block_timeout(&path, timeout) {
                         timed_out += 1;
                     }
                 }

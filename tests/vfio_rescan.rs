@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::fake_sysfs::FakeSysfs;
 use common::netns::{in_private_netns, inject_all, injectable};
 use common::{eventually, skip};
-use pciplug::{DriverState, Error, Monitor, PciPath, Recording, VfioError};
+use pciplug::{DriverState, Error, Monitor, PciPath, Recording, VfioError, WaitError};
 
 /// The edu function at 03/00, as in q35-vfio-bind step 3.
 const EDU: &str = "/devices/pci0000:00/0000:00:03.0/0000:02:00.0";
@@ -302,7 +302,7 @@ fn vfio_refuses_before_writing_anything_what_it_cannot_hand_over() {
                 .monitor(false)
                 .vfio(&p("04/00"), Duration::from_millis(200))
                 .unwrap_err();
-            assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+            assert!(matches!(e, Error::Wait(WaitError::Timeout(_))), "{e:?}");
             assert!(e.to_string().contains("no PCI device at 04/00"), "{e}");
         },
     );
@@ -386,7 +386,7 @@ fn a_rescanning_wait_rescans_at_start_and_again_until_the_device_appears() {
             let monitor = guest.monitor(true);
             let m = monitor.clone();
             let waiter = thread::spawn(move || {
-                m.wait_function(&p("04/00"), &DriverState::Any, Duration::from_secs(60))
+                m.wait_function_timeout(&p("04/00"), &DriverState::Any, Duration::from_secs(60))
             });
             let written = || fs::read_to_string(&rescan).unwrap() == "1";
             assert!(eventually(Duration::from_secs(30), written), "no rescan");
@@ -413,20 +413,21 @@ fn a_rescanning_wait_that_times_out_reports_the_whole_wait_and_without_it_nothin
             // Over a rescan interval: the error is the whole wait's, not its last slice's.
             let e = guest
                 .monitor(true)
-                .wait_function(&p("04/00"), &DriverState::Any, Duration::from_millis(1500))
+                .wait_function_timeout(&p("04/00"), &DriverState::Any, Duration::from_millis(1500))
                 .unwrap_err();
-            let Error::Timeout { waited, .. } = e else {
+            let WaitError::Timeout(t) = e else {
                 panic!("{e:?}")
             };
-            assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+            let waited = t.timeout;
+            assert_eq!(waited, Duration::from_millis(1500), "the timeout asked for");
             assert_eq!(guest.read("bus/pci/rescan"), "1");
 
             let guest = Guest::new(None);
             let e = guest
                 .monitor(false)
-                .wait_function(&p("04/00"), &DriverState::Any, Duration::from_millis(300))
+                .wait_function_timeout(&p("04/00"), &DriverState::Any, Duration::from_millis(300))
                 .unwrap_err();
-            assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+            assert!(matches!(e, WaitError::Timeout(_)), "{e:?}");
             assert_eq!(guest.read("bus/pci/rescan"), "", "written with rescan off");
         },
     );

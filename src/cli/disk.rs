@@ -52,7 +52,7 @@ pub fn wait(
     }
     let address = DiskAddress::with_unit(path, unit);
     let monitor = builder.scsi_scan(scan).start()?;
-    let disk = monitor.wait_disk(&address, timeout)?;
+    let disk = monitor.wait_disk_timeout(&address, timeout)?;
     print_device(&disk.name, &disk.devnode(), &address)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -45,7 +45,7 @@ pub fn wait(
     timeout: Duration,
     json: bool,
 ) -> pciplug::Result<ExitCode> {
-    let function = monitor.wait_function(path, state, timeout)?;
+    let function = monitor.wait_function_timeout(path, state, timeout)?;
     print(|w| {
         if json {
             serde_json::to_writer(&mut *w, &function)?;

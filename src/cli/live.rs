@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use pciplug::sysfs::Sysfs;
 use pciplug::{
-    DriverState, Monitor, MonitorBuilder, MonitorStats, PciPath, Registry, is_safe_device_name,
+    DriverState, ListenerStopped, Monitor, MonitorBuilder, MonitorStats, PciPath, Registry,
+    WaitError, is_safe_device_name,
 };
 
 use super::{function, output};
@@ -94,9 +95,9 @@ pub fn watch(sysfs: &Path, json: bool, stats: bool) -> pciplug::Result<ExitCode>
         Ok(()) => {
             // What the listener saw up to its end, then why it ended.
             let _ = show_stats(&mut out);
-            Err(pciplug::Error::ListenerStopped(
-                monitor.stopped().unwrap_or_else(|| "unknown reason".into()),
-            ))
+            // The channel ends only after the listener has marked itself stopped, with why.
+            let why = monitor.stopped().unwrap_or(ListenerStopped::ShutDown);
+            Err(WaitError::ListenerStopped(why).into())
         }
         // A closed pipe (`pciplug watch | head`) ends the watch quietly.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
@@ -111,12 +112,12 @@ pub fn wait(builder: MonitorBuilder, path: &PciPath, wait: &Wait) -> pciplug::Re
     let monitor = builder.start()?;
     let Wait { timeout, json, .. } = *wait;
     let line = if wait.removed {
-        monitor.wait_removed(path, timeout)?;
+        monitor.wait_removed_timeout(path, timeout)?;
         None
     } else {
         let (name, line) = match wait.kind {
             Kind::Block => {
-                let disk = monitor.wait_block(path, timeout)?;
+                let disk = monitor.wait_block_timeout(path, timeout)?;
                 let line = if json {
                     json_line(&disk)?
                 } else {
@@ -125,7 +126,7 @@ pub fn wait(builder: MonitorBuilder, path: &PciPath, wait: &Wait) -> pciplug::Re
                 (disk.name.clone(), line)
             }
             Kind::Net => {
-                let net = monitor.wait_net(path, timeout)?;
+                let net = monitor.wait_net_timeout(path, timeout)?;
                 let line = if json {
                     json_line(&net)?
                 } else {

@@ -183,7 +183,7 @@ pub fn run() -> ExitCode {
             let _ = writeln!(std::io::stderr(), "pciplug: {e}");
             // An ambiguous address is the caller's to make precise, like a bad argument.
             match e {
-                pciplug::Error::Ambiguous(_) => ExitCode::from(2),
+                pciplug::Error::Wait(pciplug::WaitError::Ambiguous(_)) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             }
         }

@@ -1,54 +1,71 @@
-//! The waits for a PCI function in a driver state: `wait_function`, `_deadline`, `try_`.
+//! The waits for a PCI function in a driver state: `wait_function`, `_timeout`, `_deadline`, `try_`.
 
 use std::time::{Duration, Instant};
 
-use super::{Monitor, deadline_after};
-use crate::error::Result;
-use crate::function::{self, DriverState, PciFunction};
+use super::Monitor;
+use crate::function::{DriverState, PciFunction};
 use crate::path::PciPath;
+use crate::wait::deadline::Deadline;
+use crate::wait::error::{WaitError, Wanted};
 
 impl Monitor {
     /// The PCI function at `path` once it is present in `state` (bound to a driver, to a
-    /// named one, unbound, or [`DriverState::Any`]), waiting up to `timeout`. Its IOMMU group
-    /// is read from sysfs when it answers.
-    ///
-    /// A timeout's error says what was seen: nothing at the path, the function present and
-    /// unbound, or bound to another driver (named).
+    /// named one, unbound, or [`DriverState::Any`]), waiting for ever. Its IOMMU group is read
+    /// from sysfs when it answers.
     ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`](crate::Error::Timeout) if it is not there by the deadline; the message says what was at
-    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
-    ///   02/00, driver virtio-pci bound, no block child").
-    /// - [`Error::Io`](crate::Error::Io) if the function's `iommu_group` link cannot be read (other than absent).
-    /// - [`Error::ListenerStopped`](crate::Error::ListenerStopped) if the listener thread stopped (shut down, or failed: the
+    /// - [`WaitError::Io`](crate::WaitError::Io) if the function's `iommu_group` link cannot be read (other than absent).
+    /// - [`WaitError::ListenerStopped`](crate::WaitError::ListenerStopped) if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
-    /// - [`Error::SysfsWrite`](crate::Error::SysfsWrite) if [`MonitorBuilder::rescan`](crate::MonitorBuilder::rescan) is on and a rescan is refused.
+    /// - [`WaitError::SysfsWrite`](crate::WaitError::SysfsWrite) if [`MonitorBuilder::rescan`](crate::MonitorBuilder::rescan) is on and a rescan is refused.
     pub fn wait_function(
         &self,
         path: &PciPath,
         state: &DriverState,
-        timeout: Duration,
-    ) -> Result<PciFunction> {
-        self.wait_function_deadline(path, state, deadline_after(timeout))
+    ) -> Result<PciFunction, WaitError> {
+        self.function_until(path, state, Deadline::never())
     }
 
-    /// Like [`wait_function`](Self::wait_function), until `deadline` (`None`: for ever).
+    /// [`wait_function`](Self::wait_function), waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`wait_function`](Self::wait_function).
+    /// As [`wait_function`](Self::wait_function), and [`WaitError::Timeout`](crate::WaitError::Timeout)
+    /// if it is not there in `state` by the deadline; the message says what was seen: nothing
+    /// at the path, the function present and unbound, or bound to another driver (named).
+    pub fn wait_function_timeout(
+        &self,
+        path: &PciPath,
+        state: &DriverState,
+        timeout: Duration,
+    ) -> Result<PciFunction, WaitError> {
+        self.function_until(path, state, Deadline::after(timeout))
+    }
+
+    /// [`wait_function`](Self::wait_function), waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_function_timeout`](Self::wait_function_timeout).
     pub fn wait_function_deadline(
         &self,
         path: &PciPath,
         state: &DriverState,
-        deadline: impl Into<Option<Instant>>,
-    ) -> Result<PciFunction> {
-        let what = match state {
-            DriverState::Any => "PCI function".to_owned(),
-            other => format!("PCI function {other}"),
-        };
-        let dev = self.wait_seen(path, &what, function::seen, deadline.into(), |r| {
+        deadline: Instant,
+    ) -> Result<PciFunction, WaitError> {
+        self.function_until(path, state, Deadline::at(deadline))
+    }
+
+    /// The one wait for a function, until `deadline` (`None`: for ever).
+    pub(crate) fn function_until(
+        &self,
+        path: &PciPath,
+        state: &DriverState,
+        deadline: Deadline,
+    ) -> Result<PciFunction, WaitError> {
+        let wanted = Wanted::Function(state.clone());
+        let dev = self.wait(path, wanted, deadline, |r| {
             r.get(path)
                 .filter(|d| state.matches(d.driver.as_deref()))
                 .cloned()
@@ -56,17 +73,23 @@ impl Monitor {
         PciFunction::read(&dev, self.sysfs_root())
     }
 
-    /// The PCI function at `path` if it is there now in `state`.
+    /// The PCI function at `path` if it is there now in `state`: `Ok(None)` if it is not.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`](crate::Error::Io) if the function's `iommu_group` link cannot be read (other than absent).
-    pub fn try_function(&self, path: &PciPath, state: &DriverState) -> Result<Option<PciFunction>> {
-        let dev = self.with_registry(|r| {
+    /// - [`WaitError::Io`](crate::WaitError::Io) if the function's `iommu_group` link cannot be read (other than absent).
+    /// - [`WaitError::ListenerStopped`](crate::WaitError::ListenerStopped) once the listener has
+    ///   stopped: its registry is no longer kept, so it answers nothing, as the waits do.
+    pub fn try_function(
+        &self,
+        path: &PciPath,
+        state: &DriverState,
+    ) -> Result<Option<PciFunction>, WaitError> {
+        let dev = self.try_now(|r| {
             r.get(path)
                 .filter(|d| state.matches(d.driver.as_deref()))
                 .cloned()
-        });
+        })?;
         dev.map(|d| PciFunction::read(&d, self.sysfs_root()))
             .transpose()
     }

@@ -7,17 +7,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::{Monitor, RESCAN_INTERVAL};
-use crate::error::{Error, Result, given};
 use crate::registry::Registry;
+use crate::wait::deadline::Deadline;
+use crate::wait::error::WaitError;
 use crate::wait::future::AsyncWaiter;
 use crate::wait::{Watch, timer};
 
 /// What answers the wait, from the registry (run under the state lock).
-pub(super) type Answer<T> = Box<dyn Fn(&Registry) -> Option<Result<T>> + Send>;
+pub(super) type Answer<T> = Box<dyn Fn(&Registry) -> Option<Result<T, WaitError>> + Send>;
 /// The timeout's error, from the registry and the time the wait was given.
-pub(super) type Timeout = Box<dyn Fn(&Registry, Duration) -> Error + Send>;
+pub(super) type Timeout = Box<dyn Fn(&Registry, Duration) -> WaitError + Send>;
 /// What a wait does once before it looks at the registry (the SCSI scan on request).
-pub(super) type Before = Box<dyn FnOnce(&Monitor) -> Result<()> + Send>;
+pub(super) type Before = Box<dyn FnOnce(&Monitor) -> Result<(), WaitError> + Send>;
 
 /// The future of an async wait ([`Monitor::wait_block_async`] and the rest): resolves to
 /// what the sync wait of the same name returns.
@@ -42,9 +43,8 @@ pub struct WaitFuture<T> {
     answer: Answer<T>,
     timeout: Timeout,
     before: Option<Before>,
-    /// When the wait was made: the timeout reports the time from here to the deadline.
-    start: Instant,
-    deadline: Option<Instant>,
+    /// When it ends, and when it was asked for: the timeout reports the time between.
+    deadline: Deadline,
     /// With [`MonitorBuilder::rescan`](crate::MonitorBuilder::rescan): when to rescan next.
     next_rescan: Option<Instant>,
     timer: Option<timer::Entry>,
@@ -55,7 +55,7 @@ impl<T> WaitFuture<T> {
     pub(super) fn new(
         monitor: &Monitor,
         at: Watch,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         answer: Answer<T>,
         timeout: Timeout,
         before: Option<Before>,
@@ -63,11 +63,10 @@ impl<T> WaitFuture<T> {
         let now = Instant::now();
         WaitFuture {
             monitor: monitor.clone(),
-            waiter: AsyncWaiter::new(at, deadline),
+            waiter: AsyncWaiter::new(at, deadline.at),
             answer,
             timeout,
             before,
-            start: now,
             deadline,
             next_rescan: monitor.inner.edges.rescan.then_some(now),
             timer: None,
@@ -75,7 +74,7 @@ impl<T> WaitFuture<T> {
         }
     }
 
-    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<T>> {
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, WaitError>> {
         if let Some(before) = self.before.take() {
             before(&self.monitor)?;
         }
@@ -87,16 +86,14 @@ impl<T> WaitFuture<T> {
                 self.next_rescan = Instant::now().checked_add(RESCAN_INTERVAL);
             }
         }
-        let (start, deadline) = (self.start, self.deadline);
-        let timeout = &self.timeout;
+        let (deadline, timeout) = (self.deadline, &self.timeout);
         let state = &self.monitor.inner.shared.state;
-        let polled = self.waiter.poll(state, cx, &self.answer, |r| {
-            let given = deadline.map_or(start.elapsed(), |d| given(start, d));
-            timeout(r, given)
-        });
+        let polled = self
+            .waiter
+            .poll(state, cx, &self.answer, |r| timeout(r, deadline.given()));
         if polled.is_pending() {
             // Woken at the deadline or the next rescan by the timer thread, if either.
-            let wake_at = match (self.deadline, self.next_rescan) {
+            let wake_at = match (self.deadline.at, self.next_rescan) {
                 (Some(d), Some(n)) => Some(d.min(n)),
                 (d, n) => d.or(n),
             };
@@ -109,9 +106,9 @@ impl<T> WaitFuture<T> {
 }
 
 impl<T> Future for WaitFuture<T> {
-    type Output = Result<T>;
+    type Output = Result<T, WaitError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, WaitError>> {
         // Every field is `Unpin`: the future is never pinned in place.
         let this = self.get_mut();
         assert!(!this.done, "a pciplug WaitFuture polled after it completed");

@@ -36,12 +36,14 @@ use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 
 use crate::address::DiskAddress;
-use crate::error::{Error, Result, given};
+use crate::error::Result;
 use crate::netlink::Stopper;
 use crate::path::PciPath;
 use crate::registry::{BlockDevice, Change, NetInterface, Registry};
 
-use crate::wait::{Wanted, wait_anywhere, wait_for};
+use crate::wait::deadline::Deadline;
+use crate::wait::error::{ListenerStopped, WaitError, Wanted};
+use crate::wait::{wait_anywhere, wait_for};
 pub use builder::MonitorBuilder;
 pub use future::WaitFuture;
 use state::{StateLock, Status};
@@ -54,15 +56,18 @@ use subscriber::Subscriber;
 /// `Monitor` is a cheap, `Send + Sync` handle: clone it into every thread that waits. When
 /// the last handle is dropped, or [`Monitor::shutdown`] is called, the thread stops (within
 /// the time it takes to notice an eventfd), the socket is closed, and pending waiters get
-/// [`Error::ListenerStopped`](crate::Error::ListenerStopped).
+/// [`WaitError::ListenerStopped`](crate::WaitError::ListenerStopped).
 ///
-/// The waits come in the family style of crossbeam: `wait_block(path, timeout)`,
-/// `wait_block_deadline(path, deadline)`, `try_block(path)`; likewise for a disk by its full
-/// address (`wait_disk`, a [`DiskAddress`]: a path, a SCSI `T:L` or NVMe namespace id), for
-/// `net`, for a PCI function in a driver state (`wait_function`) and for the removal of a
-/// path. A wait returns at once if the answer is already there. Each wait has an async form
-/// (`wait_block_async`, `wait_block_deadline_async`, ...: a [`WaitFuture`]) that blocks no
-/// thread. [`Monitor::vfio`] hands a function to `vfio-pci`.
+/// The waits come in families, named as crossbeam names `recv`: `wait_block(path)` waits for
+/// ever, `wait_block_timeout(path, timeout)` up to a timeout, `wait_block_deadline(path,
+/// deadline)` until an [`Instant`], and `try_block(path)` answers now (`Ok(None)`: not there);
+/// likewise for a disk by its full address (`wait_disk`, a [`DiskAddress`]: a path, a SCSI
+/// `T:L` or NVMe namespace id), for `net`, for a PCI function in a driver state
+/// (`wait_function`) and for the removal of a path (`try_removed` says whether nothing is
+/// there). A wait returns at once if the answer is already there; every form, `try_` too,
+/// fails once the listener has stopped. Each wait has async forms (`wait_block_async`,
+/// `wait_block_timeout_async`, `wait_block_deadline_async`, ...: a [`WaitFuture`]) that block
+/// no thread. [`Monitor::vfio`] hands a function to `vfio-pci`.
 #[derive(Clone, Debug)]
 pub struct Monitor {
     inner: Arc<Inner>,
@@ -158,156 +163,216 @@ impl Monitor {
         MonitorBuilder::default().start()
     }
 
-    /// The whole block device at `path` (a disk, not a partition), waiting up to `timeout`:
+    /// The whole block device at `path` (a disk, not a partition), waiting for ever:
     /// [`wait_disk`](Self::wait_disk) with an address that is the path alone. A function that
     /// carries several disks (SCSI LUNs, NVMe namespaces) makes it fail with
-    /// [`Error::Ambiguous`](crate::Error::Ambiguous), never answer one of them.
+    /// [`WaitError::Ambiguous`](crate::WaitError::Ambiguous), never answer one of them.
     ///
     /// With native NVMe multipath, this is the namespace head (`nvme0n1`), never the hidden
     /// per-path disk. A virtio-pmem device's `pmemN` counts as its disk (QEMU cannot unplug a
     /// virtio-pmem device: it refuses the `device_del`, and the guest sees no event).
     ///
+    /// The family, as crossbeam's `recv`: `wait_block` (for ever),
+    /// [`wait_block_timeout`](Self::wait_block_timeout),
+    /// [`wait_block_deadline`](Self::wait_block_deadline), [`try_block`](Self::try_block)
+    /// (now), and the async forms ([`wait_block_async`](Self::wait_block_async) ...).
+    ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
-    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
-    ///   02/00, driver virtio-pci bound, no block child").
-    /// - [`Error::Ambiguous`] if the function at `path` carries several whole disks, with each candidate.
-    /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
+    /// - [`WaitError::Ambiguous`] if the function at `path` carries several whole disks, with each candidate.
+    /// - [`WaitError::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
-    /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
-    pub fn wait_block(&self, path: &PciPath, timeout: Duration) -> Result<BlockDevice> {
-        self.wait_block_deadline(path, deadline_after(timeout))
+    /// - [`WaitError::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
+    pub fn wait_block(&self, path: &PciPath) -> Result<BlockDevice, WaitError> {
+        self.block_until(path, Deadline::never())
     }
 
-    /// Like [`wait_block`](Self::wait_block), until `deadline` (`None`: for ever).
+    /// [`wait_block`](Self::wait_block), waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`wait_block`](Self::wait_block).
+    /// As [`wait_block`](Self::wait_block), and [`WaitError::Timeout`] if it is not there by the
+    /// deadline; the message says what was at the path then ("no block disk at 02/00 within
+    /// 3s: PCI device 0000:01:00.0 present at 02/00, driver virtio-pci bound, no block child").
+    pub fn wait_block_timeout(
+        &self,
+        path: &PciPath,
+        timeout: Duration,
+    ) -> Result<BlockDevice, WaitError> {
+        self.block_until(path, Deadline::after(timeout))
+    }
+
+    /// [`wait_block`](Self::wait_block), waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_block_timeout`](Self::wait_block_timeout).
     pub fn wait_block_deadline(
         &self,
         path: &PciPath,
-        deadline: impl Into<Option<Instant>>,
-    ) -> Result<BlockDevice> {
-        self.wait_disk_deadline(&DiskAddress::at(*path), deadline)
+        deadline: Instant,
+    ) -> Result<BlockDevice, WaitError> {
+        self.block_until(path, Deadline::at(deadline))
     }
 
-    /// The whole block device at `path` if it is there now and the only one there (`None`
-    /// when several are: [`try_disk`](Self::try_disk) says which).
-    pub fn try_block(&self, path: &PciPath) -> Option<BlockDevice> {
-        self.try_disk(&DiskAddress::at(*path)).ok().flatten()
+    /// The one wait for a block device, until `deadline` (`None`: for ever).
+    fn block_until(&self, path: &PciPath, deadline: Deadline) -> Result<BlockDevice, WaitError> {
+        self.disk_until(&DiskAddress::at(*path), deadline)
     }
 
-    /// The network interface at `path`, waiting up to `timeout`.
+    /// The whole block device at `path` if it is there now: `Ok(None)` if it is not.
     ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
-    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
-    ///   02/00, driver virtio-pci bound, no block child").
-    /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
+    /// - [`WaitError::Ambiguous`] if the function at `path` carries several whole disks.
+    /// - [`WaitError::ListenerStopped`] once the listener has stopped: its registry is no longer
+    ///   kept, so it answers nothing, as the waits do.
+    pub fn try_block(&self, path: &PciPath) -> Result<Option<BlockDevice>, WaitError> {
+        self.try_disk(&DiskAddress::at(*path))
+    }
+
+    /// The network interface at `path`, waiting for ever.
+    ///
+    /// # Errors
+    ///
+    /// - [`WaitError::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
-    /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
-    pub fn wait_net(&self, path: &PciPath, timeout: Duration) -> Result<NetInterface> {
-        self.wait_net_deadline(path, deadline_after(timeout))
+    /// - [`WaitError::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
+    pub fn wait_net(&self, path: &PciPath) -> Result<NetInterface, WaitError> {
+        self.net_until(path, Deadline::never())
     }
 
-    /// Like [`wait_net`](Self::wait_net), until `deadline` (`None`: for ever).
+    /// [`wait_net`](Self::wait_net), waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`wait_net`](Self::wait_net).
+    /// As [`wait_net`](Self::wait_net), and [`WaitError::Timeout`] if it is not there by the
+    /// deadline; the message says what was at the path then ("no network interface at 04/00
+    /// within 3s: no PCI device at 04/00").
+    pub fn wait_net_timeout(
+        &self,
+        path: &PciPath,
+        timeout: Duration,
+    ) -> Result<NetInterface, WaitError> {
+        self.net_until(path, Deadline::after(timeout))
+    }
+
+    /// [`wait_net`](Self::wait_net), waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_net_timeout`](Self::wait_net_timeout).
     pub fn wait_net_deadline(
         &self,
         path: &PciPath,
-        deadline: impl Into<Option<Instant>>,
-    ) -> Result<NetInterface> {
-        self.wait(path, "network interface", deadline.into(), |r| {
-            r.net(path).cloned()
-        })
+        deadline: Instant,
+    ) -> Result<NetInterface, WaitError> {
+        self.net_until(path, Deadline::at(deadline))
     }
 
-    /// The network interface at `path` if it is there now.
-    pub fn try_net(&self, path: &PciPath) -> Option<NetInterface> {
-        self.inner.shared.state.lock().registry.net(path).cloned()
+    /// The one wait for a network interface, until `deadline` (`None`: for ever).
+    fn net_until(&self, path: &PciPath, deadline: Deadline) -> Result<NetInterface, WaitError> {
+        self.wait(path, Wanted::Net, deadline, |r| r.net(path).cloned())
     }
 
-    /// Waits up to `timeout` until no PCI function is at `path`.
+    /// The network interface at `path` if it is there now: `Ok(None)` if it is not.
     ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`] if it is not there by the deadline; the message says what was at
-    ///   the path then ("no block disk at 02/00 within 3s: PCI device 0000:01:00.0 present at
-    ///   02/00, driver virtio-pci bound, no block child").
-    /// - [`Error::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
+    /// [`WaitError::ListenerStopped`] once the listener has stopped.
+    pub fn try_net(&self, path: &PciPath) -> Result<Option<NetInterface>, WaitError> {
+        self.try_now(|r| r.net(path).cloned())
+    }
+
+    /// Waits for ever until no PCI function is at `path`.
+    ///
+    /// # Errors
+    ///
+    /// - [`WaitError::ListenerStopped`] if the listener thread stopped (shut down, or failed: the
     ///   reason is in the message) before the answer came: the registry is no longer kept.
-    /// - [`Error::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
-    pub fn wait_removed(&self, path: &PciPath, timeout: Duration) -> Result<()> {
-        self.wait_removed_deadline(path, deadline_after(timeout))
+    /// - [`WaitError::SysfsWrite`] if [`MonitorBuilder::rescan`] is on and a rescan is refused.
+    pub fn wait_removed(&self, path: &PciPath) -> Result<(), WaitError> {
+        self.removed_until(path, Deadline::never())
     }
 
-    /// Like [`wait_removed`](Self::wait_removed), until `deadline` (`None`: for ever).
+    /// [`wait_removed`](Self::wait_removed), waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`wait_removed`](Self::wait_removed).
+    /// As [`wait_removed`](Self::wait_removed), and [`WaitError::Timeout`] if a function is still
+    /// there at the deadline; the message says which ("no removal of the PCI device at 02/00
+    /// within 3s: PCI device 0000:01:00.0 present at 02/00, ...").
+    pub fn wait_removed_timeout(&self, path: &PciPath, timeout: Duration) -> Result<(), WaitError> {
+        self.removed_until(path, Deadline::after(timeout))
+    }
+
+    /// [`wait_removed`](Self::wait_removed), waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_removed_timeout`](Self::wait_removed_timeout).
     pub fn wait_removed_deadline(
         &self,
         path: &PciPath,
-        deadline: impl Into<Option<Instant>>,
-    ) -> Result<()> {
-        self.wait(path, "removal of the PCI device", deadline.into(), |r| {
+        deadline: Instant,
+    ) -> Result<(), WaitError> {
+        self.removed_until(path, Deadline::at(deadline))
+    }
+
+    /// The one wait for a removal, until `deadline` (`None`: for ever).
+    fn removed_until(&self, path: &PciPath, deadline: Deadline) -> Result<(), WaitError> {
+        self.wait(path, Wanted::Removal, deadline, |r| {
             r.get(path).is_none().then_some(())
         })
     }
 
+    /// Whether no PCI function is at `path` now (`true`: nothing there).
+    ///
+    /// # Errors
+    ///
+    /// [`WaitError::ListenerStopped`] once the listener has stopped.
+    pub fn try_removed(&self, path: &PciPath) -> Result<bool, WaitError> {
+        self.try_now(|r| r.get(path).is_none())
+    }
+
+    /// `answer` on the registry now, or [`WaitError::ListenerStopped`] once the listener has
+    /// stopped: what the `try_` forms answer, as the waits would at their first look.
+    pub(crate) fn try_now<T>(&self, answer: impl FnOnce(&Registry) -> T) -> Result<T, WaitError> {
+        let st = self.inner.shared.state.lock();
+        if let Status::Stopped(why) = &st.status {
+            return Err(why.clone().into());
+        }
+        Ok(answer(&st.registry))
+    }
+
+    /// The wait at `path` for what `answer` finds, until `deadline` (`None`: for ever); a
+    /// timeout says it was `wanted` and what was seen at the path. With
+    /// [`MonitorBuilder::rescan`], in [`RESCAN_INTERVAL`] slices, each after a rescan.
     fn wait<T>(
         &self,
         path: &PciPath,
-        what: &str,
-        deadline: Option<Instant>,
+        wanted: Wanted,
+        deadline: Deadline,
         answer: impl Fn(&Registry) -> Option<T>,
-    ) -> Result<T> {
-        self.wait_seen(path, what, Registry::describe, deadline, answer)
-    }
-
-    /// [`wait`](Self::wait) whose timeout says what was seen at the path with `seen`; with
-    /// [`MonitorBuilder::rescan`], in [`RESCAN_INTERVAL`] slices, each after a rescan.
-    fn wait_seen<T>(
-        &self,
-        path: &PciPath,
-        what: &str,
-        seen: fn(&Registry, &PciPath) -> String,
-        deadline: Option<Instant>,
-        answer: impl Fn(&Registry) -> Option<T>,
-    ) -> Result<T> {
-        let wanted = || Wanted {
-            what,
-            path: *path,
-            seen,
-        };
+    ) -> Result<T, WaitError> {
         let state = &self.inner.shared.state;
         if !self.inner.edges.rescan {
-            return wait_for(state, wanted(), deadline, answer);
+            return wait_for(state, &wanted, *path, deadline, answer);
         }
-        let start = Instant::now();
         loop {
             crate::sysfs_write::rescan(&self.inner.edges.sysfs_root)?;
             let next = Instant::now().checked_add(RESCAN_INTERVAL);
-            let slice_end = match (deadline, next) {
+            let slice_end = match (deadline.at, next) {
                 (Some(d), Some(n)) => Some(d.min(n)),
                 (d, n) => d.or(n),
             };
-            match wait_for(state, wanted(), slice_end, &answer) {
-                Err(Error::Timeout { wanted, seen, .. }) if slice_end == deadline => {
-                    return Err(Error::Timeout {
-                        wanted,
-                        waited: deadline.map_or(start.elapsed(), |d| given(start, d)),
-                        seen,
-                    });
+            // A slice of the wait, asked for when the wait was: a timeout at its end reports
+            // the whole wait's time.
+            match wait_for(state, &wanted, *path, deadline.until(slice_end), &answer) {
+                Err(WaitError::Timeout(timeout)) if slice_end == deadline.at => {
+                    return Err(WaitError::Timeout(timeout));
                 }
-                Err(Error::Timeout { .. }) => continue, // the slice ended: rescan again
+                Err(WaitError::Timeout(_)) => continue, // the slice ended: rescan again
                 done => return done,
             }
         }
@@ -315,15 +380,15 @@ impl Monitor {
 
     /// Waits until vfio has announced IOMMU group `group` (its uevent on
     /// `/devices/virtual/vfio/<group>`, or the coldplug scan's `class/vfio/<group>`). Woken by
-    /// the group's change, which is tied to no path; at the deadline, an [`Error::Timeout`].
-    pub(crate) fn wait_vfio_group(&self, group: u32, deadline: Option<Instant>) -> Result<()> {
-        let timeout = |r: &Registry, waited| Error::Timeout {
-            wanted: format!("VFIO group {group}"),
-            waited,
-            seen: format!("VFIO groups {:?}", r.vfio_groups().collect::<Vec<_>>()),
-        };
+    /// the group's change, which is tied to no path. Fails with `Some` why the listener
+    /// stopped, or with `None` at the deadline.
+    pub(crate) fn wait_vfio_group(
+        &self,
+        group: u32,
+        deadline: Deadline,
+    ) -> Result<(), Option<ListenerStopped>> {
         let answer = |r: &Registry| r.has_vfio_group(group).then_some(());
-        wait_anywhere(&self.inner.shared.state, deadline, answer, timeout)
+        wait_anywhere(&self.inner.shared.state, deadline, answer, |_, _| None)
     }
 
     /// Where this monitor reads sysfs (and writes to it).
@@ -346,9 +411,10 @@ impl Monitor {
         f(&self.inner.shared.state.lock().registry)
     }
 
-    /// Every change the registry makes from now on, in order. A subscriber that falls more
-    /// than 65536 changes behind misses the excess (counted in
-    /// [`MonitorStats::dropped_changes`]).
+    /// Every change the registry makes from now on, in order, on a [`Receiver`](crate::Receiver)
+    /// (crossbeam-channel's, re-exported). A subscriber that falls more than 65536 changes
+    /// behind misses the excess (counted in [`MonitorStats::dropped_changes`]). The channel
+    /// ends (disconnects) when the listener stops.
     pub fn subscribe(&self) -> Receiver<Change> {
         self.subscribe_with(None)
     }
@@ -384,8 +450,9 @@ impl Monitor {
         }
     }
 
-    /// `Some(reason)` once the listener has stopped (shut down or failed).
-    pub fn stopped(&self) -> Option<String> {
+    /// Why the listener stopped (shut down or failed), once it has: what every wait fails
+    /// with from then on.
+    pub fn stopped(&self) -> Option<ListenerStopped> {
         match &self.inner.shared.state.lock().status {
             Status::Running => None,
             Status::Stopped(why) => Some(why.clone()),
@@ -393,7 +460,7 @@ impl Monitor {
     }
 
     /// Stops the listener thread, closes the socket and wakes every pending waiter with
-    /// [`Error::ListenerStopped`](crate::Error::ListenerStopped); later waits fail the same
+    /// [`WaitError::ListenerStopped`](crate::WaitError::ListenerStopped); later waits fail the same
     /// way at once, since the registry is no longer kept. Idempotent; also done when the last
     /// handle is dropped.
     pub fn shutdown(&self) {
@@ -409,7 +476,7 @@ impl Inner {
             tracing::error!("the uevent listener thread panicked");
         }
         // The thread marks itself stopped; if it had already failed, its reason is kept.
-        self.shared.state.lock().stop("shut down".into());
+        self.shared.state.lock().stop(ListenerStopped::ShutDown);
     }
 }
 
@@ -419,9 +486,9 @@ impl Drop for Inner {
     }
 }
 
+/// The deadline `timeout` from now (`None` if too large to represent: no timeout).
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
-    // A timeout too large to represent is no timeout.
-    Instant::now().checked_add(timeout)
+    Deadline::after(timeout).at
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use crate::registry::Registry;
 use crate::wait::Waiters;
+use crate::wait::error::ListenerStopped;
 use crate::wait::sync::{Mutex, MutexGuard};
 
 /// The state lock: parking_lot's mutex, or loom's model of it when the wait protocol is
@@ -12,11 +13,11 @@ pub(crate) type StateLock = Mutex<State>;
 pub(crate) type StateGuard<'a> = MutexGuard<'a, State>;
 
 /// Whether the listener still runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) enum Status {
     Running,
     /// Stopped for good; the reason is given to every waiter.
-    Stopped(String),
+    Stopped(ListenerStopped),
 }
 
 /// Everything behind the state lock.
@@ -29,10 +30,10 @@ pub(crate) struct State {
 
 impl State {
     /// Stops for good: every waiter, present and future, gets
-    /// [`Error::ListenerStopped`](crate::Error::ListenerStopped) with `why`. Keeps the first
-    /// reason if it was stopped already.
-    pub(crate) fn stop(&mut self, why: String) {
-        if self.status == Status::Running {
+    /// [`WaitError::ListenerStopped`](crate::WaitError::ListenerStopped) with `why`. Keeps
+    /// the first reason if it was stopped already.
+    pub(crate) fn stop(&mut self, why: ListenerStopped) {
+        if matches!(self.status, Status::Running) {
             self.status = Status::Stopped(why);
         }
         if let Status::Stopped(why) = &self.status {

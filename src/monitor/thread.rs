@@ -18,6 +18,7 @@ use crate::sysfs::Sysfs;
 use crate::testing::{FaultHook, ResyncHook};
 use crate::uevent::MAX_DATAGRAM;
 use crate::wait::Wakeups;
+use crate::wait::error::{ListenerPanic, ListenerStopped};
 
 /// The most datagrams the listener receives, applies and publishes at once: enough that the
 /// cost of a receive (a system call, and the lock and wake-ups of a publish) is spread thin in
@@ -50,7 +51,7 @@ enum Step {
     /// Nothing queued (only from the zero-timeout receives of a resync).
     Drained,
     /// The thread must stop, for this reason.
-    Stop(String),
+    Stop(ListenerStopped),
 }
 
 /// Which NVMe multipath heads to look up in sysfs after a change.
@@ -78,7 +79,9 @@ impl Listener {
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".into());
                 tracing::error!("the uevent listener thread panicked: {what}");
-                format!("the uevent listener thread panicked: {what}")
+                ListenerStopped::Panicked(ListenerPanic {
+                    message: what.into(),
+                })
             });
         self.shared.state.lock().stop(why);
         // Closing the senders ends every subscriber's channel and stream.
@@ -96,7 +99,7 @@ impl Listener {
     /// goes on receiving (waiting no later than that time), and a further overflow is covered
     /// by the same resync. Overflows during a resync's rescan show as one `ENOBUFS` after it,
     /// which owes one more resync, paced after that rescan.
-    fn listen(&self) -> String {
+    fn listen(&self) -> ListenerStopped {
         // A resync's drain receives one datagram at a time into `buf`.
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut batch = RecvBatch::with_datagram_len(BATCH, MAX_DATAGRAM + 1);
@@ -138,7 +141,7 @@ impl Listener {
         match received {
             Ok(Received::Datagram(env)) => {
                 if let Err(e) = self.fault(env.bytes(buf)) {
-                    return stop_on_error(&e);
+                    return stop_on_error(e);
                 }
                 if env.truncated {
                     counters.truncated.fetch_add(1, Ordering::Relaxed);
@@ -153,8 +156,8 @@ impl Listener {
                 Step::Overflow
             }
             Ok(Received::TimedOut) => Step::Drained,
-            Ok(Received::Stopped) => Step::Stop("shut down".to_owned()),
-            Err(e) => stop_on_error(&e),
+            Ok(Received::Stopped) => Step::Stop(ListenerStopped::ShutDown),
+            Err(e) => stop_on_error(e),
         }
     }
 
@@ -171,8 +174,8 @@ impl Listener {
                 Step::Overflow
             }
             Ok(Batch::TimedOut) => Step::Drained,
-            Ok(Batch::Stopped) => Step::Stop("shut down".to_owned()),
-            Err(e) => stop_on_error(&e),
+            Ok(Batch::Stopped) => Step::Stop(ListenerStopped::ShutDown),
+            Err(e) => stop_on_error(e),
         }
     }
 
@@ -187,7 +190,7 @@ impl Listener {
         let mut take = batch.len();
         for (i, (_, bytes)) in batch.iter().enumerate() {
             if let Err(e) = self.fault(bytes) {
-                step = stop_on_error(&e);
+                step = stop_on_error(e);
                 take = i;
                 break;
             }
@@ -296,7 +299,7 @@ impl Listener {
     /// After an overflow: drain what is queued (the kernel drops new events until the queue
     /// is empty), rescan sysfs, and reconcile. Returns `Some(reason)` if the thread must stop;
     /// `None` to go on listening, also after a rescan that failed.
-    fn resync(&self, buf: &mut [u8], pacing: &mut Pacing) -> Option<String> {
+    fn resync(&self, buf: &mut [u8], pacing: &mut Pacing) -> Option<ListenerStopped> {
         // 1. Drain until the socket is empty (non-blocking receives until EAGAIN), with the
         //    same step as the listening loop: what is queued is applied, not lost, and an
         //    overflow meanwhile is counted and covered by this resync.
@@ -367,9 +370,9 @@ impl Listener {
 }
 
 /// A receive error ends the thread, with this reason.
-fn stop_on_error(e: &io::Error) -> Step {
+fn stop_on_error(e: io::Error) -> Step {
     tracing::error!("receiving uevents: {e}");
-    Step::Stop(format!("receiving uevents: {e}"))
+    Step::Stop(ListenerStopped::Receive(Arc::new(e)))
 }
 
 /// The NVMe multipath heads, or a controller, that appeared untied in `changes`.
@@ -507,12 +510,13 @@ mod tests {
             l.step(Ok(Received::TimedOut), &buf),
             Step::Drained
         ));
-        assert!(
-            matches!(l.step(Ok(Received::Stopped), &buf), Step::Stop(why) if why == "shut down")
-        );
+        assert!(matches!(
+            l.step(Ok(Received::Stopped), &buf),
+            Step::Stop(ListenerStopped::ShutDown)
+        ));
         let failed = l.step(Err(io::Error::from_raw_os_error(libc::EBADF)), &buf);
         assert!(
-            matches!(&failed, Step::Stop(why) if why.starts_with("receiving uevents: ")),
+            matches!(&failed, Step::Stop(ListenerStopped::Receive(e)) if e.raw_os_error() == Some(libc::EBADF)),
             "{failed:?}"
         );
     }
@@ -533,7 +537,7 @@ mod tests {
         let bad = *b"fail";
         assert!(matches!(
             l.step(datagram(bad.len(), &bad), &bad),
-            Step::Stop(why) if why == "receiving uevents: injected"
+            Step::Stop(ListenerStopped::Receive(e)) if e.to_string() == "injected"
         ));
         assert_eq!(
             l.shared.state.lock().registry.stats().received,

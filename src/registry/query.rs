@@ -3,6 +3,8 @@
 use super::Registry;
 use super::model::{BlockDevice, DevType, DeviceView, NetInterface, PciDevice};
 use crate::path::PciPath;
+use crate::wait::error::{Seen, SeenFunction, fmt_seen_at};
+use std::fmt;
 
 impl Registry {
     /// The PCI function at `path`.
@@ -101,46 +103,33 @@ impl Registry {
 
     /// A one-line account of what is at `path`, for error messages:
     /// "PCI device 0000:01:01.0 present at 02/01, driver virtio-pci bound, no block child".
+    /// A wait's timeout carries it as data: [`Seen`](crate::Seen).
     pub fn describe(&self, path: &PciPath) -> String {
-        let Some(dev) = self.devices.get(path) else {
-            return match self.nearest_present_ancestor(path) {
-                Some(a) => format!(
-                    "no PCI device at {path} (bridge {} at {a} is present)",
-                    self.devices[&a].bdf
-                ),
-                None => format!("no PCI device at {path}"),
-            };
-        };
-        let driver = match &dev.driver {
-            Some(d) => format!("driver {d} bound"),
-            None => "no driver bound".to_owned(),
-        };
-        let mut children = Vec::new();
-        let blocks = self.block_devices(path);
-        if blocks.is_empty() {
-            children.push("no block child".to_owned());
-        } else {
-            let names: Vec<&str> = blocks.iter().map(|b| &*b.name).collect();
-            children.push(format!("block {}", names.join(" ")));
-        }
-        if !dev.net.is_empty() {
-            let names: Vec<&str> = dev.net.iter().map(|n| &*n.name).collect();
-            children.push(format!("net {}", names.join(" ")));
-        }
-        for c in &dev.nvme {
-            match &c.subsystem {
-                Some(s) => children.push(format!("nvme controller {} in {s}", c.name)),
-                None => children.push(format!(
-                    "nvme controller {} (subsystem not yet known)",
-                    c.name
-                )),
+        struct At<'a>(&'a PciPath, &'a Seen);
+        impl fmt::Display for At<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt_seen_at(f, self.0, self.1, false)
             }
         }
-        format!(
-            "PCI device {} present at {path}, {driver}, {}",
-            dev.bdf,
-            children.join(", ")
-        )
+        At(path, &self.seen(path)).to_string()
+    }
+
+    /// What is at `path`, for a timed-out wait: nothing (and the nearest bridge present), or
+    /// the function with its driver and children.
+    pub(crate) fn seen(&self, path: &PciPath) -> Seen {
+        let Some(dev) = self.devices.get(path) else {
+            let bridge = self
+                .nearest_present_ancestor(path)
+                .map(|a| (a, self.devices[&a].bdf));
+            return Seen::Nothing { bridge };
+        };
+        Seen::Function(SeenFunction {
+            bdf: dev.bdf,
+            driver: dev.driver.clone(),
+            block: self.block_devices(path).into_iter().cloned().collect(),
+            net: dev.net.clone(),
+            nvme: dev.nvme.clone(),
+        })
     }
 
     fn nearest_present_ancestor(&self, path: &PciPath) -> Option<PciPath> {

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use super::error::WaitError;
 use super::sync::Mutex;
 use super::{Slot, Watch, check};
-use crate::error::{Error, Result};
 use crate::monitor::state::{State, Status};
 use crate::registry::Registry;
 
@@ -52,9 +52,9 @@ impl AsyncWaiter {
         &mut self,
         state: &Mutex<State>,
         cx: &mut Context<'_>,
-        answer: impl Fn(&Registry) -> Option<Result<T>>,
-        timeout: impl FnOnce(&Registry) -> Error,
-    ) -> Poll<Result<T>> {
+        answer: impl Fn(&Registry) -> Option<Result<T, WaitError>>,
+        timeout: impl FnOnce(&Registry) -> WaitError,
+    ) -> Poll<Result<T, WaitError>> {
         let mut st = state.lock();
         loop {
             // 1 and 4. Check, under the state lock: the answer may be there (already, or
@@ -64,7 +64,7 @@ impl AsyncWaiter {
                 // A registered waiter's waker was taken and woken by the stop.
                 Some(Err(stopped)) => {
                     self.registered = None;
-                    return Poll::Ready(Err(stopped));
+                    return Poll::Ready(Err(stopped.into()));
                 }
                 Some(Ok(result)) => {
                     self.unregister(&mut st.waiters);
@@ -125,7 +125,7 @@ impl AsyncWaiter {
             return;
         }
         let mut st = state.lock();
-        if st.status == Status::Running {
+        if matches!(st.status, Status::Running) {
             self.unregister(&mut st.waiters);
         } else {
             // 5'. The listener stopped: the table was emptied for good, and our waker taken.
@@ -159,8 +159,8 @@ mod model {
     }
 
     impl Future for Disk {
-        type Output = Result<String>;
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<String>> {
+        type Output = Result<String, WaitError>;
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<String, WaitError>> {
             let this = self.get_mut();
             let answer = |r: &Registry| r.disk(&path()).map(|b| Ok(b.name.to_string()));
             this.waiter.poll(&this.st, cx, answer, |_| unreachable!())
@@ -201,13 +201,13 @@ mod model {
             let w = thread::spawn(move || loom::future::block_on(f));
             let stopper = {
                 let st = Arc::clone(&st);
-                thread::spawn(move || st.lock().stop("shut down".into()))
+                thread::spawn(move || st.lock().stop(crate::ListenerStopped::ShutDown))
             };
             listener_applies(&st);
             stopper.join().unwrap();
             match w.join().unwrap() {
                 Ok(name) => assert_eq!(name, "vda"),
-                Err(e) => assert!(matches!(e, Error::ListenerStopped(_)), "{e}"),
+                Err(e) => assert!(matches!(e, WaitError::ListenerStopped(_)), "{e}"),
             }
             assert_eq!(st.lock().waiters.paths(), 0);
         });

@@ -29,6 +29,8 @@
 //! The protocol is model-checked with loom (`cargo test --lib --features model-check model`):
 //! see the `model` tests at the bottom, and those of [`future`].
 
+pub(crate) mod deadline;
+pub(crate) mod error;
 pub(crate) mod future;
 pub(crate) mod timer;
 
@@ -37,11 +39,12 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
-use crate::error::{Error, Result};
 use crate::monitor::state::{State, Status};
 use crate::path::PciPath;
 use crate::registry::Registry;
 use crate::registry::hash::FastHash;
+use deadline::Deadline;
+use error::{ListenerStopped, WaitError, WaitTimeout, Wanted};
 use sync::{Condvar, Mutex};
 
 /// The lock and condition variable of the protocol: parking_lot's, or loom's models of them
@@ -155,7 +158,7 @@ struct Signal {
     /// left, or one bump too many, only makes a waiter look at the registry again.
     generation: u64,
     /// Set once, when the listener stops; the slot is then out of the table.
-    stopped: Option<String>,
+    stopped: Option<ListenerStopped>,
     /// The async waiters parked on this slot, by their id in the slot: each left its waker
     /// here, under this lock, after seeing `generation` unchanged and `stopped` unset. A bump
     /// or a stop takes them all (a waker is woken once); a future polled again with nothing
@@ -184,10 +187,10 @@ impl Slot {
         }
     }
 
-    fn stop(&self, why: &str) {
+    fn stop(&self, why: &ListenerStopped) {
         let wakers = {
             let mut signal = self.signal.lock();
-            signal.stopped = Some(why.to_owned());
+            signal.stopped = Some(why.clone());
             std::mem::take(&mut signal.wakers)
         };
         self.cv.notify_all();
@@ -262,7 +265,7 @@ impl Waiters {
     /// Tells every waiter that the listener stopped, and empties the table: the waiters
     /// return without coming back to it. Called with the state lock held, with the status
     /// already set to stopped, so that no waiter registers after this.
-    pub(crate) fn stop_all(&mut self, why: &str) {
+    pub(crate) fn stop_all(&mut self, why: &ListenerStopped) {
         for (_, (slot, _)) in self.slots.drain() {
             slot.stop(why);
         }
@@ -319,55 +322,51 @@ impl Wakeups {
     }
 }
 
-/// What a wait is for, for the timeout message ("no block disk at 02/00 within 3s: ...").
-pub(crate) struct Wanted<'a> {
-    pub(crate) what: &'a str,
-    pub(crate) path: PciPath,
-    /// What was seen at the path, for the timeout ([`Registry::describe`] for most waits).
-    pub(crate) seen: fn(&Registry, &PciPath) -> String,
-}
-
-/// Waits until `answer` gives something for the registry, the deadline passes, or the
-/// listener stops. `deadline` `None` waits for ever.
+/// Waits at `path` until `answer` gives something for the registry, the deadline passes, or
+/// the listener stops. A timeout says what was `wanted`, the time the wait was given and what
+/// was seen at the path then.
 pub(crate) fn wait_for<T>(
     state: &Mutex<State>,
-    wanted: Wanted<'_>,
-    deadline: Option<Instant>,
+    wanted: &Wanted,
+    path: PciPath,
+    deadline: Deadline,
     answer: impl Fn(&Registry) -> Option<T>,
-) -> Result<T> {
-    let path = wanted.path;
-    let timeout = |r: &Registry, waited| Error::Timeout {
-        wanted: format!("{} at {path}", wanted.what),
-        waited,
-        seen: (wanted.seen)(r, &path),
+) -> Result<T, WaitError> {
+    let timeout = |r: &Registry, given| {
+        WaitError::from(WaitTimeout {
+            wanted: wanted.clone(),
+            path: Some(path),
+            timeout: given,
+            seen: r.seen(&path),
+        })
     };
     wait_at(state, Watch::Path(path), deadline, answer, timeout)
 }
 
 /// [`wait_for`] for an answer that may appear at any path: woken by a change at every path.
-/// `timeout` makes the error of a deadline that passed, from the registry and the time waited.
-pub(crate) fn wait_anywhere<T>(
+/// `timeout` makes the error of a deadline that passed, from the registry and the time the
+/// wait was given.
+pub(crate) fn wait_anywhere<T, E: From<ListenerStopped>>(
     state: &Mutex<State>,
-    deadline: Option<Instant>,
+    deadline: Deadline,
     answer: impl Fn(&Registry) -> Option<T>,
-    timeout: impl Fn(&Registry, std::time::Duration) -> Error,
-) -> Result<T> {
+    timeout: impl Fn(&Registry, std::time::Duration) -> E,
+) -> Result<T, E> {
     wait_at(state, Watch::Anywhere, deadline, answer, timeout)
 }
 
 /// The protocol, for a waiter at `at`.
-fn wait_at<T>(
+fn wait_at<T, E: From<ListenerStopped>>(
     state: &Mutex<State>,
     at: Watch,
-    deadline: Option<Instant>,
+    deadline: Deadline,
     answer: impl Fn(&Registry) -> Option<T>,
-    timeout: impl Fn(&Registry, std::time::Duration) -> Error,
-) -> Result<T> {
-    let start = Instant::now();
+    timeout: impl Fn(&Registry, std::time::Duration) -> E,
+) -> Result<T, E> {
     let mut st = state.lock();
     // 1. Check: the answer may be there already (a device present before the wait).
     if let Some(done) = check(&st, &answer) {
-        return done;
+        return done.map_err(E::from);
     }
     // 2. Register, and note the slot's generation, still under the lock the listener applies
     //    events under: a change applied after the check above finds the slot in the table,
@@ -377,17 +376,16 @@ fn wait_at<T>(
     loop {
         drop(st);
         // 3. Sleep on the slot, without the state lock.
-        let timed_out = sleep(&slot, &mut seen, deadline)?;
+        let timed_out = sleep(&slot, &mut seen, deadline.at).map_err(E::from)?;
         // 4. Look at the registry again.
         st = state.lock();
         let result = match check(&st, &answer) {
             // Stopped while this waiter was on its way here; nothing to unregister.
-            Some(Err(stopped)) => return Err(stopped),
+            Some(Err(stopped)) => return Err(stopped.into()),
             Some(Ok(t)) => Ok(t),
             None if timed_out => {
-                // `sleep` times out only at a deadline.
-                let given = deadline.map_or(start.elapsed(), |d| crate::error::given(start, d));
-                Err(timeout(&st.registry, given))
+                // `sleep` times out only at a deadline; the timeout is the time it was given.
+                Err(timeout(&st.registry, deadline.given()))
             }
             None => continue,
         };
@@ -400,9 +398,12 @@ fn wait_at<T>(
 /// Steps 1 and 4 of [`wait_for`], under the state lock: the answer if it is there, or the
 /// error of a stopped listener, which can no longer vouch for its registry (it grows staler
 /// by the second); `None` to go on waiting.
-pub(crate) fn check<T>(st: &State, answer: &impl Fn(&Registry) -> Option<T>) -> Option<Result<T>> {
+pub(crate) fn check<T>(
+    st: &State,
+    answer: &impl Fn(&Registry) -> Option<T>,
+) -> Option<Result<T, ListenerStopped>> {
     if let Status::Stopped(why) = &st.status {
-        return Some(Err(Error::ListenerStopped(why.clone())));
+        return Some(Err(why.clone()));
     }
     answer(&st.registry).map(Ok)
 }
@@ -411,7 +412,7 @@ pub(crate) fn check<T>(st: &State, answer: &impl Fn(&Registry) -> Option<T>) -> 
 /// listener stops, or the deadline passes; says whether the deadline passed. The deadline was
 /// fixed once, so a spurious wakeup loops back here without extending it. When stopped, the
 /// table was emptied for us: returns the error without the state lock.
-fn sleep(slot: &Slot, seen: &mut u64, deadline: Option<Instant>) -> Result<bool> {
+fn sleep(slot: &Slot, seen: &mut u64, deadline: Option<Instant>) -> Result<bool, ListenerStopped> {
     let mut signal = slot.signal.lock();
     let mut timed_out = false;
     while signal.generation == *seen && signal.stopped.is_none() && !timed_out {
@@ -421,7 +422,7 @@ fn sleep(slot: &Slot, seen: &mut u64, deadline: Option<Instant>) -> Result<bool>
         }
     }
     if let Some(why) = &signal.stopped {
-        return Err(Error::ListenerStopped(why.clone()));
+        return Err(why.clone());
     }
     *seen = signal.generation;
     Ok(timed_out)
@@ -459,15 +460,10 @@ mod fixtures {
     pub(super) fn waiter(
         st: &Arc<Mutex<State>>,
         deadline: Option<Instant>,
-    ) -> thread::JoinHandle<Result<String>> {
+    ) -> thread::JoinHandle<Result<String, WaitError>> {
         let st = Arc::clone(st);
         thread::spawn(move || {
-            let want = Wanted {
-                what: "block disk",
-                path: path(),
-                seen: Registry::describe,
-            };
-            wait_for(&st, want, deadline, |r| {
+            wait_for(&st, &Wanted::Block, path(), deadline.into(), |r| {
                 r.disk(&path()).map(|b| b.name.to_string())
             })
         })
@@ -505,14 +501,13 @@ mod tests {
     fn a_present_answer_returns_at_once_without_registering() {
         let st = state();
         st.lock().registry.apply_datagram(0, VDA);
-        let want = Wanted {
-            what: "block disk",
-            path: p("02/00"),
-            seen: Registry::describe,
-        };
-        let got = wait_for(&st, want, Some(Instant::now()), |r| {
-            disk_name(r, &p("02/00"))
-        });
+        let got = wait_for(
+            &st,
+            &Wanted::Block,
+            p("02/00"),
+            Deadline::after(Duration::ZERO),
+            |r| disk_name(r, &p("02/00")),
+        );
         assert_eq!(got.unwrap(), "vda");
         assert_eq!(st.lock().waiters.paths(), 0);
     }
@@ -536,13 +531,15 @@ mod tests {
     #[test]
     fn a_timeout_says_what_was_seen() {
         let st = state();
-        let want = Wanted {
-            what: "block disk",
-            path: p("02/01"),
-            seen: Registry::describe,
-        };
         let deadline = Instant::now() + Duration::from_millis(20);
-        let err = wait_for(&st, want, Some(deadline), |r| disk_name(r, &p("02/01"))).unwrap_err();
+        let err = wait_for(
+            &st,
+            &Wanted::Block,
+            p("02/01"),
+            Deadline::at(deadline),
+            |r| disk_name(r, &p("02/01")),
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("no block disk at 02/01 within "), "{msg}");
         assert!(msg.ends_with(": no PCI device at 02/01"), "{msg}");
@@ -555,12 +552,13 @@ mod tests {
         let st2 = Arc::clone(&st);
         let deadline = Instant::now() + Duration::from_millis(100);
         let waiter = thread::spawn(move || {
-            let want = Wanted {
-                what: "block disk",
-                path: p("02/00"),
-                seen: Registry::describe,
-            };
-            let r = wait_for(&st2, want, Some(deadline), |r| disk_name(r, &p("02/00")));
+            let r = wait_for(
+                &st2,
+                &Wanted::Block,
+                p("02/00"),
+                Deadline::at(deadline),
+                |r| disk_name(r, &p("02/00")),
+            );
             (r, Instant::now())
         });
         // Spurious wakeups of its path, with nothing for it, until past the deadline.
@@ -569,7 +567,7 @@ mod tests {
             thread::sleep(Duration::from_millis(5));
         }
         let (r, ended) = waiter.join().unwrap();
-        assert!(matches!(r, Err(Error::Timeout { .. })));
+        assert!(matches!(r, Err(WaitError::Timeout(_))));
         // It returned at its deadline, not after the wakeups stopped (behaviour, not speed:
         // the bound is the wakeup loop's own length).
         assert!(
@@ -586,13 +584,21 @@ mod tests {
         while st.lock().waiters.waiters() == 0 {
             thread::yield_now();
         }
-        st.lock().stop("shut down".into());
+        st.lock().stop(ListenerStopped::ShutDown);
         let err = waiter.join().unwrap().unwrap_err();
         assert_eq!(err.to_string(), "listener stopped: shut down");
+        assert!(
+            matches!(err, WaitError::ListenerStopped(ListenerStopped::ShutDown)),
+            "{err:?}"
+        );
         assert_eq!(st.lock().waiters.paths(), 0);
         // The first reason is kept.
-        st.lock().stop("later".into());
-        assert_eq!(st.lock().status, Status::Stopped("shut down".into()));
+        let later = std::io::Error::other("later");
+        st.lock().stop(ListenerStopped::Receive(Arc::new(later)));
+        assert!(matches!(
+            st.lock().status,
+            Status::Stopped(ListenerStopped::ShutDown)
+        ));
     }
 
     #[test]
@@ -600,8 +606,14 @@ mod tests {
         let st = state();
         let st2 = Arc::clone(&st);
         let waiter = thread::spawn(move || {
-            let timeout = |_: &Registry, _| Error::ListenerStopped("timed out".into());
-            wait_anywhere(&st2, None, |r| disk_name(r, &p("02/00")), timeout)
+            // No deadline: it never times out.
+            let timeout = |_: &Registry, _| WaitError::from(ListenerStopped::ShutDown);
+            wait_anywhere(
+                &st2,
+                Deadline::never(),
+                |r| disk_name(r, &p("02/00")),
+                timeout,
+            )
         });
         while st.lock().waiters.waiters() == 0 {
             thread::yield_now();
@@ -629,13 +641,13 @@ mod tests {
         // Stopping releases a waiter with no path too.
         let st2 = Arc::clone(&st);
         let waiter = thread::spawn(move || {
-            let timeout = |_: &Registry, _| Error::ListenerStopped("timed out".into());
-            wait_anywhere(&st2, None, |r| disk_name(r, &p("07")), timeout)
+            let timeout = |_: &Registry, _| WaitError::from(ListenerStopped::ShutDown);
+            wait_anywhere(&st2, Deadline::never(), |r| disk_name(r, &p("07")), timeout)
         });
         while st.lock().waiters.waiters() == 0 {
             thread::yield_now();
         }
-        st.lock().stop("shut down".into());
+        st.lock().stop(ListenerStopped::ShutDown);
         let err = waiter.join().unwrap().unwrap_err();
         assert_eq!(err.to_string(), "listener stopped: shut down");
     }
@@ -668,9 +680,12 @@ mod model {
             let st = state();
             let w1 = waiter(&st, None);
             let w2 = waiter(&st, None);
-            st.lock().stop("shut down".into());
+            st.lock().stop(ListenerStopped::ShutDown);
             for w in [w1, w2] {
-                assert!(matches!(w.join().unwrap(), Err(Error::ListenerStopped(_))));
+                assert!(matches!(
+                    w.join().unwrap(),
+                    Err(WaitError::ListenerStopped(_))
+                ));
             }
             assert_eq!(st.lock().waiters.paths(), 0);
         });
@@ -683,13 +698,13 @@ mod model {
             let w = waiter(&st, None);
             let stopper = {
                 let st = Arc::clone(&st);
-                thread::spawn(move || st.lock().stop("shut down".into()))
+                thread::spawn(move || st.lock().stop(ListenerStopped::ShutDown))
             };
             listener_applies(&st);
             stopper.join().unwrap();
             match w.join().unwrap() {
                 Ok(name) => assert_eq!(name, "vda"),
-                Err(e) => assert!(matches!(e, Error::ListenerStopped(_)), "{e}"),
+                Err(e) => assert!(matches!(e, WaitError::ListenerStopped(_)), "{e}"),
             }
             assert_eq!(st.lock().waiters.paths(), 0);
         });
@@ -704,7 +719,7 @@ mod model {
             let patient = waiter(&st, None);
             match late.join().unwrap() {
                 Ok(name) => assert_eq!(name, "vda"),
-                Err(e) => assert!(matches!(e, Error::Timeout { .. }), "{e}"),
+                Err(e) => assert!(matches!(e, WaitError::Timeout(_)), "{e}"),
             }
             listener_applies(&st);
             assert_eq!(patient.join().unwrap().unwrap(), "vda");

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result};
+use super::error::WaitError;
 
 /// The deadlines, earliest first, each with its future's waker. A sequence number tells
 /// equal deadlines apart.
@@ -43,7 +43,7 @@ static TIMER: OnceLock<Result<&'static Timer, (io::ErrorKind, String)>> = OnceLo
 
 /// The timer, its thread started on first use; the error if it could not be started (then
 /// and for good: a wait with a deadline fails rather than miss its deadline).
-fn timer() -> Result<&'static Timer> {
+fn timer() -> Result<&'static Timer, WaitError> {
     let timer = TIMER.get_or_init(|| {
         // Leaked once per process: the thread lives as long as the process.
         let timer: &'static Timer = Box::leak(Box::default());
@@ -53,7 +53,7 @@ fn timer() -> Result<&'static Timer> {
             .map(|_| timer)
             .map_err(|e| (e.kind(), e.to_string()))
     });
-    timer.clone().map_err(|(kind, msg)| Error::Io {
+    timer.clone().map_err(|(kind, msg)| WaitError::Io {
         op: "starting the async deadlines' timer thread".into(),
         source: io::Error::new(kind, msg),
     })
@@ -64,8 +64,12 @@ fn timer() -> Result<&'static Timer> {
 ///
 /// # Errors
 ///
-/// [`Error::Io`] if the timer thread cannot be started.
-pub(crate) fn wake_at(entry: &mut Option<Entry>, deadline: Instant, waker: &Waker) -> Result<()> {
+/// [`WaitError::Io`] if the timer thread cannot be started.
+pub(crate) fn wake_at(
+    entry: &mut Option<Entry>,
+    deadline: Instant,
+    waker: &Waker,
+) -> Result<(), WaitError> {
     let timer = timer()?;
     if let Some(e) = entry {
         if e.key.0 == deadline {
