@@ -523,3 +523,45 @@ fn a_listener_that_panics_wakes_every_waiter_with_the_reason() {
         },
     );
 }
+
+#[test]
+fn a_receive_that_fails_in_the_middle_of_a_batch_applies_what_came_before_it() {
+    in_private_netns(
+        "a_receive_that_fails_in_the_middle_of_a_batch_applies_what_came_before_it",
+        || {
+            let synthetic = |i: usize| {
+                format!("change@/devices/virtual/pciplug-test/f{i}\0ACTION=change\0DEVPATH=/devices/virtual/pciplug-test/f{i}\0SUBSYSTEM=pciplug-test\0")
+                    .into_bytes()
+            };
+            let fail_at = synthetic(3);
+            let monitor = Monitor::builder()
+                .sysfs_root(q35().root())
+                .fault_hook(move |d| {
+                    if d.starts_with(&fail_at) {
+                        Err(std::io::Error::other("injected at the fourth"))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .start()
+                .unwrap();
+            let injector = Injector::new().unwrap();
+            // Injected while the state lock is held, so that the listener, which receives
+            // without it, finds several queued and handles them as one batch (or more: the
+            // outcome below is the same however the kernel splits them).
+            monitor.with_registry(|_| {
+                for i in 0..8 {
+                    injector.inject(&synthetic(i)).unwrap();
+                }
+            });
+            wait_until("the listener to stop", || monitor.stopped().is_some());
+            let why = monitor.stopped().unwrap();
+            assert!(
+                matches!(&why, ListenerStopped::Receive(e) if e.to_string() == "injected at the fourth"),
+                "{why:?}"
+            );
+            // The three before the failing one were handed to the registry, no later one.
+            assert_eq!(monitor.with_registry(|r| r.stats().received), 3);
+        },
+    );
+}

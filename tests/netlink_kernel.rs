@@ -17,7 +17,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use pciplug::netlink::{Received, RecvBufferOption, SocketOptions, UeventSocket};
+use pciplug::netlink::{
+    Batch, Envelope, Received, RecvBatch, RecvBufferOption, SocketOptions, UeventSocket,
+};
 use pciplug::testing::Injector;
 use pciplug::{Action, Datagram};
 
@@ -304,5 +306,159 @@ fn the_kernel_refuses_oversized_uevents() {
         println!("oversized: {err}");
         assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
         assert_empty(&socket);
+    });
+}
+
+/// Every datagram queued, received in batches of `batch`'s capacity until none is left, as
+/// `(envelope, bytes)`; each batch at most the capacity.
+fn drain_batches(socket: &UeventSocket, batch: &mut RecvBatch) -> Vec<(Envelope, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        match socket.try_recv_batch(batch).unwrap() {
+            Batch::Datagrams(n) => {
+                assert!(n >= 1 && n <= batch.capacity(), "{n} in a batch");
+                assert_eq!(batch.len(), n);
+                out.extend(batch.iter().map(|(e, b)| (e, b.to_vec())));
+            }
+            Batch::TimedOut => return out,
+            other => panic!("unexpected {other:?} while draining"),
+        }
+    }
+}
+
+#[test]
+fn a_batched_receive_drains_what_is_queued_in_order() {
+    in_private_netns("a_batched_receive_drains_what_is_queued_in_order", || {
+        let socket = UeventSocket::open().unwrap();
+        let injector = Injector::new().unwrap();
+        let mut batch = RecvBatch::new(8);
+        assert_eq!(socket.try_recv_batch(&mut batch).unwrap(), Batch::TimedOut);
+        let sent: Vec<Vec<u8>> = (0..20)
+            .map(|i| synthetic(&format!("/devices/virtual/pciplug-test/b{i}")))
+            .collect();
+        for d in &sent {
+            injector.inject(d).unwrap();
+        }
+        // All 20 are queued before the first read: the first batch is full.
+        assert_eq!(socket.recv_batch(&mut batch).unwrap(), Batch::Datagrams(8));
+        let mut got: Vec<(Envelope, Vec<u8>)> =
+            batch.iter().map(|(e, b)| (e, b.to_vec())).collect();
+        got.extend(drain_batches(&socket, &mut batch));
+        assert_eq!(got.len(), sent.len());
+        let mut last_seqnum = 0;
+        for ((e, bytes), want) in got.iter().zip(&sent) {
+            assert!(e.is_from_kernel() && e.groups == 1 && !e.truncated, "{e:?}");
+            assert_eq!(e.len, bytes.len());
+            assert!(bytes.starts_with(want), "in the order sent");
+            let seqnum: u64 = field(bytes, "SEQNUM").unwrap().parse().unwrap();
+            assert!(seqnum > last_seqnum);
+            last_seqnum = seqnum;
+        }
+        assert!(
+            batch.is_empty(),
+            "a receive that found nothing empties the batch"
+        );
+        assert_empty(&socket);
+        // A blocked batched receive on silence times out.
+        assert_eq!(
+            socket
+                .recv_batch_timeout(&mut batch, Duration::from_millis(20))
+                .unwrap(),
+            Batch::TimedOut
+        );
+    });
+}
+
+#[test]
+fn a_batched_receive_keeps_truncation_and_the_sender() {
+    in_private_netns("a_batched_receive_keeps_truncation_and_the_sender", || {
+        use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_KOBJECT_UEVENT};
+        let socket = UeventSocket::open().unwrap();
+        let payload = pci_add();
+        Injector::new().unwrap().inject(&payload).unwrap();
+        let mut forger = Socket::new(NETLINK_KOBJECT_UEVENT).unwrap();
+        let port = forger.bind_auto().unwrap().port_number();
+        let short = synthetic("/devices/virtual/pciplug-test/forged");
+        forger.send_to(&short, &SocketAddr::new(0, 1), 0).unwrap();
+
+        let mut batch = RecvBatch::with_datagram_len(4, 32);
+        assert_eq!(socket.recv_batch(&mut batch).unwrap(), Batch::Datagrams(2));
+        let (e, bytes) = batch.get(0).unwrap();
+        assert!(e.truncated && e.is_from_kernel(), "{e:?}");
+        assert!(e.len > payload.len(), "full length, SEQNUM included");
+        assert_eq!(bytes, &payload[..32]);
+        let (e, bytes) = batch.get(1).unwrap();
+        assert_eq!(e.sender_port, port);
+        assert!(!e.is_from_kernel());
+        assert_eq!(bytes.len(), 32);
+        assert!(e.truncated && e.len == short.len());
+        assert!(batch.get(2).is_none());
+        assert_empty(&socket);
+    });
+}
+
+#[test]
+fn a_flood_into_a_tiny_buffer_is_reported_as_overflow_in_a_batch() {
+    in_private_netns(
+        "a_flood_into_a_tiny_buffer_is_reported_as_overflow_in_a_batch",
+        || {
+            let socket = SocketOptions::new().recv_buffer(0).open().unwrap();
+            let injector = Injector::new().unwrap();
+            let events: Vec<Vec<u8>> = fixture("q35-acpi-hotplug")
+                .iter()
+                .map(|d| without_seqnum(d))
+                .collect();
+            let flood = 64;
+            for e in events.iter().cycle().take(flood) {
+                injector.inject(e).expect("injecting");
+            }
+            let mut batch = RecvBatch::new(4);
+            // The overflow first, as with single receives, then what was queued before it.
+            assert_eq!(socket.recv_batch(&mut batch).unwrap(), Batch::Overflow);
+            assert!(batch.is_empty());
+            let queued = drain_batches(&socket, &mut batch);
+            assert!(
+                !queued.is_empty() && queued.len() < flood,
+                "{} of {flood}",
+                queued.len()
+            );
+            assert!(queued.iter().all(|(e, _)| e.is_from_kernel()));
+            let found = synthetic("/devices/virtual/pciplug-test/found");
+            injector.inject(&found).unwrap();
+            assert_eq!(socket.recv_batch(&mut batch).unwrap(), Batch::Datagrams(1));
+            assert!(batch.get(0).unwrap().1.starts_with(&found));
+        },
+    );
+}
+
+#[test]
+fn a_stop_wins_over_a_flood_of_batches() {
+    in_private_netns("a_stop_wins_over_a_flood_of_batches", || {
+        let socket = UeventSocket::open().unwrap();
+        let stopper = socket.stopper();
+        let (done, finished) = mpsc::channel();
+        let receiver = thread::spawn(move || {
+            let mut batch = RecvBatch::new(4);
+            // Nothing is sent yet: only the stop can end this receive.
+            done.send(socket.recv_batch(&mut batch).unwrap()).unwrap();
+            (socket, batch)
+        });
+        thread::sleep(Duration::from_millis(50));
+        stopper.stop();
+        let r = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the stopped receive returned");
+        assert_eq!(r, Batch::Stopped);
+        let (socket, mut batch) = receiver.join().unwrap();
+        let injector = Injector::new().unwrap();
+        for i in 0..16 {
+            injector
+                .inject(&synthetic(&format!("/devices/virtual/pciplug-test/s{i}")))
+                .unwrap();
+        }
+        // Sixteen queued, and every batched receive says stopped.
+        assert_eq!(socket.try_recv_batch(&mut batch).unwrap(), Batch::Stopped);
+        assert_eq!(socket.recv_batch(&mut batch).unwrap(), Batch::Stopped);
+        assert!(batch.is_empty());
     });
 }

@@ -176,6 +176,13 @@ impl KataListener {
         })
     }
 
+    /// Runs `f` while holding the sandbox lock, as a busy agent would: the listener stalls at
+    /// the first `add` it receives meanwhile.
+    pub fn while_held<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _sb = self.sandbox.lock().unwrap();
+        f()
+    }
+
     /// The devpaths recorded, what Kata answers later waits from.
     pub fn recorded(&self) -> usize {
         self.sandbox.lock().unwrap().uevent_map.len()

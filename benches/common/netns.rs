@@ -133,6 +133,16 @@ pub fn thread_cpu_ns(tid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// How many times a thread of this process was scheduled in (the third field of
+/// `/proc/self/task/<tid>/schedstat`, its timeslices): for a listener that blocks when its
+/// socket is empty, its wake-ups.
+pub fn thread_runs(tid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The id of this process's thread named `name`.
 pub fn thread_named(name: &str) -> Option<u32> {
     for entry in std::fs::read_dir("/proc/self/task").ok()? {

@@ -13,7 +13,8 @@ import sys
 from collections import defaultdict
 
 NUM = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d.])")
-MET = re.compile(r"(target [^:]*): (yes|no|true|false|met|not met)")
+# Case-insensitive: the benches print "met" and "NOT met".
+MET = re.compile(r"(target [^:]*): (not met|yes|no|true|false|met)", re.IGNORECASE)
 
 
 def results(path):
@@ -54,7 +55,10 @@ def main(paths):
                     print(f"[run {k + 1}] {l}")
                 continue
             numbers = [[float(n.replace(",", "")) for n in NUM.findall(l)] for l in marked]
-            met = [[m.group(2) in ("yes", "true", "met") for m in MET.finditer(l)] for l in lines]
+            met = [
+                [m.group(2).lower() in ("yes", "true", "met") for m in MET.finditer(l)]
+                for l in lines
+            ]
             parts = NUM.split(marked[0])
             out = parts[0]
             for j, part in enumerate(parts[1:]):

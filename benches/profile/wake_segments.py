@@ -3,8 +3,10 @@
 
 Input: `perf script -F comm,tid,cpu,time,event,trace` of a `perf record -a` of
 `benches/wake.rs` with the events `wake.sh` asks for. The bench injects one datagram per
-sample with `sendto` from its main thread: one probe, then the same number of samples for
-pciplug, the Kata-style listener and the floor, in that order.
+sample with `sendto` from its main thread: one probe, then the samples of pciplug, the
+Kata-style listener and the floor, in chunks that take turns. A sample's variant is told by
+its receiving thread's name (`pciplug-uevents`, `kata-listener`, `wake-floor`).
+The warm-up samples the bench does not count are in the trace, and counted here.
 
 For each sample, in trace time (microseconds):
   A. the main thread enters `sendto` -> the receiving thread returns from `poll`
@@ -23,6 +25,8 @@ import sys
 
 LINE = re.compile(r"^\s*(.*?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)$")
 FUTEX_WAKE = "op: 0x00000081"  # FUTEX_WAKE | FUTEX_PRIVATE_FLAG
+# The receiving threads' names, by variant.
+VARIANTS = {"pciplug-uevents": "pciplug", "kata-listener": "Kata-style", "wake-floor": "floor"}
 
 
 def load(path):
@@ -31,8 +35,8 @@ def load(path):
         for line in f:
             m = LINE.match(line)
             if m:
-                _, tid, cpu, t, name, trace = m.groups()
-                events.append((int(tid), int(cpu), float(t) * 1e6, name, trace))
+                comm, tid, cpu, t, name, trace = m.groups()
+                events.append((int(tid), int(cpu), float(t) * 1e6, name, trace, comm))
     return events
 
 
@@ -48,10 +52,10 @@ def sample(events, i, main):
     receiver = t_poll = t_wake = cpu_r = None
     mprotect = False
     while j < len(events):
-        tid, cpu, t, name, trace = events[j]
+        tid, cpu, t, name, trace, comm = events[j]
         if receiver is None:
             if name == "syscalls:sys_exit_poll" and tid != main:
-                receiver, t_poll, cpu_poll = tid, t, cpu
+                receiver, t_poll, cpu_poll, receiver_comm = tid, t, cpu, comm
         elif t_wake is None:
             if tid == receiver and name == "syscalls:sys_enter_mprotect":
                 mprotect = True
@@ -59,6 +63,7 @@ def sample(events, i, main):
                 t_wake, cpu_r = t, cpu
         elif name == "syscalls:sys_exit_futex" and tid not in (main, receiver):
             return {
+                "variant": VARIANTS.get(receiver_comm, receiver_comm),
                 "total": t - t0,
                 "A": t_poll - t0,
                 "B": t_wake - t_poll,
@@ -87,14 +92,19 @@ def main():
     sends = [i for i, e in enumerate(events) if e[3] == "syscalls:sys_enter_sendto"]
     if not sends:
         sys.exit("no sendto in the trace: was it recorded with wake.sh's events?")
-    main_tid = events[sends[0]][0]
+    # The bench's main thread (named after the binary, `wake-<hash>`) injects; other
+    # processes of the machine may call sendto too.
+    ours = [i for i in sends if events[i][5].startswith("wake-") and events[i][5] != "wake-floor"]
+    if not ours:
+        sys.exit("no sendto of the wake bench in the trace")
+    main_tid = events[ours[0]][0]
     sends = [i for i in sends if events[i][0] == main_tid][1:]  # the first is the probe
     if len(sends) % 3:
-        sys.exit(f"{len(sends)} injections after the probe, not three equal phases")
+        sys.exit(f"{len(sends)} injections after the probe, not three equal shares")
     n = len(sends) // 3
-    for k, name in enumerate(["pciplug", "Kata-style", "floor"]):
-        rows = [sample(events, i, main_tid) for i in sends[k * n:(k + 1) * n]]
-        rows = [r for r in rows if r]
+    every = [r for r in (sample(events, i, main_tid) for i in sends) if r]
+    for name in ["pciplug", "Kata-style", "floor"]:
+        rows = [r for r in every if r["variant"] == name]
         print(f"== {name}: {len(rows)} of {n} samples complete in the trace")
         print(line("total (sendto -> waiter out of futex)", [r["total"] for r in rows]))
         print(line("A  sendto -> receiver out of poll", [r["A"] for r in rows]))

@@ -12,7 +12,7 @@ use super::Shared;
 use super::pacing::Pacing;
 use super::state::StateGuard;
 use super::subscriber::{Sent, Subscriber};
-use crate::netlink::{Received, UeventSocket};
+use crate::netlink::{Batch, Received, RecvBatch, UeventSocket};
 use crate::registry::{BlockDevice, Change, DevType, Outcome, Transport};
 use crate::sysfs::Sysfs;
 #[cfg(any(test, feature = "test-support"))]
@@ -20,6 +20,13 @@ use crate::testing::{FaultHook, ResyncHook, ScanTickHook};
 use crate::uevent::MAX_DATAGRAM;
 use crate::wait::Wakeups;
 use crate::wait::error::{ListenerPanic, ListenerStopped};
+
+/// The most datagrams the listener receives, applies and publishes at once: enough that the
+/// cost of a receive (a system call, and the lock and wake-ups of a publish) is spread thin in
+/// a storm, small enough that the state lock is never held long (a batch applies in tens of
+/// microseconds) and the buffers stay small (256 KiB, allocated zeroed, so touched only as
+/// far as datagrams fill them).
+const BATCH: usize = 32;
 
 /// What the listener thread owns: the socket it reads, the sysfs it rescans, the state it
 /// keeps.
@@ -87,21 +94,27 @@ impl Listener {
 
     /// Receive, apply, wake; resync after an overflow, paced. Returns why it stopped.
     ///
+    /// Receives in batches: whatever the socket holds, up to [`BATCH`] datagrams, in one
+    /// system call, applied under one acquisition of the state lock and published (handed to
+    /// subscribers, waiters woken) once; `poll` only when the socket was found empty.
+    ///
     /// An overflow makes a resync owed, from the time [`Pacing`] allows; until then the loop
     /// goes on receiving (waiting no later than that time), and a further overflow is covered
     /// by the same resync. Overflows during a resync's rescan (seen as it holds what arrives,
     /// `held.rs`) owe one more resync in all, paced after that rescan.
     fn listen(&self) -> ListenerStopped {
+        // A resync's drain receives one datagram at a time into `buf`.
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        let mut batch = RecvBatch::with_datagram_len(BATCH, MAX_DATAGRAM + 1);
         let mut pacing = Pacing::new(self.resync_gap);
         // When the owed resync may start, if one is owed.
         let mut owed: Option<Instant> = None;
         loop {
             let received = match owed {
-                Some(at) => self.socket.recv_deadline(&mut buf, at),
-                None => self.socket.recv(&mut buf),
+                Some(at) => self.socket.recv_batch_deadline(&mut batch, at),
+                None => self.socket.recv_batch(&mut batch),
             };
-            match self.step(received, &buf) {
+            match self.step_batch(received, &batch) {
                 Step::Next | Step::Drained => {}
                 Step::Overflow if owed.is_some() => {
                     tracing::debug!("uevent socket overflowed again; the owed resync covers it");
@@ -149,6 +162,73 @@ impl Listener {
             Ok(Received::Stopped) => Step::Stop(ListenerStopped::ShutDown),
             Err(e) => stop_on_error(e),
         }
+    }
+
+    /// The listening loop's receive step: a batch of datagrams goes through
+    /// [`handle_batch`](Self::handle_batch); the rest as in [`step`](Self::step).
+    fn step_batch(&self, received: io::Result<Batch>, batch: &RecvBatch) -> Step {
+        match received {
+            Ok(Batch::Datagrams(_)) => self.handle_batch(batch),
+            Ok(Batch::Overflow) => {
+                self.shared
+                    .counters
+                    .overflows
+                    .fetch_add(1, Ordering::Relaxed);
+                Step::Overflow
+            }
+            Ok(Batch::TimedOut) => Step::Drained,
+            Ok(Batch::Stopped) => Step::Stop(ListenerStopped::ShutDown),
+            Err(e) => stop_on_error(e),
+        }
+    }
+
+    /// Handles a batch as [`step`](Self::step) handles each datagram, in order, but applies
+    /// them all under one acquisition of the state lock and publishes their changes once. The
+    /// fault hook (tests) sees each datagram before any is applied, outside the lock; if it
+    /// fails on one, those before it are applied and published, and the listener stops. The
+    /// NVMe head and namespace id lookups in sysfs come after, outside the lock.
+    fn handle_batch(&self, batch: &RecvBatch) -> Step {
+        let counters = &self.shared.counters;
+        let mut step = Step::Next;
+        let mut take = batch.len();
+        for (i, (_, bytes)) in batch.iter().enumerate() {
+            if let Err(e) = self.fault(bytes) {
+                step = stop_on_error(e);
+                take = i;
+                break;
+            }
+        }
+        let shared = &*self.shared;
+        let mut st = shared.state.lock();
+        let mut changes = Vec::new();
+        for (env, bytes) in batch.iter().take(take) {
+            if env.truncated {
+                counters.truncated.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(len = env.len, "truncated uevent datagram skipped");
+                continue;
+            }
+            match st.registry.apply_datagram(env.sender_port, bytes) {
+                // The first datagram's changes are taken as they are: no copy.
+                Outcome::Applied(applied) if changes.is_empty() => changes = applied,
+                Outcome::Applied(applied) => changes.extend(applied),
+                skipped => skipped.log(&""),
+            }
+        }
+        if changes.is_empty() {
+            return step;
+        }
+        // The waiters are woken first; what only the listener needs comes after.
+        publish_slice(shared, st, &changes);
+        let untied = untied_heads(&changes);
+        let nsids = super::nsid::added_without_nsid(&changes);
+        drop(changes);
+        if untied != Untied::Nothing {
+            self.resolve_nvme_heads(untied);
+        }
+        if !nsids.is_empty() {
+            self.read_nsids(nsids);
+        }
+        step
     }
 
     /// The test's fault hook, if any, on a datagram's bytes.
@@ -256,9 +336,16 @@ fn untied_heads(changes: &[Change]) -> Untied {
 /// subscribes gets exactly those applied after it did. Waiters are woken once the lock is
 /// released (see `wait.rs`): one that runs at once on this CPU finds the lock free.
 pub(super) fn publish(shared: &Shared, st: StateGuard<'_>, changes: Vec<Change>) {
+    publish_slice(shared, st, &changes);
+    // Freed after the waiters are woken, not on their way.
+    drop(changes);
+}
+
+/// [`publish`] for changes the caller keeps (and frees after the wake).
+fn publish_slice(shared: &Shared, st: StateGuard<'_>, changes: &[Change]) {
     let mut wakeups = Wakeups::default();
     let mut last = None;
-    for c in &changes {
+    for c in changes {
         if let Some(p) = c.path() {
             // Consecutive changes are usually about one path; note it once.
             if last != Some(p) {
@@ -275,7 +362,7 @@ pub(super) fn publish(shared: &Shared, st: StateGuard<'_>, changes: Vec<Change>)
 }
 
 /// Hands `changes` to every subscriber; called with the state lock held.
-fn send_to_subscribers(shared: &Shared, changes: Vec<Change>) {
+fn send_to_subscribers(shared: &Shared, changes: &[Change]) {
     let mut subs = shared.subscribers.lock();
     if subs.is_empty() {
         return;

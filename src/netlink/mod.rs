@@ -5,6 +5,14 @@
 //! does not join). It does no parsing: [`UeventSocket::recv`] fills a caller's buffer and says
 //! how long the datagram was, whether it was cut short, and who sent it.
 //!
+//! # Batches
+//!
+//! [`UeventSocket::recv_batch`] (and [`try_recv_batch`](UeventSocket::try_recv_batch), the
+//! `_timeout` and `_deadline` forms) receives every datagram queued, up to a
+//! [`RecvBatch`]'s capacity, in one `recvmmsg(2)`, and waits in `poll` only when the socket
+//! was found empty: in a storm, one system call and one wake-up serve many datagrams. Each
+//! datagram keeps its [`Envelope`]; overflows and stops are reported as by `recv`.
+//!
 //! # Who sent it
 //!
 //! Only the kernel sends from netlink port id 0. A process with `CAP_NET_ADMIN` over the
@@ -30,7 +38,8 @@
 //! # Stopping a blocked receiver
 //!
 //! A receive waits in `poll(2)` on two descriptors: the netlink socket and an `eventfd` owned
-//! by the socket. [`Stopper::stop`] makes the eventfd readable and it stays readable, so a
+//! by the socket. [`Stopper::stop`] sets a flag (which a batched receive checks before every
+//! read, without a system call) and makes the eventfd readable, and it stays readable, so a
 //! receive in progress returns [`Received::Stopped`] at once and every later one returns it
 //! without waiting, whatever is queued. The datagram itself is then read with `MSG_DONTWAIT`,
 //! so a wake-up with nothing to read (another thread took the datagram) loops back to `poll`
@@ -47,18 +56,21 @@
 //! allowed `unsafe`. Tests put real kernel datagrams on the wire with
 //! `pciplug::testing::Injector` (feature `test-support`).
 
+mod batch;
 pub(crate) mod sys;
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use netlink_sys::protocols::NETLINK_KOBJECT_UEVENT;
 use netlink_sys::{Socket, SocketAddr};
 
 use crate::error::{Error, Result};
+pub use batch::{Batch, MAX_BATCH, RecvBatch};
 use sys::{getsockopt_int, new_eventfd, poll, pollfd, recv_from, setsockopt_int};
 
 /// The size of a receive buffer that holds any uevent the kernel sends whole.
@@ -160,9 +172,8 @@ pub struct UeventSocket {
     /// Bound to group 1 with a kernel-chosen port id. Never cloned: netlink-sys's `Socket`
     /// derives `Clone` but closes its descriptor on drop, so a clone would close it twice.
     socket: Socket,
-    /// An eventfd that is readable once some [`Stopper::stop`] ran, and never read, so that
-    /// it stays readable: stopping is permanent.
-    stop: Arc<File>,
+    /// Set, and made readable for `poll`, by [`Stopper::stop`].
+    stop: Arc<StopSignal>,
     /// What the kernel granted when the socket was opened.
     recv_buffer: RecvBuffer,
 }
@@ -220,8 +231,25 @@ impl Envelope {
 /// Holding a `Stopper` keeps the eventfd open, not the netlink socket.
 #[derive(Clone, Debug)]
 pub struct Stopper {
-    /// The socket's eventfd (see the `stop` field of [`UeventSocket`]).
-    stop: Arc<File>,
+    /// The socket's stop signal (see the `stop` field of [`UeventSocket`]).
+    stop: Arc<StopSignal>,
+}
+
+/// What a [`Stopper`] sets: a flag that a batched receive checks before every read without a
+/// system call, and an eventfd that `poll` sees.
+#[derive(Debug)]
+struct StopSignal {
+    /// Readable once some [`Stopper::stop`] ran, and never read, so that it stays readable:
+    /// stopping is permanent.
+    eventfd: File,
+    /// True once some [`Stopper::stop`] ran; set before the eventfd is written.
+    stopped: AtomicBool,
+}
+
+impl StopSignal {
+    fn is_set(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
 }
 
 impl Stopper {
@@ -229,8 +257,9 @@ impl Stopper {
     ///
     /// Idempotent; never blocks.
     pub fn stop(&self) {
+        self.stop.stopped.store(true, Ordering::Release);
         // Adds 1 to the eventfd counter; the receiver never reads it, so it stays readable.
-        match (&*self.stop).write(&1u64.to_ne_bytes()) {
+        match (&self.stop.eventfd).write(&1u64.to_ne_bytes()) {
             Ok(_) => {}
             // The counter is at its maximum, so the eventfd is readable already.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -271,7 +300,10 @@ impl UeventSocket {
         }
         Ok(UeventSocket {
             socket,
-            stop: Arc::new(stop),
+            stop: Arc::new(StopSignal {
+                eventfd: stop,
+                stopped: AtomicBool::new(false),
+            }),
             recv_buffer,
         })
     }
@@ -333,7 +365,10 @@ impl UeventSocket {
         let timeout_ms = deadline.map_or(-1, |d| {
             poll_timeout_ms(d.saturating_duration_since(Instant::now()))
         });
-        let mut fds = [pollfd(self.stop.as_fd()), pollfd(self.socket.as_fd())];
+        let mut fds = [
+            pollfd(self.stop.eventfd.as_fd()),
+            pollfd(self.socket.as_fd()),
+        ];
         match poll(&mut fds, timeout_ms) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Ready::Again),

@@ -1,6 +1,6 @@
-//! The crate's system calls: the socket's (`poll`, `recvfrom`, `setsockopt`/`getsockopt`,
-//! `eventfd`), the sysfs scan's directory-relative reads (`openat`, `readlinkat`), and the
-//! rescan thread's lower priority (`getpriority`/`setpriority`).
+//! The crate's system calls: the socket's (`poll`, `recvfrom`, `recvmmsg`,
+//! `setsockopt`/`getsockopt`, `eventfd`), the sysfs scan's directory-relative reads (`openat`,
+//! `readlinkat`), and the rescan thread's lower priority (`getpriority`/`setpriority`).
 //!
 //! The one module of the crate allowed `unsafe`; every block says why it is sound. Each
 //! function is a safe wrapper that borrows its descriptors for the call, and a new
@@ -180,6 +180,115 @@ pub(crate) fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<PathB
     }
     buf.truncate(n);
     Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+/// The message headers of a `recvmmsg(2)` call, kept between calls so that a batched receive
+/// allocates nothing. Their pointers are written afresh by every [`recv_mmsg`] from the slices
+/// it borrows for the call, and never read by anything else.
+#[derive(Debug, Default)]
+pub(crate) struct MmsgHeaders {
+    headers: Vec<libc::mmsghdr>,
+    iovecs: Vec<libc::iovec>,
+    sources: Vec<libc::sockaddr_nl>,
+}
+
+// SAFETY: the raw pointers inside `headers` and `iovecs` are written by `recv_mmsg` from slices
+// it borrows for the duration of one call, used by the kernel during that call only, and
+// never dereferenced afterwards; between calls they are dead values, so moving or sharing the
+// struct across threads cannot make anything reach through them.
+unsafe impl Send for MmsgHeaders {}
+// SAFETY: as for `Send`: `&MmsgHeaders` gives no access through the stale pointers.
+unsafe impl Sync for MmsgHeaders {}
+
+/// What `recv_mmsg` read into one slot: the length the kernel reported (the datagram's full
+/// length with `MSG_TRUNC`) and the source address.
+pub(crate) type MmsgEntry = (usize, libc::sockaddr_nl);
+
+/// `recvmmsg(2)` on a netlink socket, without a timeout: up to `storage.len() / slot_len`
+/// datagrams, the `i`th written to `storage[i * slot_len..][..slot_len]`, their lengths and
+/// sources pushed to `out` (cleared first). With `MSG_TRUNC` in `flags` each length is the
+/// datagram's full one. Returns the number of datagrams; an error when the first receive
+/// failed (an error after the first ends the batch, and the kernel keeps it for the next call).
+pub(crate) fn recv_mmsg(
+    fd: BorrowedFd<'_>,
+    storage: &mut [u8],
+    slot_len: usize,
+    headers: &mut MmsgHeaders,
+    out: &mut Vec<MmsgEntry>,
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    out.clear();
+    // recvmmsg takes at most UIO_MAXIOV (1024) headers.
+    let slots = storage.len().checked_div(slot_len).unwrap_or(0).min(1024);
+    if slots == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "recvmmsg needs room for at least one datagram",
+        ));
+    }
+    let MmsgHeaders {
+        headers,
+        iovecs,
+        sources,
+    } = headers;
+    iovecs.clear();
+    iovecs.extend(
+        storage
+            .chunks_exact_mut(slot_len)
+            .take(slots)
+            .map(|slot| libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: slot.len(),
+            }),
+    );
+    // SAFETY: sockaddr_nl is plain old data (integers only), for which all-zero is valid.
+    sources.resize(slots, unsafe { mem::zeroed() });
+    headers.clear();
+    for (iov, source) in iovecs.iter_mut().zip(sources.iter_mut()) {
+        // SAFETY: mmsghdr is plain old data (integers and raw pointers), for which all-zero
+        // (null pointers, zero lengths) is valid; every field the call reads is set below.
+        let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
+        h.msg_hdr.msg_name = (source as *mut libc::sockaddr_nl).cast();
+        h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        h.msg_hdr.msg_iov = iov;
+        h.msg_hdr.msg_iovlen = 1;
+        headers.push(h);
+    }
+    // SAFETY: `headers` holds `slots` initialized mmsghdrs; each points to one iovec in
+    // `iovecs` (live for the call) whose base and length are a disjoint chunk of `storage`,
+    // valid for writes for the call (the kernel writes at most `iov_len` bytes to each;
+    // MSG_TRUNC changes only the reported length), and to one sockaddr_nl in `sources` of the
+    // size given in msg_namelen; there is no control buffer. The timeout pointer is null (no
+    // timeout). `fd` is borrowed, hence open, for the call.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            headers.as_mut_ptr(),
+            slots as _,
+            flags as _,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    for (h, source) in headers.iter().zip(sources.iter()).take(n) {
+        // An unfilled address would read as port 0, the kernel: refuse rather than believe it.
+        if h.msg_hdr.msg_namelen as usize != mem::size_of::<libc::sockaddr_nl>()
+            || i32::from(source.nl_family) != libc::AF_NETLINK
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "recvmmsg returned a {}-byte source address of family {}, not a netlink one",
+                    h.msg_hdr.msg_namelen, source.nl_family
+                ),
+            ));
+        }
+        out.push((h.msg_len as usize, *source));
+    }
+    Ok(n)
 }
 
 /// Lowers the calling thread's scheduling priority: its nice value goes up by `by`, to 19 at

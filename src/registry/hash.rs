@@ -6,7 +6,8 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 
-/// Builds the hasher of the registry's tables: FxHash's rotate-xor-multiply (as rustc's
+/// Builds the hasher of the registry's tables (and of the waiters' table, keyed by
+/// `PciPath` too, which the listener looks up for every change): FxHash's rotate-xor-multiply (as rustc's
 /// `rustc-hash` 2 does it) over the written bytes packed eight at a time, from a seed drawn
 /// once per process.
 ///
@@ -17,7 +18,7 @@ use std::sync::OnceLock;
 /// keys; these come from the kernel (the socket believes only port 0) or from sysfs, and the
 /// per-process seed keeps a crafted recording from colliding everywhere.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct FastHash {
+pub(crate) struct FastHash {
     seed: u64,
 }
 
@@ -43,7 +44,7 @@ impl BuildHasher for FastHash {
 }
 
 /// See [`FastHash`].
-pub(super) struct FxHasher {
+pub(crate) struct FxHasher {
     hash: u64,
     /// Bytes written and not yet mixed in, the first one lowest.
     pending: u64,

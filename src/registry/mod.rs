@@ -37,7 +37,7 @@ mod change;
 mod devices;
 mod diff;
 mod disks;
-mod hash;
+pub(crate) mod hash;
 mod intake;
 mod model;
 mod query;

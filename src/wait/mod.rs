@@ -42,6 +42,7 @@ use std::time::Instant;
 use crate::monitor::state::{State, Status};
 use crate::path::PciPath;
 use crate::registry::Registry;
+use crate::registry::hash::FastHash;
 use deadline::Deadline;
 use error::{ListenerStopped, WaitError, WaitTimeout, Wanted};
 use sync::{Condvar, Mutex};
@@ -205,7 +206,10 @@ pub(crate) struct Waiters {
     /// Invariant: an entry exists exactly while its count (the number of registered waiters)
     /// is above zero, until the listener stops; then the table is empty for good, and the
     /// waiters still in flight never touch it again.
-    slots: HashMap<PciPath, (Arc<Slot>, usize)>,
+    /// Hashed as the registry's tables are ([`FastHash`]): the listener looks up the path of
+    /// every change here while anybody waits, and std's SipHash over a `PciPath`'s 20 small
+    /// writes cost more than the rest of the lookup.
+    slots: HashMap<PciPath, (Arc<Slot>, usize), FastHash>,
     /// The slot of the waits that have no path (a SCSI unit anywhere in the guest): a change
     /// at any path bumps it. Same invariant as a path's entry.
     anywhere: Option<(Arc<Slot>, usize)>,
