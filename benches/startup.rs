@@ -17,8 +17,11 @@
 //! - `pciplug-start`: the same, the clock stopped when `start()` returns (the shutdown is
 //!   left out), to tell the start from the thread's join;
 //! - `baseline`: `read_dir` of `bus/pci/devices`, `class/nvme`, `class/block`, `class/net`,
-//!   `class/vfio` and `class/nvme-subsystem`, and `fs::canonicalize` of every entry, which
-//!   is how the scan resolves a link; nothing is read from the devices.
+//!   `class/vfio` and `class/nvme-subsystem`, and `fs::canonicalize` of every entry (what
+//!   resolving a link to the device's path takes, `realpath`); nothing is read from the
+//!   devices. The target is against it.
+//! - for the report: `scan`, `Sysfs::scan` applied to a new `Registry` (no socket, no
+//!   thread), and `floor`, the same listing with only a `read_link` of each entry.
 //!
 //! The monitor runs in a private user + network namespace, where no uevent of the machine's
 //! reaches its socket, so the drain finds the queue empty in every iteration alike.
@@ -31,8 +34,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use pciplug::Monitor;
+use pciplug::sysfs::Sysfs;
 use pciplug::testing::fake_sysfs::FakeSysfs;
+use pciplug::{Monitor, Registry};
 
 use common::netns;
 use common::synth::{self, Kind};
@@ -123,20 +127,44 @@ fn build(count: usize) -> Tree {
     }
 }
 
-/// The baseline: lists what the scan lists and resolves every entry; returns how many.
+/// The baseline: lists what the scan lists and resolves every entry (`fs::canonicalize`);
+/// returns how many.
 fn baseline(root: &Path) -> usize {
-    let mut resolved = 0;
+    each_entry(root, |path| {
+        black_box(fs::canonicalize(path).expect("resolving an entry"));
+    })
+}
+
+/// A lower floor, for reference: lists the same and only reads each entry's link.
+fn floor(root: &Path) -> usize {
+    each_entry(root, |path| {
+        black_box(fs::read_link(path).expect("reading an entry's link"));
+    })
+}
+
+/// Calls `f` on every entry of the directories the scan lists; returns how many.
+fn each_entry(root: &Path, mut f: impl FnMut(&Path)) -> usize {
+    let mut n = 0;
     for dir in LISTED {
         let Ok(entries) = fs::read_dir(root.join(dir)) else {
             continue; // no such class in this tree
         };
         for entry in entries {
-            let path = entry.expect("listing the tree").path();
-            black_box(fs::canonicalize(&path).expect("resolving an entry"));
-            resolved += 1;
+            f(&entry.expect("listing the tree").path());
+            n += 1;
         }
     }
-    resolved
+    n
+}
+
+/// The scan alone, applied to a registry: the part of the start that grows with the tree.
+fn scan(root: &Path) -> Registry {
+    let mut registry = Registry::new();
+    Sysfs::new(root)
+        .scan()
+        .expect("scanning the tree")
+        .apply_to(&mut registry);
+    registry
 }
 
 fn start(root: &Path) -> Monitor {
@@ -162,9 +190,11 @@ fn check(tree: &Tree) {
         (tree.functions, tree.disks, tree.nets),
         "the monitor's registry (functions, disks, interfaces) against the tree"
     );
+    assert_eq!(scan(tree.sysfs.root()).len(), tree.functions);
     // Every function, disk and interface, and `lo`.
     let entries = tree.functions + tree.disks + tree.nets + 1;
     assert_eq!(baseline(tree.sysfs.root()), entries);
+    assert_eq!(floor(tree.sysfs.root()), entries);
 }
 
 fn bench(c: &mut Criterion, tree: &Tree) {
@@ -188,8 +218,14 @@ fn bench(c: &mut Criterion, tree: &Tree) {
             timed
         });
     });
+    g.bench_function(format!("scan-{size}"), |b| {
+        b.iter(|| scan(root));
+    });
     g.bench_function(format!("baseline-{size}"), |b| {
         b.iter(|| baseline(root));
+    });
+    g.bench_function(format!("floor-{size}"), |b| {
+        b.iter(|| floor(root));
     });
     g.finish();
 }
@@ -215,20 +251,26 @@ fn run() {
     for tree in &trees {
         let size = tree.functions;
         let get = |id: &str| common::estimate_ns(GROUP, &format!("{id}-{size}"));
-        let (Some(whole), Some(start), Some(base)) =
-            (get("pciplug"), get("pciplug-start"), get("baseline"))
-        else {
+        let (Some(whole), Some(start), Some(scanned), Some(base), Some(links)) = (
+            get("pciplug"),
+            get("pciplug-start"),
+            get("scan"),
+            get("baseline"),
+            get("floor"),
+        ) else {
             println!("   {size} functions: no estimates from criterion (filtered out?)");
             continue;
         };
         println!(
-            "   {size} functions ({} disks, {} interfaces, {} bridges): start + shutdown {}, start alone {}; baseline (list + resolve) {}",
+            "   {size} functions ({} disks, {} interfaces, {} bridges): start + shutdown {}, start alone {}, scan + apply alone {}; baseline (list + canonicalize) {}; list + read_link alone {}",
             tree.disks,
             tree.nets,
             tree.functions - tree.disks - tree.nets,
             common::fmt_ns(whole),
             common::fmt_ns(start),
+            common::fmt_ns(scanned),
             common::fmt_ns(base),
+            common::fmt_ns(links),
         );
         let ratio = whole / base;
         met.push(ratio <= TARGET);
