@@ -164,11 +164,13 @@ struct OpenHow {
     resolve: u64,
 }
 
-/// `openat2(2)`: opens the directory at the absolute `path` with `O_NOFOLLOW` and
-/// `O_CLOEXEC`, resolving no symlink anywhere on the way (`RESOLVE_NO_SYMLINKS`, magic links
-/// included): one that is there fails with `ELOOP`. So the path the directory was found at is
+/// `openat2(2)`: opens the directory at the absolute `path`, resolving no symlink anywhere on
+/// the way (`RESOLVE_NO_SYMLINKS`, magic links included): one that is there fails with
+/// `ELOOP` (`ENOTDIR` if it is the last component). So the path the directory was found at is
 /// its canonical path, `.` and `..` aside, without reading each component as `realpath` does.
-/// `ENOSYS` before Linux 5.6 (or where a seccomp filter refuses it), `EPERM` under some filters.
+/// The handle is an `O_PATH` one (close-on-exec), which is all that reading relative to it
+/// (`openat`, `readlinkat`) and `fstat` need. `ENOSYS` before Linux 5.6 (or where a seccomp
+/// filter refuses it), `EPERM` under some filters.
 pub(crate) fn open_dir_without_symlinks(path: &Path) -> io::Result<File> {
     let path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in a path"))?;

@@ -563,4 +563,17 @@ mod tests {
         // The rest is read as usual.
         assert!(event(&snap, "eth0").is_some());
     }
+
+    #[test]
+    fn opening_without_symlinks_refuses_any_on_the_way() {
+        let t = q35();
+        let dir = t.root().canonicalize().unwrap().join(&VDA[1..]);
+        assert!(open_dir_without_symlinks(&dir).is_ok());
+        // A link as the last component, and one on the way.
+        let link = t.root().canonicalize().unwrap().join("class/block/vda");
+        let last = open_dir_without_symlinks(&link).unwrap_err();
+        assert_eq!(last.raw_os_error(), Some(libc::ENOTDIR), "{last}");
+        let on_the_way = open_dir_without_symlinks(&link.join("../vda")).unwrap_err();
+        assert_eq!(on_the_way.raw_os_error(), Some(libc::ELOOP), "{on_the_way}");
+    }
 }
