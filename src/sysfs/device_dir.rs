@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Attr, Kind, classify, devpath_in, is_gone, parse_uevent_file, read_whole, resolve};
 use crate::devpath;
@@ -157,14 +158,29 @@ fn open_device(root: &Path, link: &Path) -> Result<Option<(DeviceDir, String)>> 
     Ok(DeviceDir::open(dir)?.map(|dev| (dev, devpath)))
 }
 
+/// Set once `openat2` was refused as a system call: the quick way is then not tried again.
+static OPENAT2_REFUSED: AtomicBool = AtomicBool::new(false);
+
 /// [`open_device`]'s quick way, `None` wherever it does not apply.
 fn open_without_symlinks(root: &Path, link: &Path) -> Option<(DeviceDir, String)> {
+    if OPENAT2_REFUSED.load(Ordering::Relaxed) {
+        return None;
+    }
     // An absolute target replaces the link's directory in the join.
     let spliced = link.parent()?.join(fs::read_link(link).ok()?);
     if !spliced.is_absolute() {
         return None;
     }
-    let file = open_dir_without_symlinks(&spliced).ok()?;
+    let file = match open_dir_without_symlinks(&spliced) {
+        Ok(file) => file,
+        Err(e) => {
+            // No `openat2` here (a kernel before 5.6, a seccomp filter): not again.
+            if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+                OPENAT2_REFUSED.store(true, Ordering::Relaxed);
+            }
+            return None;
+        }
+    };
     // No symlink on the way: each `..` went to the directory before it.
     let path = without_dots(&spliced);
     let devpath = devpath_in(root, &path)?;
