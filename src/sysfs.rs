@@ -284,13 +284,7 @@ fn resolve(root: &Path, link: &Path) -> Result<Option<(PathBuf, String)>> {
         }
         Err(e) => return Err(Error::io(format!("resolving {}", link.display()), e)),
     };
-    let Some(devpath) = resolved
-        .strip_prefix(root)
-        .ok()
-        .and_then(Path::to_str)
-        .map(|rel| format!("/{rel}"))
-        .filter(|d| d.starts_with("/devices/"))
-    else {
+    let Some(devpath) = devpath_in(root, &resolved) else {
         tracing::warn!(
             "{} resolves to {}, outside {}/devices: not followed",
             link.display(),
@@ -300,6 +294,17 @@ fn resolve(root: &Path, link: &Path) -> Result<Option<(PathBuf, String)>> {
         return Ok(None);
     };
     Ok(Some((resolved, devpath)))
+}
+
+/// The devpath of the device directory at `resolved` (canonical): its path below `root`
+/// (canonical), if that is below `root/devices`.
+fn devpath_in(root: &Path, resolved: &Path) -> Option<String> {
+    resolved
+        .strip_prefix(root)
+        .ok()
+        .and_then(Path::to_str)
+        .map(|rel| format!("/{rel}"))
+        .filter(|d| d.starts_with("/devices/"))
 }
 
 /// Reads an attribute file without following a symlink in its place.
@@ -312,9 +317,28 @@ fn read_attr(path: &Path) -> io::Result<String> {
 }
 
 /// An attribute file's text, at most [`MAX_ATTR`] bytes of it.
-fn read_whole(file: File) -> io::Result<String> {
-    let mut bytes = Vec::new();
-    file.take(MAX_ATTR).read_to_end(&mut bytes)?;
+fn read_whole(mut file: File) -> io::Result<String> {
+    // A sysfs attribute fits in a page: read into one on the stack, where one read takes it
+    // whole and the next finds the end, and allocate only what it holds. (`read_to_end` into
+    // an empty `Vec` reads 32 bytes first, then grows the buffer.)
+    let mut page = [0u8; 4096];
+    let mut len = 0;
+    while len < page.len() {
+        match file.read(&mut page[len..]) {
+            Ok(0) => return utf8(page[..len].to_vec()),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // More than a page: not a sysfs attribute, but read as before, up to `MAX_ATTR`.
+    let mut bytes = page.to_vec();
+    file.take(MAX_ATTR - page.len() as u64)
+        .read_to_end(&mut bytes)?;
+    utf8(bytes)
+}
+
+fn utf8(bytes: Vec<u8>) -> io::Result<String> {
     String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
 }
 

@@ -8,12 +8,13 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Attr, Kind, classify, is_gone, parse_uevent_file, read_whole, resolve};
+use super::{Attr, Kind, classify, devpath_in, is_gone, parse_uevent_file, read_whole, resolve};
 use crate::devpath;
 use crate::error::{Error, Result};
-use crate::netlink::sys::{open_at, read_link_at};
+use crate::netlink::sys::{open_at, open_dir_without_symlinks, read_link_at};
 use crate::path::PciPath;
 use crate::uevent::{Action, Uevent};
 
@@ -111,15 +112,12 @@ fn after_read(_dir: &Path, _name: &CStr) {}
 /// meanwhile is read again, up to [`MAX_REREADS`] times, then skipped.
 pub(super) fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
     for _ in 0..=MAX_REREADS {
-        let Some((dir, devpath)) = resolve(root, link)? else {
+        let Some((dev, devpath)) = open_device(root, link)? else {
             return Ok(None);
         };
         if !is_kept(link, &devpath, kind) {
             return Ok(None);
         }
-        let Some(dev) = DeviceDir::open(dir)? else {
-            return Ok(None);
-        };
         let read = read_generation(&dev, link, devpath, kind)?;
         match dev.still_there()? {
             Identity::Same => return Ok(read),
@@ -138,6 +136,71 @@ pub(super) fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option
         MAX_REREADS + 1
     );
     Ok(None)
+}
+
+/// The device directory `link` leads to, opened, and its devpath; `None` (logged) if it went
+/// away or is not below `root/devices`.
+///
+/// The link is read and its target opened with no symlink resolved on the way
+/// ([`open_dir_without_symlinks`]): where that succeeds, the path spliced together is the
+/// canonical one once `.` and `..` are taken out, and costs two system calls where
+/// `realpath` reads every component of the path (a dozen, each a walk from the root). Where it
+/// does not (a symlink in the root's path or in the tree, a kernel without `openat2`, a
+/// device that went away, a link out of the root), the link is resolved and the directory
+/// opened as before, which says why.
+fn open_device(root: &Path, link: &Path) -> Result<Option<(DeviceDir, String)>> {
+    if let Some(found) = open_without_symlinks(root, link) {
+        return Ok(Some(found));
+    }
+    let Some((dir, devpath)) = resolve(root, link)? else {
+        return Ok(None);
+    };
+    Ok(DeviceDir::open(dir)?.map(|dev| (dev, devpath)))
+}
+
+/// Set once `openat2` was refused as a system call: the quick way is then not tried again.
+static OPENAT2_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// [`open_device`]'s quick way, `None` wherever it does not apply.
+fn open_without_symlinks(root: &Path, link: &Path) -> Option<(DeviceDir, String)> {
+    if OPENAT2_REFUSED.load(Ordering::Relaxed) {
+        return None;
+    }
+    // An absolute target replaces the link's directory in the join.
+    let spliced = link.parent()?.join(fs::read_link(link).ok()?);
+    if !spliced.is_absolute() {
+        return None;
+    }
+    let file = match open_dir_without_symlinks(&spliced) {
+        Ok(file) => file,
+        Err(e) => {
+            // No `openat2` here (a kernel before 5.6, a seccomp filter): not again.
+            if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+                OPENAT2_REFUSED.store(true, Ordering::Relaxed);
+            }
+            return None;
+        }
+    };
+    // No symlink on the way: each `..` went to the directory before it.
+    let path = without_dots(&spliced);
+    let devpath = devpath_in(root, &path)?;
+    Some((DeviceDir { file, path }, devpath))
+}
+
+/// `path` (absolute) with its `.` and `..` components taken out, as the kernel walks them when
+/// no symlink is on the way (`..` at `/` stays there).
+fn without_dots(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The `add` event made of what the directory `dev` holds, or `None` if it is not kept or
@@ -244,10 +307,14 @@ fn read_attr_at(dir: &File, name: &CStr) -> io::Result<String> {
 fn attr_at(dev: &DeviceDir, name: &CStr) -> Result<Attr> {
     let read = read_attr_at(&dev.file, name);
     after_read(&dev.path, name);
-    classify(
-        read,
-        &dev.path.join(Path::new(OsStr::from_bytes(name.to_bytes()))),
-    )
+    match read {
+        Ok(v) => Ok(Attr::Value(v)),
+        // The file's path only for what is logged or returned.
+        Err(e) => classify(
+            Err(e),
+            &dev.path.join(Path::new(OsStr::from_bytes(name.to_bytes()))),
+        ),
+    }
 }
 
 /// The name the device's `subsystem` link points to; `None` (logged) if the device went away
@@ -436,5 +503,93 @@ mod tests {
         t.unplug(VDA);
         assert_eq!(dev.still_there().unwrap(), Identity::Gone);
         assert!(DeviceDir::open(path).unwrap().is_none());
+    }
+
+    /// What a scan returned, as comparable text: each event with every field the q35 tree
+    /// has.
+    fn events(snap: &Snapshot) -> Vec<String> {
+        const KEYS: [&str; 16] = [
+            "ACTION",
+            "DEVPATH",
+            "SUBSYSTEM",
+            "MAJOR",
+            "MINOR",
+            "DEVNAME",
+            "DEVTYPE",
+            "DISKSEQ",
+            "PARTN",
+            "DRIVER",
+            "PCI_ID",
+            "PCI_SUBSYS_ID",
+            "PCI_SLOT_NAME",
+            "PCI_CLASS",
+            "INTERFACE",
+            "IFINDEX",
+        ];
+        let fields = |e: &Uevent| KEYS.map(|k| e.get(k).map(str::to_owned));
+        snap.events
+            .iter()
+            .map(|e| format!("{e} {:?}", fields(e)))
+            .collect()
+    }
+
+    #[test]
+    fn the_quick_open_and_the_resolving_one_read_the_same_devices() {
+        let t = q35();
+        // Through a symlink to the root, no link can be opened without resolving it: every
+        // device is found by `realpath`, as before the quick way.
+        let aside = tempfile::tempdir().unwrap();
+        let via_link = aside.path().join("sys");
+        std::os::unix::fs::symlink(t.root(), &via_link).unwrap();
+        let (direct, resolved) = (
+            Sysfs::new(t.root()).scan().unwrap(),
+            Sysfs::new(&via_link).scan().unwrap(),
+        );
+        assert_eq!(events(&direct), events(&resolved));
+        assert_eq!(direct.events.len(), 17, "{:#?}", direct.events);
+        // The quick way, relative `..` and all, names each device as `realpath` does; not
+        // through the root's link.
+        let root = t.root().canonicalize().unwrap();
+        let link = t.root().join("class/block/vda");
+        let (dev, devpath) = open_without_symlinks(&root, &link).expect("opened at once");
+        assert_eq!(devpath, VDA);
+        assert_eq!(dev.path, fs::canonicalize(&link).unwrap());
+        assert!(open_without_symlinks(&root, &via_link.join("class/block/vda")).is_none());
+    }
+
+    #[test]
+    fn a_symlink_on_the_way_is_resolved_not_read_past() {
+        // `class/block` a link to a directory two levels down: its entries' `../../devices/...`
+        // lead, there, to `a/devices/...`, which does not exist, while read as text from
+        // `class/block` they would name the disks in `devices/`.
+        let t = q35();
+        let root = t.root();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::rename(root.join("class/block"), root.join("a/b/block")).unwrap();
+        std::os::unix::fs::symlink("../a/b/block", root.join("class/block")).unwrap();
+        assert!(!root.join("class/block/vda/uevent").exists());
+        assert!(root.join(&VDA[1..]).join("uevent").exists());
+
+        let snap = Sysfs::new(root).scan().unwrap();
+        assert!(
+            snap.events.iter().all(|e| e.subsystem() != "block"),
+            "{:#?}",
+            snap.events
+        );
+        // The rest is read as usual.
+        assert!(event(&snap, "eth0").is_some());
+    }
+
+    #[test]
+    fn opening_without_symlinks_refuses_any_on_the_way() {
+        let t = q35();
+        let dir = t.root().canonicalize().unwrap().join(&VDA[1..]);
+        assert!(open_dir_without_symlinks(&dir).is_ok());
+        // A link as the last component, and one on the way.
+        let link = t.root().canonicalize().unwrap().join("class/block/vda");
+        let last = open_dir_without_symlinks(&link).unwrap_err();
+        assert_eq!(last.raw_os_error(), Some(libc::ENOTDIR), "{last}");
+        let on_the_way = open_dir_without_symlinks(&link.join("../vda")).unwrap_err();
+        assert_eq!(on_the_way.raw_os_error(), Some(libc::ELOOP), "{on_the_way}");
     }
 }

@@ -22,7 +22,16 @@ impl Default for FakeSysfs {
 impl FakeSysfs {
     /// An empty tree with `bus/pci/devices`, the one directory a scan requires.
     pub fn new() -> FakeSysfs {
-        let dir = tempfile::tempdir().unwrap();
+        FakeSysfs::with_dir(tempfile::tempdir().unwrap())
+    }
+
+    /// [`FakeSysfs::new`], in a temporary directory made inside `parent` (`/dev/shm` for a
+    /// tree in memory, as sysfs is).
+    pub fn new_in(parent: impl AsRef<Path>) -> FakeSysfs {
+        FakeSysfs::with_dir(tempfile::tempdir_in(parent).unwrap())
+    }
+
+    fn with_dir(dir: tempfile::TempDir) -> FakeSysfs {
         fs::create_dir_all(dir.path().join("bus/pci/devices")).unwrap();
         FakeSysfs { dir }
     }
