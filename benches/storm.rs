@@ -6,16 +6,19 @@
 //! same into a Kata-style listener. Counted: datagrams received, lost, `ENOBUFS` seen,
 //! resyncs; and the final registry against the truth.
 //!
-//! Waiters: the last op of each of the first 286 devices is a plug that stays. Before that
-//! final round, a waiter (`wait_block`, for that plug's `DISKSEQ`) is started for every
-//! fourth of them, and the sender notes for each of those plugs whether a rescan was under
-//! way while it plugged the device (a rescan started before and had not finished, or one
-//! started meanwhile). Every such waiter must be woken with its disk by the time the listener
+//! Waiters: the last op of each of the first 286 devices is a plug that stays. Before every
+//! fourth of those plugs, a waiter (`wait_block`, for that plug's `DISKSEQ`) is started and
+//! registered (the sender waits for it), unless the registry still shows an older disk at the
+//! path (a lost `remove` not yet resynced, or one received during a rescan and held until it
+//! ends: counted apart, as stale), and the sender notes whether a rescan was under way while
+//! it plugged the device (a rescan started before and had not finished, or one started
+//! meanwhile). Every such waiter must be woken with its disk by the time the listener
 //! is quiet; the RESULT line says how many of those whose disk appeared during a rescan were.
-//! So that some do, whatever the pacing, a pciplug run's sender waits a quarter into the final
-//! round until the final stall is over and, if it overflowed the socket, until the resync it
-//! owes has started (up to 10 s; it sends nothing meanwhile, so nothing is lost for it, and
-//! the pause is left out of the send rate). The Kata-style listener gets no such pause: it lets the listener
+//! So that some do, whatever the pacing, a pciplug run's sender, 40 plugs after the final
+//! stall began, waits until that stall is over, registers the rest of the round's waiters, and
+//! if the stall overflowed the socket waits until the resync it owes has started (up to 10 s;
+//! it sends nothing meanwhile, so nothing is lost for it, and the pause is left out of the
+//! send rate). The Kata-style listener gets no such pause: it lets the listener
 //! catch up once, which favours pciplug by at most one overflow's tail.
 //!
 //! The truth is a sysfs tree the sender keeps as the kernel does: a device's directories
@@ -256,12 +259,13 @@ fn storm(
         }
         Listener::Kata(k) => k.staller(),
     };
-    // Stalls over so far.
-    let stalled = Arc::new(AtomicU64::new(0));
+    // Stalls begun, and over, so far.
+    let (begun, stalled) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let staller = {
-        let stalled = Arc::clone(&stalled);
+        let (begun, stalled) = (Arc::clone(&begun), Arc::clone(&stalled));
         thread::spawn(move || {
             for () in stall_rx {
+                begun.fetch_add(1, Ordering::SeqCst);
                 stall(STALL);
                 stalled.fetch_add(1, Ordering::SeqCst);
             }
@@ -284,8 +288,28 @@ fn storm(
     let final_round = OPS - OPS % devices.len();
     let final_diskseq = |i: usize| (final_round + i + 1) as u64 - (final_round / 2) as u64;
     let mut waiters: Vec<FinalWaiter> = Vec::new();
-    let mut waiter_threads: Vec<Option<JoinHandle<Answer>>> = Vec::new();
+    // Final-round plugs not waited for: the registry still showed an older disk at the path.
+    let mut stale = 0;
+    // Waiters registered ahead, by device.
+    let mut ahead: Vec<Option<JoinHandle<Answer>>> = (0..devices.len()).map(|_| None).collect();
+    // A waiter for the final plug of device `i`, registered before it returns; `None` if the
+    // registry still shows an older disk there.
+    let register = |m: &Monitor, i: usize| -> Option<JoinHandle<Answer>> {
+        let d = &devices[i];
+        let path: pciplug::PciPath = d.path.parse().unwrap();
+        if matches!(m.try_block(&path), Ok(Some(_))) {
+            return None;
+        }
+        let before = m.stats().waiters;
+        let (m2, dev, seq) = (m.clone(), d.clone(), final_diskseq(i));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let h = thread::spawn(move || wait_for_plug(&m2, &dev, seq, deadline));
+        wait_until(Duration::from_secs(1), || m.stats().waiters > before);
+        Some(h)
+    };
     let mut overflows_before_final = 0;
+    // Where the final round pauses for its resync (see below).
+    let mut pause_at: Option<usize> = None;
     let mut paused = Duration::ZERO;
 
     let injector = Injector::new().unwrap();
@@ -299,26 +323,19 @@ fn storm(
         if op == final_round {
             if let Listener::Pciplug(m) = &listener {
                 overflows_before_final = m.stats().overflows;
-                let deadline = Instant::now() + Duration::from_secs(120);
-                for (j, dev) in devices[..OPS - final_round].iter().enumerate() {
-                    if j % WAITER_EVERY != 0 {
-                        waiter_threads.push(None);
-                        continue;
-                    }
-                    let (m, dev, seq) = (m.clone(), dev.clone(), final_diskseq(j));
-                    waiter_threads.push(Some(thread::spawn(move || {
-                        wait_for_plug(&m, &dev, seq, deadline)
-                    })));
-                }
             }
             stall_tx.send(()).unwrap();
             stalls_sent += 1;
         }
-        // A quarter into the final round the stall's overflow, if there was one, owes a
-        // resync: a pciplug run waits for it to start (sending nothing meanwhile, so losing
-        // nothing; the pause is left out of the send rate), so that the plugs after it meet a
-        // rescan whatever the pacing.
-        if op == final_round + (OPS - final_round) / 4 {
+        // Once the final stall has begun, 40 plugs more (280 datagrams, more than the smaller
+        // buffers and a batch hold) overflow the socket; then the overflow owes a resync: a
+        // pciplug run waits for it to start (sending nothing meanwhile, so losing nothing;
+        // the pause is left out of the send rate), so that the plugs after it meet a rescan
+        // whatever the pacing.
+        if op >= final_round && pause_at.is_none() && begun.load(Ordering::SeqCst) == stalls_sent {
+            pause_at = Some(op + 40);
+        }
+        if pause_at == Some(op) {
             if let Listener::Pciplug(m) = &listener {
                 let t = Instant::now();
                 // The final stall over, and the listener past it: the overflow read, if any.
@@ -328,15 +345,33 @@ fn storm(
                 wait_until(Duration::from_millis(200), || {
                     m.stats().overflows > overflows_before_final
                 });
+                // The rest of the round's waiters now, so that its plugs go at full speed
+                // through the rescan.
+                for j in (i..OPS - final_round).filter(|j| j % WAITER_EVERY == 0) {
+                    ahead[j] = register(m, j);
+                    stale += usize::from(ahead[j].is_none());
+                }
                 if m.stats().overflows > overflows_before_final {
                     wait_until(Duration::from_secs(10), || rescan_running(m).1);
                 }
                 paused += t.elapsed();
             }
         }
+        // A waiter for every fourth plug of the final round, registered before the plug (the
+        // sender waits for it; the pause is left out of the send rate), unless the registry
+        // still shows an older disk there.
         let watched = match &listener {
-            Listener::Pciplug(m) if op >= final_round && waiter_threads[i].is_some() => {
-                Some((m, rescan_running(m)))
+            Listener::Pciplug(m)
+                if pause_at.is_some_and(|at| op >= at) && i % WAITER_EVERY == 0 =>
+            {
+                ahead[i].take().map(|h| (m, h, rescan_running(m)))
+            }
+            Listener::Pciplug(m) if op >= final_round && i % WAITER_EVERY == 0 => {
+                let t = Instant::now();
+                let waiter = register(m, i);
+                stale += usize::from(waiter.is_none());
+                paused += t.elapsed();
+                waiter.map(|h| (m, h, rescan_running(m)))
             }
             _ => None,
         };
@@ -361,11 +396,11 @@ fn storm(
                 stalls_sent += 1;
             }
         }
-        if let Some((m, (started_before, running_before))) = watched {
+        if let Some((m, thread, (started_before, running_before))) = watched {
             assert_eq!(plugged[i], Some(final_diskseq(i)), "the final round plugs");
             let (started_after, _) = rescan_running(m);
             waiters.push(FinalWaiter {
-                thread: waiter_threads[i].take().unwrap(),
+                thread,
                 during_rescan: running_before || started_after > started_before,
             });
         }
@@ -414,7 +449,11 @@ fn storm(
         Listener::Kata(k) => k.stop(),
     }
     // The shutdown ends the waits still pending: each thread says whether it got its disk.
-    let mut waited = Waited::default();
+    let mut waited = Waited {
+        total: stale,
+        stale,
+        ..Waited::default()
+    };
     for (w, (finished, during)) in waiters.into_iter().zip(woken_now) {
         let answer = w.thread.join().unwrap();
         waited.total += 1;
@@ -523,7 +562,7 @@ fn run() {
             },
             if o.equal.is_some() {
                 format!(
-                    "; final-round waiters woken {} of {} ({} answered at once with a stale disk; {} of {} whose disk appeared during a rescan)",
+                    "; final-round waiters woken {} of {} ({} left out: a stale disk at the path; {} of {} whose disk appeared during a rescan)",
                     w.woken,
                     w.total - w.stale,
                     w.stale,
