@@ -6,9 +6,9 @@
 //! same into a Kata-style listener. Counted: datagrams received, lost, `ENOBUFS` seen,
 //! resyncs; and the final registry against the truth.
 //!
-//! Waiters: the last op of each of the first 286 devices is a plug that stays. Before every
-//! fourth of those plugs, a waiter (`wait_block`, for that plug's `DISKSEQ`) is started and
-//! registered (the sender waits for it), unless the registry still shows an older disk at the
+//! Waiters: the last op of each of the first 286 devices is a plug that stays. For every
+//! fourth of those plugs after the pause below, a waiter (`wait_block`, for that plug's
+//! `DISKSEQ`) is started and registered during the pause, unless the registry still shows an older disk at the
 //! path (a lost `remove` not yet resynced, or one received during a rescan and held until it
 //! ends: counted apart, as stale), and the sender notes whether a rescan was under way while
 //! it plugged the device (a rescan started before and had not finished, or one started
@@ -357,21 +357,14 @@ fn storm(
                 paused += t.elapsed();
             }
         }
-        // A waiter for every fourth plug of the final round, registered before the plug (the
-        // sender waits for it; the pause is left out of the send rate), unless the registry
-        // still shows an older disk there.
+        // A waiter for every fourth plug of the final round after the pause, registered
+        // then (not before: the monitor's lock, which the final stall holds, would hold up the
+        // sender too), unless the registry still shows an older disk there.
         let watched = match &listener {
             Listener::Pciplug(m)
                 if pause_at.is_some_and(|at| op >= at) && i % WAITER_EVERY == 0 =>
             {
                 ahead[i].take().map(|h| (m, h, rescan_running(m)))
-            }
-            Listener::Pciplug(m) if op >= final_round && i % WAITER_EVERY == 0 => {
-                let t = Instant::now();
-                let waiter = register(m, i);
-                stale += usize::from(waiter.is_none());
-                paused += t.elapsed();
-                waiter.map(|h| (m, h, rescan_running(m)))
             }
             _ => None,
         };
