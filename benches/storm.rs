@@ -7,18 +7,17 @@
 //! resyncs; and the final registry against the truth.
 //!
 //! Waiters: the last op of each of the first 286 devices is a plug that stays. For every
-//! fourth of those plugs after the pause below, a waiter (`wait_block`, for that plug's
-//! `DISKSEQ`) is started and registered during the pause, unless the registry still shows an older disk at the
+//! fourth of those plugs, a waiter (`wait_block`, for that plug's `DISKSEQ`) is started and
+//! registered as that final round begins, unless the registry still shows an older disk at the
 //! path (a lost `remove` not yet resynced, or one received during a rescan and held until it
 //! ends: counted apart, as stale), and the sender notes whether a rescan was under way while
 //! it plugged the device (a rescan started before and had not finished, or one started
 //! meanwhile). Every such waiter must be woken with its disk by the time the listener
 //! is quiet; the RESULT line says how many of those whose disk appeared during a rescan were.
 //! So that some do, whatever the pacing, a pciplug run's sender, 40 plugs after the final
-//! stall began, waits until that stall is over, registers the rest of the round's waiters, and
-//! if the stall overflowed the socket waits until the resync it owes has started (up to 10 s;
-//! it sends nothing meanwhile, so nothing is lost for it, and the pause is left out of the
-//! send rate). The Kata-style listener gets no such pause: it lets the listener
+//! stall began, waits until that stall is over and, if it overflowed the socket, until the
+//! resync it owes has started (up to 10 s; it sends nothing meanwhile, so nothing is lost for
+//! it, and the pauses are left out of the send rate). The Kata-style listener gets no such pause: it lets the listener
 //! catch up once, which favours pciplug by at most one overflow's tail.
 //!
 //! The truth is a sysfs tree the sender keeps as the kernel does: a device's directories
@@ -294,22 +293,23 @@ fn storm(
     let mut ahead: Vec<Option<JoinHandle<Answer>>> = (0..devices.len()).map(|_| None).collect();
     // A waiter for the final plug of device `i`, registered before it returns; `None` if the
     // registry still shows an older disk there.
+    // (The caller waits for it to be registered.)
     let register = |m: &Monitor, i: usize| -> Option<JoinHandle<Answer>> {
         let d = &devices[i];
         let path: pciplug::PciPath = d.path.parse().unwrap();
         if matches!(m.try_block(&path), Ok(Some(_))) {
             return None;
         }
-        let before = m.stats().waiters;
         let (m2, dev, seq) = (m.clone(), d.clone(), final_diskseq(i));
         let deadline = Instant::now() + Duration::from_secs(120);
-        let h = thread::spawn(move || wait_for_plug(&m2, &dev, seq, deadline));
-        wait_until(Duration::from_secs(1), || m.stats().waiters > before);
-        Some(h)
+        Some(thread::spawn(move || {
+            wait_for_plug(&m2, &dev, seq, deadline)
+        }))
     };
     let mut overflows_before_final = 0;
     // Where the final round pauses for its resync (see below).
     let mut pause_at: Option<usize> = None;
+    let mut started_at_stall = 0;
     let mut paused = Duration::ZERO;
 
     let injector = Injector::new().unwrap();
@@ -322,7 +322,21 @@ fn storm(
         let d = &devices[i];
         if op == final_round {
             if let Listener::Pciplug(m) = &listener {
+                // The round's waiters, registered before the final stall holds the monitor's
+                // lock (the pause is left out of the send rate).
+                let t = Instant::now();
+                let before = m.stats().waiters;
+                let mut spawned = 0;
+                for j in (0..OPS - final_round).filter(|j| j % WAITER_EVERY == 0) {
+                    ahead[j] = register(m, j);
+                    stale += usize::from(ahead[j].is_none());
+                    spawned += u64::from(ahead[j].is_some());
+                }
+                wait_until(Duration::from_secs(2), || {
+                    m.stats().waiters >= before + spawned
+                });
                 overflows_before_final = m.stats().overflows;
+                paused += t.elapsed();
             }
             stall_tx.send(()).unwrap();
             stalls_sent += 1;
@@ -334,36 +348,31 @@ fn storm(
         // whatever the pacing.
         if op >= final_round && pause_at.is_none() && begun.load(Ordering::SeqCst) == stalls_sent {
             pause_at = Some(op + 40);
+            started_at_stall = rescans_started.load(Ordering::SeqCst);
         }
         if pause_at == Some(op) {
             if let Listener::Pciplug(m) = &listener {
                 let t = Instant::now();
-                // The final stall over, and the listener past it: the overflow read, if any.
+                // The final stall over, and the resync its overflow owes started (read without
+                // the monitor's lock, which the stall holds); none if it did not overflow.
                 wait_until(Duration::from_secs(2), || {
                     stalled.load(Ordering::SeqCst) == stalls_sent
                 });
                 wait_until(Duration::from_millis(200), || {
                     m.stats().overflows > overflows_before_final
                 });
-                // The rest of the round's waiters now, so that its plugs go at full speed
-                // through the rescan.
-                for j in (i..OPS - final_round).filter(|j| j % WAITER_EVERY == 0) {
-                    ahead[j] = register(m, j);
-                    stale += usize::from(ahead[j].is_none());
-                }
                 if m.stats().overflows > overflows_before_final {
-                    wait_until(Duration::from_secs(10), || rescan_running(m).1);
+                    wait_until(Duration::from_secs(10), || {
+                        rescans_started.load(Ordering::SeqCst) > started_at_stall
+                    });
                 }
                 paused += t.elapsed();
             }
         }
-        // A waiter for every fourth plug of the final round after the pause, registered
-        // then (not before: the monitor's lock, which the final stall holds, would hold up the
-        // sender too), unless the registry still shows an older disk there.
+        // The waiter of every fourth plug of the final round, registered as the round began,
+        // unless the registry still showed an older disk there.
         let watched = match &listener {
-            Listener::Pciplug(m)
-                if pause_at.is_some_and(|at| op >= at) && i % WAITER_EVERY == 0 =>
-            {
+            Listener::Pciplug(m) if op >= final_round && i % WAITER_EVERY == 0 => {
                 ahead[i].take().map(|h| (m, h, rescan_running(m)))
             }
             _ => None,
