@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::fake_sysfs::{FakeSysfs, VDA, q35};
+use common::gate::Gate;
 use common::netns::{in_private_netns, injectable};
 use common::*;
 use pciplug::sysfs::Sysfs;
@@ -54,8 +55,10 @@ fn lost_events_in_the_middle_of_a_hotplug_converge_and_the_waiter_gets_its_disk(
         "lost_events_in_the_middle_of_a_hotplug_converge_and_the_waiter_gets_its_disk",
         || {
             let sysfs = FakeSysfs::new();
+            let gate = Gate::default();
             let monitor = Monitor::builder()
                 .sysfs_root(sysfs.root())
+                .fault_hook(gate.hook(|_| Ok(())))
                 .recv_buffer(0) // the kernel's minimum: a few uevents
                 .start()
                 .unwrap();
@@ -76,7 +79,7 @@ fn lost_events_in_the_middle_of_a_hotplug_converge_and_the_waiter_gets_its_disk(
             // Steps 4-7 flood the socket while the listener is held up: the kernel drops
             // most of them. sysfs meanwhile shows the guest as it now is.
             let truth = q35();
-            monitor.with_registry(|_| {
+            gate.shut_while(|| {
                 copy_tree(truth.root(), sysfs.root());
                 for d in steps("q35-acpi-hotplug", 4..=7) {
                     injector.inject(&d).unwrap();
@@ -123,8 +126,10 @@ fn a_resync_while_sysfs_is_unreadable_is_counted_and_the_listener_goes_on() {
         "a_resync_while_sysfs_is_unreadable_is_counted_and_the_listener_goes_on",
         || {
             let sysfs = FakeSysfs::new();
+            let gate = Gate::default();
             let monitor = Monitor::builder()
                 .sysfs_root(sysfs.root())
+                .fault_hook(gate.hook(|_| Ok(())))
                 .recv_buffer(0)
                 .start()
                 .unwrap();
@@ -133,7 +138,7 @@ fn a_resync_while_sysfs_is_unreadable_is_counted_and_the_listener_goes_on() {
             let devices = sysfs.root().join("bus/pci/devices");
             fs::remove_dir(&devices).unwrap();
             fs::write(&devices, "not a directory").unwrap();
-            monitor.with_registry(|_| {
+            gate.shut_while(|| {
                 for d in steps("q35-acpi-hotplug", 1..=4) {
                     injector.inject(&d).unwrap();
                 }
@@ -153,7 +158,7 @@ fn a_resync_while_sysfs_is_unreadable_is_counted_and_the_listener_goes_on() {
             fs::remove_file(&devices).unwrap();
             copy_tree(q35().root(), sysfs.root());
             let resyncs = monitor.stats().resyncs;
-            monitor.with_registry(|_| {
+            gate.shut_while(|| {
                 for d in steps("q35-acpi-hotplug", 1..=4) {
                     injector.inject(&d).unwrap();
                 }
@@ -548,7 +553,8 @@ fn a_receive_that_fails_in_the_middle_of_a_batch_applies_what_came_before_it() {
             let injector = Injector::new().unwrap();
             // Injected while the state lock is held, so that the listener, which receives
             // without it, finds several queued and handles them as one batch (or more: the
-            // outcome below is the same however the kernel splits them).
+            // outcome below is the same however the kernel splits them), held until the lock
+            // is free (the fault hook sees each before it is held).
             monitor.with_registry(|_| {
                 for i in 0..8 {
                     injector.inject(&synthetic(i)).unwrap();
@@ -562,6 +568,83 @@ fn a_receive_that_fails_in_the_middle_of_a_batch_applies_what_came_before_it() {
             );
             // The three before the failing one were handed to the registry, no later one.
             assert_eq!(monitor.with_registry(|r| r.stats().received), 3);
+        },
+    );
+}
+
+#[test]
+fn a_reader_holding_the_registry_does_not_make_the_kernel_drop_uevents() {
+    in_private_netns(
+        "a_reader_holding_the_registry_does_not_make_the_kernel_drop_uevents",
+        || {
+            // 1 KiB uevents, far more than the smallest receive buffer holds, each sent once
+            // the listener has taken the one before (the fault hook counts what it takes).
+            let noise = |i: usize| {
+                let devpath = format!("/devices/virtual/pciplug-test/n{i}");
+                format!(
+                    "change@{devpath}\0ACTION=change\0DEVPATH={devpath}\0SUBSYSTEM=pciplug-test\0PAD={}\0",
+                    "x".repeat(1024)
+                )
+                .into_bytes()
+            };
+            let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = {
+                let taken = Arc::clone(&taken);
+                move |_: &[u8]| {
+                    taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                }
+            };
+            let sysfs = q35();
+            let monitor = Monitor::builder()
+                .sysfs_root(sysfs.root())
+                .fault_hook(count)
+                .recv_buffer(0) // the kernel's minimum: a few of them
+                .start()
+                .unwrap();
+            let injector = Injector::new().unwrap();
+            let m = monitor.clone();
+            let waiter = thread::spawn(move || {
+                m.wait_removed_timeout(&p("03/00/01"), Duration::from_secs(30))
+            });
+            wait_until("the waiter", || monitor.stats().waiters == 1);
+            let received = monitor.with_registry(|r| r.stats().received);
+            // A reader keeps the state lock for the whole burst, as a slow `with_registry`
+            // (or a clone of a large registry) would. A listener that waited for the lock
+            // would take one batch and leave the rest to overflow the socket: the count below
+            // would stop at a few.
+            // Then the unplugs of the recording, 03/00/01's among them.
+            let unplugs = steps("q35-acpi-hotplug", 8..=10);
+            let all = monitor.with_registry(|r| {
+                let before = r.stats().received;
+                let mut sent = 0;
+                for d in (0..64).map(noise).chain(unplugs) {
+                    let want = taken.load(std::sync::atomic::Ordering::SeqCst) + 1;
+                    injector.inject(&d).unwrap();
+                    sent += 1;
+                    assert!(
+                        eventually(Duration::from_secs(10), || {
+                            taken.load(std::sync::atomic::Ordering::SeqCst) >= want
+                        }),
+                        "the listener took {} of {sent} while the lock was held",
+                        taken.load(std::sync::atomic::Ordering::SeqCst)
+                    );
+                }
+                // Taken, not yet applied: the registry is not touched while it is read.
+                assert_eq!(r.stats().received, before);
+                sent
+            });
+            // Applied, in order, once the lock is free; the waiter is woken by the last.
+            waiter
+                .join()
+                .unwrap()
+                .expect("the removal applied after the reader let go wakes its waiter");
+            assert_eq!(
+                monitor.with_registry(|r| r.stats().received),
+                received + all
+            );
+            let s = monitor.stats();
+            assert_eq!(s.overflows, 0, "{s:?}");
         },
     );
 }

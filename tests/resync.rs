@@ -12,6 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::fake_sysfs::{FakeSysfs, q35};
+use common::gate::Gate;
 use common::netns::in_private_netns;
 use common::*;
 use pciplug::sysfs::Sysfs;
@@ -109,9 +110,10 @@ fn overflows_during_a_rescan_and_before_the_next_cost_one_more_rescan_in_all() {
                     Ok(())
                 }
             };
+            let gate = Gate::default();
             let monitor = Monitor::builder()
                 .sysfs_root(sysfs.root())
-                .fault_hook(count_markers)
+                .fault_hook(gate.hook(count_markers))
                 .recv_buffer(0) // the kernel's minimum
                 .resync_gap(GAP)
                 .resync_hook(during)
@@ -122,8 +124,8 @@ fn overflows_during_a_rescan_and_before_the_next_cost_one_more_rescan_in_all() {
                 thread::spawn(move || m.wait_block_timeout(&p("06/00"), Duration::from_secs(60)));
             wait_until("the waiter", || monitor.stats().waiters == 1);
 
-            // Overflow 1, while the listener is held up: resync 1 at once (none before it).
-            monitor.with_registry(|_| flood(&injector));
+            // Overflow 1, while the listener is held up (the gate): resync 1 at once (none before it).
+            gate.shut_while(|| flood(&injector));
             let head = nvme
                 .join()
                 .unwrap()
@@ -135,7 +137,7 @@ fn overflows_during_a_rescan_and_before_the_next_cost_one_more_rescan_in_all() {
             // covered by it.
             until_one_is_taken(&injector, &taken);
             let before = monitor.stats().overflows;
-            monitor.with_registry(|_| flood(&injector));
+            gate.shut_while(|| flood(&injector));
             wait_until("one more overflow", || monitor.stats().overflows > before);
             wait_until("resync 2", || monitor.stats().resyncs >= 2);
 
@@ -216,8 +218,10 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
                     }
                 }
             };
+            let gate = Gate::default();
             let monitor = Monitor::builder()
                 .sysfs_root(sysfs.root())
+                .fault_hook(gate.hook(|_| Ok(())))
                 .recv_buffer(0) // the kernel's minimum
                 .resync_gap(GAP)
                 .resync_hook(start_of_rescan)
@@ -234,8 +238,8 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
             });
             wait_until("the waiter", || monitor.stats().waiters == 1);
 
-            // Overflow 1, while the listener is held up: resync 1 at once.
-            monitor.with_registry(|_| flood(&injector));
+            // Overflow 1, while the listener is held up (the gate): resync 1 at once.
+            gate.shut_while(|| flood(&injector));
             let (got, resyncs) = waiter.join().unwrap();
             let f = got.expect("the held uevent wakes the waiter");
             assert_eq!(&*f.devpath, FN_07);
@@ -285,16 +289,18 @@ fn overflows_during_a_rescan_owe_one_more_resync_in_all() {
                 }
             };
             let gap = Duration::from_secs(1);
+            let gate = Gate::default();
             let monitor = Monitor::builder()
                 .sysfs_root(sysfs.root())
+                .fault_hook(gate.hook(|_| Ok(())))
                 .recv_buffer(0) // the kernel's minimum
                 .resync_gap(gap)
                 .resync_hook(start_of_rescan)
                 .scan_tick_hook(during)
                 .start()
                 .unwrap();
-            // Overflow 1, while the listener is held up: resync 1 at once.
-            monitor.with_registry(|_| flood(&injector));
+            // Overflow 1, while the listener is held up (the gate): resync 1 at once.
+            gate.shut_while(|| flood(&injector));
             wait_until("resync 2", || monitor.stats().resyncs >= 2);
             let s = monitor.stats();
             assert!(s.overflows >= 2, "{s:?}");

@@ -79,6 +79,18 @@ impl Held {
         self.datagrams.push((env, start..self.bytes.len()));
     }
 
+    /// Whether nothing is held.
+    pub(super) fn is_empty(&self) -> bool {
+        self.datagrams.is_empty()
+    }
+
+    /// Forgets what is held (keeps the memory for the next time).
+    pub(super) fn clear(&mut self) {
+        self.bytes.clear();
+        self.datagrams.clear();
+        self.overflowed = false;
+    }
+
     /// How many datagrams are held.
     pub(super) fn len(&self) -> usize {
         self.datagrams.len()

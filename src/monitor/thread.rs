@@ -9,10 +9,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use super::held::Held;
 use super::pacing::Pacing;
 use super::state::StateGuard;
 use super::subscriber::{Sent, Subscriber};
-use crate::netlink::{Batch, Received, RecvBatch, UeventSocket};
+use crate::netlink::{Batch, Envelope, Received, RecvBatch, UeventSocket};
 use crate::registry::{BlockDevice, Change, DevType, Outcome, Transport};
 use crate::sysfs::Sysfs;
 #[cfg(any(test, feature = "test-support"))]
@@ -27,6 +28,33 @@ use crate::wait::error::{ListenerPanic, ListenerStopped};
 /// microseconds) and the buffers stay small (256 KiB, allocated zeroed, so touched only as
 /// far as datagrams fill them).
 const BATCH: usize = 32;
+
+/// How long the listener waits for the state lock before it holds a batch and goes on
+/// receiving (`handle_batch`): longer than any short holder keeps it (a waiter looking at its
+/// path, a subscriber), shorter than what fills a small receive buffer at the kernel's rate
+/// (some 70 uevents in 200 us, 30 KiB).
+const BUSY_SPIN: Duration = Duration::from_micros(200);
+
+/// While datagrams are held, how long the listener waits for more before it waits for the
+/// state lock instead (one `poll` millisecond, its least timeout).
+const BUSY_IDLE: Duration = Duration::from_millis(1);
+
+/// How [`Listener::apply_held`] takes the state lock.
+#[derive(Clone, Copy, Debug)]
+enum Lock {
+    /// Waits for it.
+    Wait,
+    /// Only if it is free now.
+    Try,
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// What the listener thread owns: the socket it reads, the sysfs it rescans, the state it
 /// keeps.
@@ -109,13 +137,19 @@ impl Listener {
         let mut pacing = Pacing::new(self.resync_gap);
         // When the owed resync may start, if one is owed.
         let mut owed: Option<Instant> = None;
+        // What was received while another thread held the state lock (see `handle_batch`).
+        let mut busy = Held::default();
         loop {
-            let received = match owed {
+            // While datagrams are held, the socket is waited on no longer than BUSY_IDLE: if
+            // nothing more comes meanwhile, the listener waits for the lock.
+            let idle = (!busy.is_empty()).then(|| Instant::now() + BUSY_IDLE);
+            let received = match earliest(owed, idle) {
                 Some(at) => self.socket.recv_batch_deadline(&mut batch, at),
                 None => self.socket.recv_batch(&mut batch),
             };
-            match self.step_batch(received, &batch) {
-                Step::Next | Step::Drained => {}
+            match self.step_batch(received, &batch, &mut busy) {
+                Step::Next => {}
+                Step::Drained => self.apply_held(&mut busy, Lock::Wait),
                 Step::Overflow if owed.is_some() => {
                     tracing::debug!("uevent socket overflowed again; the owed resync covers it");
                 }
@@ -125,10 +159,15 @@ impl Listener {
                     );
                     owed = Some(pacing.earliest().unwrap_or_else(Instant::now));
                 }
-                Step::Stop(why) => return why,
+                Step::Stop(why) => {
+                    self.apply_held(&mut busy, Lock::Wait);
+                    return why;
+                }
             }
             if owed.is_some_and(|at| Instant::now() >= at) {
                 owed = None;
+                // What is held precedes what the resync drains.
+                self.apply_held(&mut busy, Lock::Wait);
                 if let Some(why) = self.resync(&mut buf, &mut pacing, &mut owed) {
                     return why;
                 }
@@ -166,9 +205,9 @@ impl Listener {
 
     /// The listening loop's receive step: a batch of datagrams goes through
     /// [`handle_batch`](Self::handle_batch); the rest as in [`step`](Self::step).
-    fn step_batch(&self, received: io::Result<Batch>, batch: &RecvBatch) -> Step {
+    fn step_batch(&self, received: io::Result<Batch>, batch: &RecvBatch, busy: &mut Held) -> Step {
         match received {
-            Ok(Batch::Datagrams(_)) => self.handle_batch(batch),
+            Ok(Batch::Datagrams(_)) => self.handle_batch(batch, busy),
             Ok(Batch::Overflow) => {
                 self.shared
                     .counters
@@ -187,8 +226,16 @@ impl Listener {
     /// fault hook (tests) sees each datagram before any is applied, outside the lock; if it
     /// fails on one, those before it are applied and published, and the listener stops. The
     /// NVMe head and namespace id lookups in sysfs come after, outside the lock.
-    fn handle_batch(&self, batch: &RecvBatch) -> Step {
-        let counters = &self.shared.counters;
+    ///
+    /// If another thread holds the state lock longer than [`BUSY_SPIN`] (a reader in
+    /// [`Monitor::with_registry`](crate::Monitor::with_registry), a clone of a large
+    /// registry), the batch is held in `busy` (bounded as a rescan's, `held.rs`), behind what
+    /// is held already, and the listener goes on receiving: the kernel's queue is emptied at
+    /// its own pace whoever holds the lock, rather than left to overflow while the listener
+    /// waits for it. What is held is applied, in order, under the next acquisition; it lags
+    /// only as long as the other thread keeps the lock, during which no waiter could have
+    /// looked at the registry anyway.
+    fn handle_batch(&self, batch: &RecvBatch, busy: &mut Held) -> Step {
         let mut step = Step::Next;
         let mut take = batch.len();
         for (i, (_, bytes)) in batch.iter().enumerate() {
@@ -198,12 +245,53 @@ impl Listener {
                 break;
             }
         }
-        let shared = &*self.shared;
-        let mut st = shared.state.lock();
-        let mut changes = Vec::new();
+        if busy.is_empty() {
+            if let Some(mut st) = self.shared.state.try_lock_for(BUSY_SPIN) {
+                let changes = self.apply_all(&mut st, batch.iter().take(take));
+                self.finish(st, changes);
+                return step;
+            }
+        }
         for (env, bytes) in batch.iter().take(take) {
+            if !busy.has_room(bytes.len()) {
+                self.apply_held(busy, Lock::Wait);
+            }
+            busy.push(env, bytes);
+        }
+        self.apply_held(busy, Lock::Try);
+        step
+    }
+
+    /// Applies what `busy` holds, in order, under one acquisition of the state lock, and
+    /// empties it; with [`Lock::Try`], only if the lock is free now.
+    fn apply_held(&self, busy: &mut Held, lock: Lock) {
+        if busy.is_empty() {
+            return;
+        }
+        let st = match lock {
+            Lock::Wait => Some(self.shared.state.lock()),
+            Lock::Try => self.shared.state.try_lock(),
+        };
+        let Some(mut st) = st else { return };
+        let changes = self.apply_all(&mut st, (0..busy.len()).filter_map(|i| busy.get(i)));
+        busy.clear();
+        self.finish(st, changes);
+    }
+
+    /// Applies datagrams in order under the held state lock (a truncated one is counted and
+    /// skipped); returns their changes.
+    fn apply_all<'a>(
+        &self,
+        st: &mut StateGuard<'_>,
+        datagrams: impl Iterator<Item = (Envelope, &'a [u8])>,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for (env, bytes) in datagrams {
             if env.truncated {
-                counters.truncated.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .truncated
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(len = env.len, "truncated uevent datagram skipped");
                 continue;
             }
@@ -214,11 +302,17 @@ impl Listener {
                 skipped => skipped.log(&""),
             }
         }
+        changes
+    }
+
+    /// Publishes `changes` (releasing the lock), then looks up in sysfs what they leave
+    /// untied: NVMe heads, namespace ids.
+    fn finish(&self, st: StateGuard<'_>, changes: Vec<Change>) {
         if changes.is_empty() {
-            return step;
+            return;
         }
         // The waiters are woken first; what only the listener needs comes after.
-        publish_slice(shared, st, &changes);
+        publish_slice(&self.shared, st, &changes);
         let untied = untied_heads(&changes);
         let nsids = super::nsid::added_without_nsid(&changes);
         drop(changes);
@@ -228,7 +322,6 @@ impl Listener {
         if !nsids.is_empty() {
             self.read_nsids(nsids);
         }
-        step
     }
 
     /// The test's fault hook, if any, on a datagram's bytes.

@@ -74,6 +74,16 @@ pub(crate) mod sync {
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             MutexGuard(Some(self.0.lock().unwrap()))
         }
+        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            self.0.try_lock().ok().map(|g| MutexGuard(Some(g)))
+        }
+        /// Time is not modelled: as `try_lock`.
+        pub(crate) fn try_lock_for(
+            &self,
+            _timeout: std::time::Duration,
+        ) -> Option<MutexGuard<'_, T>> {
+            self.try_lock()
+        }
     }
 
     impl<T: Default> Default for Mutex<T> {

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod datagram_oracle;
 mod fixtures;
+pub mod gate;
 pub mod netns;
 pub mod path_oracle;
 mod poll;
