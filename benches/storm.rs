@@ -25,10 +25,13 @@
 //! The monitor coldplugs from it and rescans it after an overflow; at the end its scan is
 //! the expected registry.
 //!
-//! A listener that keeps up never overflows, whatever the buffer. To model one that falls
-//! behind (a busy agent; the case a small buffer is there to show), every 10,000 datagrams a
-//! helper holds the listener's lock for 20 ms while the sender goes on, in every run alike,
-//! and once more as the final round starts, so that its plugs meet the resync that follows.
+//! A listener that keeps up never overflows, whatever the buffer. To model a busy agent,
+//! every 10,000 datagrams a helper holds the listener's lock for 20 ms while the sender goes
+//! on, in every run alike, and once more as the final round starts: pciplug's state lock
+//! (`Monitor::with_registry`), the Kata-style listener's sandbox lock. The Kata-style listener
+//! stalls at the first `add` it receives meanwhile; pciplug's goes on receiving and holds what
+//! it receives until the lock is free (the listener's design, `monitor/thread.rs`), so what it
+//! still loses is what its receive and apply cannot keep up with at the sender's rate.
 //!
 //! `STORM_ONLY=<text>` runs only the cases whose name contains `<text>` (to look at one), and
 //! prints no RESULT line then.
@@ -542,7 +545,7 @@ fn run() {
         .collect();
     println!();
     println!(
-        "== storm: {} datagrams ({OPS} plugs and unplugs of {DEVICES} virtio-blk functions), the listener stalled {} ms every {STALL_EVERY} and as the final round starts ({})",
+        "== storm: {} datagrams ({OPS} plugs and unplugs of {DEVICES} virtio-blk functions), the listener's lock held {} ms every {STALL_EVERY} and as the final round starts ({})",
         outcomes[0].1.injected,
         STALL.as_millis(),
         common::machine()

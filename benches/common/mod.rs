@@ -10,6 +10,8 @@ pub mod synth;
 
 #[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
+#[path = "../../tests/common/gate.rs"]
+pub mod gate;
 #[allow(unused_imports)] // as dead_code above: each binary uses its own subset
 pub use fixtures::{BENCH_FIXTURES, fixture_path};
 
