@@ -31,7 +31,9 @@
 //! lost events it rescans sysfs and reconciles. That thread is the only one pciplug starts,
 //! but for one `pciplug-timer` per process once an async wait has a deadline (**Async** below),
 //! and `pciplug-rescan`, which reads sysfs for a resync while `pciplug-uevents` goes on
-//! receiving, and ends with the rescan.
+//! receiving, and ends with the rescan. The listener never leaves the socket to overflow
+//! while another thread holds the registry (a long [`Monitor::with_registry`]): it holds what
+//! it receives meanwhile and applies it, in order, once the lock is free.
 //! A wait blocks the calling thread (no thread per wait, no polling); its `_async` form does
 //! not. One shared `Monitor` is the intended use: a second one opens a second socket, keeps a
 //! second registry and runs a second thread. The thread stops, and the socket closes, when the last handle is dropped or
