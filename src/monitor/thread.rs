@@ -35,8 +35,9 @@ const BATCH: usize = 32;
 /// (some 70 uevents in 200 us, 30 KiB).
 const BUSY_SPIN: Duration = Duration::from_micros(200);
 
-/// While datagrams are held, how long the listener waits for more before it waits for the
-/// state lock instead (one `poll` millisecond, its least timeout).
+/// While datagrams are held, how long the listener waits for more before it tries the state
+/// lock again (one `poll` millisecond, its least timeout): what is held is applied at most
+/// this long after the lock is free.
 const BUSY_IDLE: Duration = Duration::from_millis(1);
 
 /// How [`Listener::apply_held`] takes the state lock.
@@ -141,7 +142,7 @@ impl Listener {
         let mut busy = Held::default();
         loop {
             // While datagrams are held, the socket is waited on no longer than BUSY_IDLE: if
-            // nothing more comes meanwhile, the listener waits for the lock.
+            // nothing more comes meanwhile, the listener tries the lock again.
             let idle = (!busy.is_empty()).then(|| Instant::now() + BUSY_IDLE);
             let received = match earliest(owed, idle) {
                 Some(at) => self.socket.recv_batch_deadline(&mut batch, at),
@@ -149,7 +150,10 @@ impl Listener {
             };
             match self.step_batch(received, &batch, &mut busy) {
                 Step::Next => {}
-                Step::Drained => self.apply_held(&mut busy, Lock::Wait),
+                // Never waits for the lock while holding: a reader may keep it until the
+                // listener has taken what comes next (a paced sender); tried again each
+                // BUSY_IDLE until it is free.
+                Step::Drained => self.apply_held(&mut busy, Lock::Try),
                 Step::Overflow if owed.is_some() => {
                     tracing::debug!("uevent socket overflowed again; the owed resync covers it");
                 }
