@@ -23,8 +23,9 @@
 //!
 //! For each device the devpath is its canonical sysfs path minus the root, the subsystem is
 //! the name its `subsystem` link points to, and the fields are the `KEY=VALUE` lines of its
-//! `uevent` file. Block devices whose `hidden` attribute is 1 (the per-path disks
-//! `nvme<S>c<C>n<N>` behind a multipath head) are skipped. `DISKSEQ` is taken from the
+//! `uevent` file. The hidden block devices (the per-path disks `nvme<S>c<C>n<N>` behind a
+//! multipath head, the only ones the kernel hides) are skipped, told by their name as the
+//! uevents' are. `DISKSEQ` is taken from the
 //! `diskseq` attribute (the disk's, for a partition) when the `uevent` file lacks it.
 //!
 //! # Robustness
@@ -149,7 +150,7 @@ impl Sysfs {
         let root = self.canonical_root()?;
         let mut events = Vec::new();
         for link in functions {
-            events.extend(read_device(&root, &link, Kind::Function)?);
+            events.extend(read_device(&root, &link, Kind::Function, None)?);
             if let ControlFlow::Break(b) = between() {
                 return Ok(ControlFlow::Break(b));
             }
@@ -162,8 +163,9 @@ impl Sysfs {
         ] {
             for link in list_class(&self.root.join("class").join(class))? {
                 // A skipped entry cost one `readlink`: no need to stop for it.
-                if may_concern_registry(&link) {
-                    events.extend(read_device(&root, &link, kind)?);
+                let (concerns, target) = may_concern_registry(&link);
+                if concerns {
+                    events.extend(read_device(&root, &link, kind, target)?);
                     if let ControlFlow::Break(b) = between() {
                         return Ok(ControlFlow::Break(b));
                     }
@@ -252,20 +254,23 @@ fn list_class(dir: &Path) -> Result<Vec<PathBuf>> {
 /// scan, and so a resync, reads only the PCI functions, what is below them, and the NVMe
 /// multipath heads. Anything else, a link that cannot be read or one that does not lead
 /// plainly into `devices/` included, is left to [`read_device`], which resolves it fully.
-fn may_concern_registry(link: &Path) -> bool {
+///
+/// Also returns the link's text, if it could be read, for [`read_device`] to use.
+fn may_concern_registry(link: &Path) -> (bool, Option<PathBuf>) {
     let Ok(target) = fs::read_link(link) else {
-        return true;
+        return (true, None);
     };
     let Some(mut rest) = target.to_str() else {
-        return true;
+        return (true, Some(target));
     };
     while let Some(r) = rest.strip_prefix("../") {
         rest = r;
     }
     if !rest.starts_with("devices/") || rest.contains("/../") || rest.contains("/./") {
-        return true;
+        return (true, Some(target));
     }
-    devpath::may_concern_registry(format!("/{rest}").as_bytes())
+    let concerns = devpath::may_concern_registry(format!("/{rest}").as_bytes());
+    (concerns, Some(target))
 }
 
 /// True for the errors of a device that went away while being read.

@@ -110,9 +110,17 @@ fn after_read(_dir: &Path, _name: &CStr) {}
 /// One generation of the device, never a mix: its attributes are read through one
 /// [`DeviceDir`], which is then checked to be what the path still names. A device replugged
 /// meanwhile is read again, up to [`MAX_REREADS`] times, then skipped.
-pub(super) fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option<Uevent>> {
+///
+/// `target`: the link's text, if the caller read it already (for the first read only: a
+/// device replugged meanwhile may be linked elsewhere, so a reread reads the link again).
+pub(super) fn read_device(
+    root: &Path,
+    link: &Path,
+    kind: Kind,
+    mut target: Option<PathBuf>,
+) -> Result<Option<Uevent>> {
     for _ in 0..=MAX_REREADS {
-        let Some((dev, devpath)) = open_device(root, link)? else {
+        let Some((dev, devpath)) = open_device(root, link, target.take())? else {
             return Ok(None);
         };
         if !is_kept(link, &devpath, kind) {
@@ -148,8 +156,12 @@ pub(super) fn read_device(root: &Path, link: &Path, kind: Kind) -> Result<Option
 /// does not (a symlink in the root's path or in the tree, a kernel without `openat2`, a
 /// device that went away, a link out of the root), the link is resolved and the directory
 /// opened as before, which says why.
-fn open_device(root: &Path, link: &Path) -> Result<Option<(DeviceDir, String)>> {
-    if let Some(found) = open_without_symlinks(root, link) {
+fn open_device(
+    root: &Path,
+    link: &Path,
+    target: Option<PathBuf>,
+) -> Result<Option<(DeviceDir, String)>> {
+    if let Some(found) = open_without_symlinks(root, link, target) {
         return Ok(Some(found));
     }
     let Some((dir, devpath)) = resolve(root, link)? else {
@@ -162,12 +174,20 @@ fn open_device(root: &Path, link: &Path) -> Result<Option<(DeviceDir, String)>> 
 static OPENAT2_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// [`open_device`]'s quick way, `None` wherever it does not apply.
-fn open_without_symlinks(root: &Path, link: &Path) -> Option<(DeviceDir, String)> {
+fn open_without_symlinks(
+    root: &Path,
+    link: &Path,
+    target: Option<PathBuf>,
+) -> Option<(DeviceDir, String)> {
     if OPENAT2_REFUSED.load(Ordering::Relaxed) {
         return None;
     }
+    let target = match target {
+        Some(t) => t,
+        None => fs::read_link(link).ok()?,
+    };
     // An absolute target replaces the link's directory in the join.
-    let spliced = link.parent()?.join(fs::read_link(link).ok()?);
+    let spliced = link.parent()?.join(target);
     if !spliced.is_absolute() {
         return None;
     }
@@ -264,12 +284,17 @@ fn read_fields(dev: &DeviceDir, devpath: &str) -> Result<Option<HashMap<String, 
 
 /// What a block device's attributes add to its `uevent` fields: `false` if it is hidden
 /// (an NVMe per-path disk) or went away, else adds `DISKSEQ` when the fields lack it.
+///
+/// Hidden is told by the name, as for a uevent (`devpath::is_hidden_nvme_path`), not by the
+/// `hidden` attribute: the kernel hides only those disks (`GENHD_FL_HIDDEN`, set by NVMe
+/// multipath alone), and one rule serves both ways in; a read of `hidden` per disk would
+/// cost a scan of thousands of disks as many system calls.
 fn add_block_facts(dev: &DeviceDir, env: &mut HashMap<String, String>) -> Result<bool> {
-    match attr_at(dev, c"hidden")? {
-        // Absent on kernels before 5.10, which had no hidden disks in sysfs.
-        Attr::Value(v) if v.trim() == "1" => return Ok(false),
-        Attr::Value(_) | Attr::Absent => {}
-        Attr::Skip => return Ok(false),
+    if env
+        .get("DEVNAME")
+        .is_some_and(|n| devpath::is_hidden_nvme_path(n))
+    {
+        return Ok(false);
     }
     if env.contains_key("DISKSEQ") {
         return Ok(true);
@@ -551,10 +576,10 @@ mod tests {
         // through the root's link.
         let root = t.root().canonicalize().unwrap();
         let link = t.root().join("class/block/vda");
-        let (dev, devpath) = open_without_symlinks(&root, &link).expect("opened at once");
+        let (dev, devpath) = open_without_symlinks(&root, &link, None).expect("opened at once");
         assert_eq!(devpath, VDA);
         assert_eq!(dev.path, fs::canonicalize(&link).unwrap());
-        assert!(open_without_symlinks(&root, &via_link.join("class/block/vda")).is_none());
+        assert!(open_without_symlinks(&root, &via_link.join("class/block/vda"), None).is_none());
     }
 
     #[test]
