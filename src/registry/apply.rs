@@ -2,9 +2,9 @@
 
 use super::model::{NetInterface, NvmeController, PciDevice, PciIds};
 use super::{Change, Registry, insert_exact};
-use crate::devpath;
 use crate::path::{Bdf, DevpathError, PciPath};
 use crate::uevent::{Effect, Key, UeventRef};
+use crate::{devpath, hex};
 
 impl Registry {
     /// Applies one event, borrowed from its datagram or from a [`Uevent`]; the callers (the
@@ -271,16 +271,36 @@ impl Registry {
 fn pci_ids(ev: &UeventRef<'_>) -> Option<PciIds> {
     fn pair(s: &str) -> Option<(u16, u16)> {
         let (a, b) = s.split_once(':')?;
-        Some((
-            u16::from_str_radix(a, 16).ok()?,
-            u16::from_str_radix(b, 16).ok()?,
-        ))
+        Some((hex_u16(a)?, hex_u16(b)?))
     }
     Some(PciIds {
         id: pair(ev.get(Key::PciId)?)?,
         subsys_id: pair(ev.get(Key::PciSubsysId)?)?,
-        class: u32::from_str_radix(ev.get(Key::PciClass)?, 16).ok()?,
+        class: hex_u32(ev.get(Key::PciClass)?)?,
     })
+}
+
+/// `u16::from_str_radix(s, 16)`, with the kernel's spelling (`%04X`, four digits) read
+/// directly: the generic parse took most of a PCI event's apply (callgrind).
+fn hex_u16(s: &str) -> Option<u16> {
+    hex::u16_exact(s.as_bytes()).or_else(|| u16::from_str_radix(s, 16).ok())
+}
+
+/// `u32::from_str_radix(s, 16)`, with one to eight plain digits (the kernel's `%X`) read
+/// directly.
+fn hex_u32(s: &str) -> Option<u32> {
+    let b = s.as_bytes();
+    if (1..=8).contains(&b.len()) {
+        let mut v = 0u32;
+        for &c in b {
+            match hex::digit(c) {
+                Some(d) => v = v << 4 | u32::from(d),
+                None => return u32::from_str_radix(s, 16).ok(),
+            }
+        }
+        return Some(v);
+    }
+    u32::from_str_radix(s, 16).ok()
 }
 
 #[cfg(test)]
@@ -378,6 +398,30 @@ mod tests {
             r.devices().map(|d| d.path.to_string()).collect::<Vec<_>>(),
             ["04"]
         );
+    }
+
+    #[test]
+    fn pci_ids_read_hex_as_from_str_radix_does() {
+        use super::{hex_u16, hex_u32};
+        for s in [
+            "1AF4", "1af4", "0", "fff", "+1F", "", "12345", "g000", "-1", "ffff",
+        ] {
+            assert_eq!(hex_u16(s), u16::from_str_radix(s, 16).ok(), "{s:?}");
+        }
+        let long = [
+            "10000",
+            "60400",
+            "0",
+            "FFFFFFFF",
+            "100000000",
+            "+10",
+            "",
+            "1g",
+            "000000001",
+        ];
+        for s in long {
+            assert_eq!(hex_u32(s), u32::from_str_radix(s, 16).ok(), "{s:?}");
+        }
     }
 
     #[test]
