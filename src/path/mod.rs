@@ -425,8 +425,17 @@ mod tests {
             let fns: Vec<String> = (0..n).map(|i| format!("0000:{i:02x}:01.0")).collect();
             format!("/devices/pci0000:00/{}/virtio0", fns.join("/"))
         };
-        for dp in [chain(16), chain(17), chain(1), "/devices/pci0000:00/".to_owned()] {
-            assert_eq!(PciPath::from_devpath(&dp), from_devpath_by_split(&dp), "{dp}");
+        for dp in [
+            chain(16),
+            chain(17),
+            chain(1),
+            "/devices/pci0000:00/".to_owned(),
+        ] {
+            assert_eq!(
+                PciPath::from_devpath(&dp),
+                from_devpath_by_split(&dp),
+                "{dp}"
+            );
         }
         assert!(PciPath::from_devpath(&chain(17)).is_err());
     }

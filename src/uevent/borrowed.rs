@@ -188,26 +188,81 @@ struct Required<'a> {
 
 /// One pass over the `KEY=VALUE` fields of `body`, from NUL to NUL: the registry's keys go
 /// into `event`, the required ones are returned.
+///
+/// Eight bytes at a time: every NUL and `=` of a word is found at once, and each is then
+/// handled in order (a search per field, for its `=` and then its NUL, spent more on starting
+/// than on searching: fields are a few bytes to a few dozen).
 fn scan_fields<'a>(
     body: &'a str,
     header: &Header<'a>,
     event: &mut UeventRef<'a>,
 ) -> Result<Required<'a>, UeventError> {
     let mut found = Required::default();
-    // Every cut is next to an ASCII byte, so on a character boundary.
-    let mut start = 0;
-    while start <= body.len() {
-        let end = find_byte(body.as_bytes(), start, 0);
-        let field = &body[start..end];
-        start = end + 1;
-        if field.is_empty() {
-            continue;
+    let bytes = body.as_bytes();
+    let mut fields = Fields { start: 0, eq: None };
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let mut hits = stops(u64::from_le_bytes(*chunk));
+        while hits != 0 {
+            let at = i + (hits.trailing_zeros() / 8) as usize;
+            hits &= hits - 1;
+            fields.stop(body, at, header, event, &mut found)?;
         }
-        // Keys are short: a plain scan beats a vectorised search here.
-        let Some(eq) = field.bytes().position(|b| b == b'=') else {
-            return Err(UeventError::BadField(field.to_owned()));
+        i += 8;
+    }
+    // The last bytes, fewer than eight.
+    for at in i..bytes.len() {
+        if matches!(bytes[at], 0 | b'=') {
+            fields.stop(body, at, header, event, &mut found)?;
+        }
+    }
+    // The body's end ends the last field as a NUL would.
+    fields.stop(body, bytes.len(), header, event, &mut found)?;
+    Ok(found)
+}
+
+/// The high bit of each byte of `w` that is a NUL or an `=`; exact (no carry from one byte
+/// into the next, unlike the quicker test that only finds the first).
+fn stops(w: u64) -> u64 {
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const EQUALS: u64 = 0x0101_0101_0101_0101 * b'=' as u64;
+    // High bit set where the byte is not zero.
+    let nonzero = |x: u64| ((x & LO7) + LO7) | x;
+    !(nonzero(w) & nonzero(w ^ EQUALS)) & !LO7
+}
+
+/// Where [`scan_fields`] is in the body: the field being read.
+struct Fields {
+    start: usize,
+    /// Its first `=`, once seen: the key ends there; later ones are the value's.
+    eq: Option<usize>,
+}
+
+impl Fields {
+    /// Takes the NUL or `=` at `at` (or the body's end); a NUL ends the field.
+    #[inline(always)]
+    fn stop<'a>(
+        &mut self,
+        body: &'a str,
+        at: usize,
+        header: &Header<'a>,
+        event: &mut UeventRef<'a>,
+        found: &mut Required<'a>,
+    ) -> Result<(), UeventError> {
+        if body.as_bytes().get(at) == Some(&b'=') {
+            self.eq = self.eq.or(Some(at));
+            return Ok(());
+        }
+        let from = std::mem::replace(&mut self.start, at + 1);
+        // A field without `=` is malformed, unless empty. Every cut is next to an ASCII
+        // byte, so on a character boundary.
+        let Some(eq) = self.eq.take() else {
+            if at > from {
+                return Err(UeventError::BadField(body[from..at].to_owned()));
+            }
+            return Ok(());
         };
-        let (key, value) = (&field[..eq], &field[eq + 1..]);
+        let (key, value) = (&body[from..eq], &body[eq + 1..at]);
         match Field::of(key.as_bytes()) {
             Field::Action => {
                 found.kobject_rejects |= value.as_bytes() != header.action_raw
@@ -226,8 +281,8 @@ fn scan_fields<'a>(
             Field::Known(k) => event.values[k as usize] = Some(value),
             Field::Other => {}
         }
+        Ok(())
     }
-    Ok(found)
 }
 
 impl<'a> Required<'a> {
@@ -498,6 +553,70 @@ mod tests {
                 matches!(Field::of(other.as_bytes()), Field::Other),
                 "{other}"
             );
+        }
+    }
+}
+
+/// `scan_fields` held to the field-by-field scan it replaced, on bodies made of the pieces
+/// that matter (keys, `=`, NULs, a multi-byte character).
+#[cfg(test)]
+mod scan_reference {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The scan as first written: a search for each field's NUL, then for its `=`.
+    fn by_fields<'a>(
+        body: &'a str,
+        header: &Header<'a>,
+        event: &mut UeventRef<'a>,
+    ) -> Result<Required<'a>, UeventError> {
+        let mut found = Required::default();
+        let mut fields = Fields { start: 0, eq: None };
+        let mut start = 0;
+        while start <= body.len() {
+            let end = find_byte(body.as_bytes(), start, 0);
+            let field = &body[start..end];
+            if !field.is_empty() {
+                // The same handling of one field, fed its `=` and its NUL.
+                if let Some(eq) = field.bytes().position(|b| b == b'=') {
+                    fields.stop(body, start + eq, header, event, &mut found)?;
+                }
+            }
+            fields.stop(body, end, header, event, &mut found)?;
+            start = end + 1;
+        }
+        Ok(found)
+    }
+
+    type Seen<'a> = Result<([Option<&'a str>; 4], bool, [Option<&'a str>; KEYS]), String>;
+
+    fn seen<'a>(r: Result<Required<'a>, UeventError>, event: &UeventRef<'a>) -> Seen<'a> {
+        r.map(|f| {
+            (
+                [f.action, f.devpath, f.subsystem, f.seqnum],
+                f.kobject_rejects,
+                event.values,
+            )
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    proptest! {
+        #[test]
+        fn scan_fields_finds_what_a_scan_field_by_field_finds(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "\0", "=", "=", "ACTION", "add", "DEVPATH", "/devices/pci0000:00", "SEQNUM", "12",
+                "MAJOR", "DEVNAME", "vda", "SUBSYSTEM", "block", "x", "é", "0000:00:02.0/virtio0",
+            ]), 0..40)
+        ) {
+            let body: String = pieces.concat();
+            let d = format!("add@/devices/pci0000:00\0{body}\0");
+            let header = Header::read(d.as_bytes()).unwrap();
+            let body = &d[header.raw.len() + 1..d.len() - 1];
+            let (mut new, mut old) = (UeventRef::EMPTY, UeventRef::EMPTY);
+            let got = scan_fields(body, &header, &mut new);
+            let want = by_fields(body, &header, &mut old);
+            prop_assert_eq!(seen(got, &new), seen(want, &old), "{:?}", body);
         }
     }
 }
