@@ -270,8 +270,9 @@ impl Registry {
 
 fn pci_ids(ev: &UeventRef<'_>) -> Option<PciIds> {
     fn pair(s: &str) -> Option<(u16, u16)> {
-        let (a, b) = s.split_once(':')?;
-        Some((hex_u16(a)?, hex_u16(b)?))
+        // Not `split_once(':')`: its searcher's set-up costs more than these nine bytes.
+        let colon = s.bytes().position(|c| c == b':')?;
+        Some((hex_u16(&s[..colon])?, hex_u16(&s[colon + 1..])?))
     }
     Some(PciIds {
         id: pair(ev.get(Key::PciId)?)?,
