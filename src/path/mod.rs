@@ -259,29 +259,44 @@ impl PciPath {
     /// assert_eq!(&dp[end..], "/virtio1/block/vdb");
     /// ```
     pub fn from_devpath(devpath: &str) -> Result<Option<(PciPath, usize)>, DevpathError> {
+        PciPath::from_devpath_after(devpath, None)
+    }
+
+    /// [`PciPath::from_devpath`], resuming after `known`: what it returned, `(path, end)`,
+    /// for `devpath[..end]`, where `devpath` goes on with a slash (or ends). The walk is
+    /// left to right and each step depends only on what is before it, so the answer is the
+    /// same as from the start; the caller checks that `known` is `devpath`'s.
+    pub(crate) fn from_devpath_after(
+        devpath: &str,
+        known: Option<(PciPath, usize)>,
+    ) -> Result<Option<(PciPath, usize)>, DevpathError> {
         let b = devpath.as_bytes();
-        // The root complex: the first component that names one. Neither of `/devices/`'s two
-        // components can, and nearly every devpath starts with them.
-        let mut at = if devpath.starts_with("/devices/") {
-            9
-        } else {
-            0
-        };
-        let rc = loop {
-            let comp_end = crate::devpath::find_byte(b, at, b'/');
-            let found = RootComplex::from_sysfs_name(&devpath[at..comp_end]);
-            at = comp_end + 1;
-            match found {
-                Some(rc) => break rc,
-                None if comp_end == b.len() => return Ok(None),
-                None => {}
+        let (rc, mut at, mut path, mut end) = match known {
+            Some((path, end)) => (path.root, end + 1, Some(path), end),
+            None => {
+                // The root complex: the first component that names one. Neither of
+                // `/devices/`'s two components can, and nearly every devpath starts with them.
+                let mut at = if devpath.starts_with("/devices/") {
+                    9
+                } else {
+                    0
+                };
+                let rc = loop {
+                    let comp_end = crate::devpath::find_byte(b, at, b'/');
+                    let found = RootComplex::from_sysfs_name(&devpath[at..comp_end]);
+                    at = comp_end + 1;
+                    match found {
+                        Some(rc) => break rc,
+                        None if comp_end == b.len() => return Ok(None),
+                        None => {}
+                    }
+                };
+                (rc, at, None, 0)
             }
         };
         // Then its functions, one `dddd:bb:ss.f` component after another, up to the first
         // component that is not one. A function's component is twelve bytes: no search for
         // the next slash (that search and `split('/')` before it were a third of the apply).
-        let mut path: Option<PciPath> = None;
-        let mut end = 0usize;
         while let Some(comp) = devpath.get(at..at + 12) {
             if b.get(at + 12).is_some_and(|&c| c != b'/') {
                 break; // a longer component

@@ -12,7 +12,7 @@ impl Registry {
     ///
     /// [`Uevent`]: crate::Uevent
     pub(super) fn apply_ref(&mut self, ev: &UeventRef<'_>) -> Result<Vec<Change>, DevpathError> {
-        let located = PciPath::from_devpath(ev.devpath())?;
+        let located = self.placed.locate(ev.devpath())?;
         let mut changes = Vec::new();
         match (ev.subsystem(), located) {
             ("pci", Some((path, end))) if end == ev.devpath().len() => {
@@ -268,6 +268,42 @@ impl Registry {
     }
 }
 
+/// The function the last event was placed at: its devpath and path, from which
+/// [`PciPath::from_devpath`] resumes for an event below it (events come in runs about one
+/// function, and the walk down to it was most of an event's apply: callgrind). A memo, so
+/// never an answer of its own: what it gives is what the walk from the start gives.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Placed {
+    devpath: String,
+    path: Option<PciPath>,
+}
+
+impl Placed {
+    /// [`PciPath::from_devpath`] of `devpath`.
+    pub(super) fn locate(
+        &mut self,
+        devpath: &str,
+    ) -> Result<Option<(PciPath, usize)>, DevpathError> {
+        let below = |known: &str| {
+            devpath.starts_with(known)
+                && matches!(devpath.as_bytes().get(known.len()), None | Some(b'/'))
+        };
+        let known = self
+            .path
+            .filter(|_| below(&self.devpath))
+            .map(|p| (p, self.devpath.len()));
+        let located = PciPath::from_devpath_after(devpath, known)?;
+        if let Some((path, end)) = located {
+            if known.map(|(_, e)| e) != Some(end) {
+                self.devpath.clear();
+                self.devpath.push_str(&devpath[..end]);
+                self.path = Some(path);
+            }
+        }
+        Ok(located)
+    }
+}
+
 fn pci_ids(ev: &UeventRef<'_>) -> Option<PciIds> {
     fn pair(s: &str) -> Option<(u16, u16)> {
         // Not `split_once(':')`: its searcher's set-up costs more than these nine bytes.
@@ -399,6 +435,35 @@ mod tests {
             r.devices().map(|d| d.path.to_string()).collect::<Vec<_>>(),
             ["04"]
         );
+    }
+
+    #[test]
+    fn a_devpath_is_placed_as_from_the_start_whatever_was_placed_before() {
+        use super::Placed;
+        use crate::path::PciPath;
+        let root = "/devices/pci0000:00/0000:00:03.0";
+        let deep: String = (0..17).map(|i| format!("/0000:{i:02x}:01.0")).collect();
+        let seq = [
+            format!("{root}/0000:02:00.0/virtio0/block/vda"),
+            format!("{root}/0000:02:00.0"),
+            format!("{root}/0000:02:00.0/0000:03:01.0/virtio1"),
+            format!("{root}/0000:02:00.0/0000:03:01.0"),
+            format!("{root}/0000:02:00.01"),
+            format!("{root}/0000:02:00.0/0001:03:01.0"),
+            format!("{root}/0000:02:00.0"),
+            format!("{root}/0000:02:00.0{deep}"),
+            format!("{root}/0000:02:00.0/0000:03:01.0/x"),
+            "/devices/pci0000:10/0000:10:00.0/0000:11:00.0/nvme/nvme0".to_owned(),
+            "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1".to_owned(),
+            format!("{root}/0000:02:00.0/0000:03:01.0"),
+            format!("{root}/0000:02:00.0/0000:03:01.0"),
+            root.to_owned(),
+            format!("{root}x/0000:02:00.0"),
+        ];
+        let mut placed = Placed::default();
+        for dp in &seq {
+            assert_eq!(placed.locate(dp), PciPath::from_devpath(dp), "{dp}");
+        }
     }
 
     #[test]
