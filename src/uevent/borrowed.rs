@@ -201,23 +201,28 @@ fn scan_fields<'a>(
     let bytes = body.as_bytes();
     let mut fields = Fields { start: 0, eq: None };
     let mut i = 0;
-    while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+    'words: while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
         let mut hits = stops(u64::from_le_bytes(*chunk));
         while hits != 0 {
             let at = i + (hits.trailing_zeros() / 8) as usize;
             hits &= hits - 1;
-            fields.stop(body, at, header, event, &mut found)?;
+            if let Some(resume) = fields.stop(body, at, header, event, &mut found)? {
+                i = resume;
+                continue 'words;
+            }
         }
         i += 8;
     }
     // The last bytes, fewer than eight.
-    for at in i..bytes.len() {
-        if matches!(bytes[at], 0 | b'=') {
-            fields.stop(body, at, header, event, &mut found)?;
+    while i < bytes.len() {
+        i = match bytes[i] {
+            0 | b'=' => fields.stop(body, i, header, event, &mut found)?,
+            _ => None,
         }
+        .unwrap_or(i + 1);
     }
     // The body's end ends the last field as a NUL would.
-    fields.stop(body, bytes.len(), header, event, &mut found)?;
+    fields.end(body, bytes.len(), header, event, &mut found)?;
     Ok(found)
 }
 
@@ -239,7 +244,8 @@ struct Fields {
 }
 
 impl Fields {
-    /// Takes the NUL or `=` at `at` (or the body's end); a NUL ends the field.
+    /// Takes the NUL or `=` at `at`; a NUL ends the field. Returns where the scan goes on
+    /// when it read past `at` (a `DEVPATH=` value taken whole).
     #[inline(always)]
     fn stop<'a>(
         &mut self,
@@ -248,11 +254,41 @@ impl Fields {
         header: &Header<'a>,
         event: &mut UeventRef<'a>,
         found: &mut Required<'a>,
-    ) -> Result<(), UeventError> {
-        if body.as_bytes().get(at) == Some(&b'=') {
-            self.eq = self.eq.or(Some(at));
-            return Ok(());
+    ) -> Result<Option<usize>, UeventError> {
+        let bytes = body.as_bytes();
+        if bytes.get(at) == Some(&b'=') {
+            if self.eq.is_some() {
+                return Ok(None); // the value's
+            }
+            self.eq = Some(at);
+            // `DEVPATH=`'s value is, in every datagram that can be believed, the header's
+            // devpath: compared whole, and the scan goes on after it, instead of searching its
+            // dozens of bytes for their end. (Only a NUL ends it; its `=`s are the value's.)
+            if &bytes[self.start..at] == b"DEVPATH" {
+                let end = at + 1 + header.devpath.len();
+                if bytes.get(at + 1..end) == Some(header.devpath)
+                    && matches!(bytes.get(end), None | Some(0))
+                {
+                    self.end(body, end, header, event, found)?;
+                    return Ok(Some(end + 1));
+                }
+            }
+            return Ok(None);
         }
+        self.end(body, at, header, event, found)?;
+        Ok(None)
+    }
+
+    /// Takes the NUL at `at` (or the body's end), which ends the field.
+    #[inline(always)]
+    fn end<'a>(
+        &mut self,
+        body: &'a str,
+        at: usize,
+        header: &Header<'a>,
+        event: &mut UeventRef<'a>,
+        found: &mut Required<'a>,
+    ) -> Result<(), UeventError> {
         let from = std::mem::replace(&mut self.start, at + 1);
         // A field without `=` is malformed, unless empty. Every cut is next to an ASCII
         // byte, so on a character boundary.
@@ -631,10 +667,10 @@ mod scan_reference {
             if !field.is_empty() {
                 // The same handling of one field, fed its `=` and its NUL.
                 if let Some(eq) = field.bytes().position(|b| b == b'=') {
-                    fields.stop(body, start + eq, header, event, &mut found)?;
+                    fields.eq = Some(start + eq);
                 }
             }
-            fields.stop(body, end, header, event, &mut found)?;
+            fields.end(body, end, header, event, &mut found)?;
             start = end + 1;
         }
         Ok(found)
@@ -699,6 +735,7 @@ mod scan_reference {
             pieces in proptest::collection::vec(proptest::sample::select(vec![
                 "\0", "=", "=", "ACTION", "add", "DEVPATH", "/devices/pci0000:00", "SEQNUM", "12",
                 "MAJOR", "DEVNAME", "vda", "SUBSYSTEM", "block", "x", "é", "0000:00:02.0/virtio0",
+                "DEVPATH=/devices/pci0000:00", "DEVPATH=/devices/pci0000:00\0", "/devices/pci0000:00=x",
             ]), 0..40)
         ) {
             let body: String = pieces.concat();
