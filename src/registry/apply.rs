@@ -100,6 +100,18 @@ impl Registry {
 
     /// Removes the function at `path` and every function behind it, children included.
     pub(super) fn remove_subtree(&mut self, path: &PciPath, changes: &mut Vec<Change>) {
+        if !self.devices.behind.contains_key(path) {
+            // Nothing behind it (a leaf, the common case): its subtree is itself, if present,
+            // and needs no list.
+            self.clear_children(path, changes);
+            if let Some(dev) = self.devices.remove(path) {
+                changes.push(Change::DeviceRemoved {
+                    path: *path,
+                    bdf: dev.bdf,
+                });
+            }
+            return;
+        }
         let doomed = self.devices.subtree(path);
         // Deepest first, so a bridge is reported after what was behind it.
         for p in doomed.into_iter().rev() {
