@@ -7,25 +7,28 @@ use crate::uevent::{Effect, Key, UeventRef};
 use crate::{devpath, hex};
 
 impl Registry {
-    /// Applies one event, borrowed from its datagram or from a [`Uevent`]; the callers (the
-    /// intake) count it.
+    /// Applies one event, borrowed from its datagram or from a [`Uevent`], and appends what
+    /// changed to `changes`; the callers (the intake) count it. On error nothing is appended.
     ///
     /// [`Uevent`]: crate::Uevent
-    pub(super) fn apply_ref(&mut self, ev: &UeventRef<'_>) -> Result<Vec<Change>, DevpathError> {
+    pub(super) fn apply_ref(
+        &mut self,
+        ev: &UeventRef<'_>,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), DevpathError> {
         let located = self.placed.locate(ev.devpath())?;
-        let mut changes = Vec::new();
         match (ev.subsystem(), located) {
             ("pci", Some((path, end))) if end == ev.devpath().len() => {
-                self.apply_pci(ev, path, &mut changes)
+                self.apply_pci(ev, path, changes)
             }
-            ("block", Some((path, end))) => self.apply_block(ev, path, end, &mut changes),
-            ("block", None) => self.apply_nvme_head(ev, &mut changes),
-            ("net", Some((path, end))) => self.apply_net(ev, path, end, &mut changes),
-            ("nvme", Some((path, end))) => self.apply_nvme_controller(ev, path, end, &mut changes),
-            ("vfio", None) => self.apply_vfio_group(ev, &mut changes),
+            ("block", Some((path, end))) => self.apply_block(ev, path, end, changes),
+            ("block", None) => self.apply_nvme_head(ev, changes),
+            ("net", Some((path, end))) => self.apply_net(ev, path, end, changes),
+            ("nvme", Some((path, end))) => self.apply_nvme_controller(ev, path, end, changes),
+            ("vfio", None) => self.apply_vfio_group(ev, changes),
             _ => {}
         }
-        Ok(changes)
+        Ok(())
     }
 
     // ---- PCI functions -------------------------------------------------------------------
