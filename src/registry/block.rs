@@ -397,20 +397,16 @@ fn block_device(ev: &UeventRef<'_>, name: &str, transport: Transport) -> BlockDe
 
 /// How a block device's devpath continues below its PCI function.
 fn transport(rest: &str) -> Transport {
-    if let Some(ctrl) = devpath::nvme_controller_above(rest) {
-        return Transport::Nvme {
+    match devpath::node_above(rest) {
+        devpath::Above::NvmeController(ctrl) => Transport::Nvme {
             controller: ctrl.into(),
-        };
-    }
-    if let Some(addr) = devpath::scsi_address_above(rest) {
-        return Transport::Scsi {
+        },
+        devpath::Above::ScsiAddress(addr) => Transport::Scsi {
             address: addr.into(),
-        };
+        },
+        devpath::Above::Virtio => Transport::Virtio,
+        devpath::Above::Other => Transport::Other,
     }
-    if devpath::starts_at_virtio_node(rest) {
-        return Transport::Virtio;
-    }
-    Transport::Other
 }
 
 #[cfg(test)]
