@@ -2,8 +2,9 @@
 //! parse + apply), not a benchmark: it prints no time.
 //!
 //! `cargo build --release --example profile_apply`, then
-//! `valgrind --tool=callgrind --toggle-collect='*apply_datagram*' target/release/examples/profile_apply waiters`
-//! and `callgrind_annotate`. `waiters` applies the waiters bench's storm stream (synthetic
+//! `valgrind --tool=callgrind --toggle-collect='*Registry>::apply_datagram' target/release/examples/profile_apply waiters`
+//! and `callgrind_annotate` (the pattern must match `apply_datagram` alone: a second match
+//! inside it, `apply_datagram_into`, would toggle collection off again). `waiters` applies the waiters bench's storm stream (synthetic
 //! virtio-blk hot-plugs and unplugs, 14 datagrams each) to one registry; `real` applies every
 //! datagram of the benches' real recordings, each recording to a fresh registry. Prints the
 //! datagram count, to divide the collected instructions by.
