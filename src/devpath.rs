@@ -143,6 +143,9 @@ pub(crate) fn may_concern_registry(devpath: &[u8]) -> bool {
     if !devpath.starts_with(b"/devices/") {
         return false;
     }
+    if devpath[b"/devices/".len()..].starts_with(b"pci") {
+        return true; // nearly every PCI devpath: the walk's second component
+    }
     let mut slash = 0;
     while slash < devpath.len() {
         if devpath[slash + 1..].starts_with(b"pci") {
