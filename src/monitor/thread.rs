@@ -299,10 +299,12 @@ impl Listener {
                 tracing::warn!(len = env.len, "truncated uevent datagram skipped");
                 continue;
             }
-            match st.registry.apply_datagram(env.sender_port, bytes) {
-                // The first datagram's changes are taken as they are: no copy.
-                Outcome::Applied(applied) if changes.is_empty() => changes = applied,
-                Outcome::Applied(applied) => changes.extend(applied),
+            // Into the batch's one list: none allocated per datagram.
+            match st
+                .registry
+                .apply_datagram_into(env.sender_port, bytes, &mut changes)
+            {
+                Outcome::Applied(_) => {}
                 skipped => skipped.log(&""),
             }
         }

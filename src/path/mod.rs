@@ -259,34 +259,62 @@ impl PciPath {
     /// assert_eq!(&dp[end..], "/virtio1/block/vdb");
     /// ```
     pub fn from_devpath(devpath: &str) -> Result<Option<(PciPath, usize)>, DevpathError> {
-        let mut root: Option<RootComplex> = None;
-        let mut path: Option<PciPath> = None;
-        let mut end = 0usize;
-        let mut offset = 0usize;
-        for comp in devpath.split('/') {
-            let comp_end = offset + comp.len();
-            offset = comp_end + 1;
-            match root {
-                None => root = RootComplex::from_sysfs_name(comp),
-                Some(rc) => match Bdf::from_str(comp) {
-                    Ok(bdf) => {
-                        if bdf.domain != rc.domain {
-                            return Err(DevpathError::new(
-                                devpath,
-                                "PCI domain changes below root",
-                            ));
-                        }
-                        path = Some(match path {
-                            None => PciPath::on_root(rc, bdf.hop()),
-                            Some(bridge) => bridge.child(bdf.hop()).ok_or_else(|| {
-                                DevpathError::new(devpath, "more than 16 PCI hops")
-                            })?,
-                        });
-                        end = comp_end;
+        PciPath::from_devpath_after(devpath, None)
+    }
+
+    /// [`PciPath::from_devpath`], resuming after `known`: what it returned, `(path, end)`,
+    /// for `devpath[..end]`, where `devpath` goes on with a slash (or ends). The walk is
+    /// left to right and each step depends only on what is before it, so the answer is the
+    /// same as from the start; the caller checks that `known` is `devpath`'s.
+    pub(crate) fn from_devpath_after(
+        devpath: &str,
+        known: Option<(PciPath, usize)>,
+    ) -> Result<Option<(PciPath, usize)>, DevpathError> {
+        let b = devpath.as_bytes();
+        let (rc, mut at, mut path, mut end) = match known {
+            Some((path, end)) => (path.root, end + 1, Some(path), end),
+            None => {
+                // The root complex: the first component that names one. Neither of
+                // `/devices/`'s two components can, and nearly every devpath starts with them.
+                let mut at = if devpath.starts_with("/devices/") {
+                    9
+                } else {
+                    0
+                };
+                let rc = loop {
+                    let comp_end = crate::devpath::find_byte(b, at, b'/');
+                    let found = RootComplex::from_sysfs_name(&devpath[at..comp_end]);
+                    at = comp_end + 1;
+                    match found {
+                        Some(rc) => break rc,
+                        None if comp_end == b.len() => return Ok(None),
+                        None => {}
                     }
-                    Err(_) => break,
-                },
+                };
+                (rc, at, None, 0)
             }
+        };
+        // Then its functions, one `dddd:bb:ss.f` component after another, up to the first
+        // component that is not one. A function's component is twelve bytes: no search for
+        // the next slash (that search and `split('/')` before it were a third of the apply).
+        while let Some(comp) = devpath.get(at..at + 12) {
+            if b.get(at + 12).is_some_and(|&c| c != b'/') {
+                break; // a longer component
+            }
+            let Ok(bdf) = Bdf::from_str(comp) else {
+                break;
+            };
+            if bdf.domain != rc.domain {
+                return Err(DevpathError::new(devpath, "PCI domain changes below root"));
+            }
+            path = Some(match path {
+                None => PciPath::on_root(rc, bdf.hop()),
+                Some(bridge) => bridge
+                    .child(bdf.hop())
+                    .ok_or_else(|| DevpathError::new(devpath, "more than 16 PCI hops"))?,
+            });
+            end = at + 12;
+            at = end + 1;
         }
         Ok(path.map(|p| (p, end)))
     }
@@ -408,6 +436,23 @@ mod tests {
             assert_eq!(PciPath::from_devpath(dp), Ok(None), "{dp}");
         }
         assert!(PciPath::from_devpath("/devices/pci0000:00/0001:00:02.0").is_err());
+        let chain = |n: usize| {
+            let fns: Vec<String> = (0..n).map(|i| format!("0000:{i:02x}:01.0")).collect();
+            format!("/devices/pci0000:00/{}/virtio0", fns.join("/"))
+        };
+        for dp in [
+            chain(16),
+            chain(17),
+            chain(1),
+            "/devices/pci0000:00/".to_owned(),
+        ] {
+            assert_eq!(
+                PciPath::from_devpath(&dp),
+                from_devpath_by_split(&dp),
+                "{dp}"
+            );
+        }
+        assert!(PciPath::from_devpath(&chain(17)).is_err());
     }
 
     #[test]
@@ -452,7 +497,54 @@ mod tests {
             .prop_map(|(r, h)| PciPath::new(r, &h).unwrap())
     }
 
+    /// `from_devpath` as it was written before its search was: `split('/')`.
+    fn from_devpath_by_split(devpath: &str) -> Result<Option<(PciPath, usize)>, DevpathError> {
+        let (mut root, mut path, mut end, mut offset) = (None, None::<PciPath>, 0, 0);
+        for comp in devpath.split('/') {
+            let comp_end = offset + comp.len();
+            offset = comp_end + 1;
+            match root {
+                None => root = RootComplex::from_sysfs_name(comp),
+                Some(rc) => match Bdf::from_str(comp) {
+                    Ok(bdf) if bdf.domain != rc.domain => {
+                        return Err(DevpathError::new(devpath, "PCI domain changes below root"));
+                    }
+                    Ok(bdf) => {
+                        path = Some(match path {
+                            None => PciPath::on_root(rc, bdf.hop()),
+                            Some(b) => b.child(bdf.hop()).ok_or_else(|| {
+                                DevpathError::new(devpath, "more than 16 PCI hops")
+                            })?,
+                        });
+                        end = comp_end;
+                    }
+                    Err(_) => break,
+                },
+            }
+        }
+        Ok(path.map(|p| (p, end)))
+    }
+
     proptest! {
+        #[test]
+        fn from_devpath_splits_as_split_does(
+            comps in proptest::collection::vec(prop_oneof![
+                Just("".to_owned()),
+                Just("devices".to_owned()),
+                Just("pci0000:00".to_owned()),
+                Just("pci0001:00".to_owned()),
+                Just("virtio0".to_owned()),
+                Just("block".to_owned()),
+                "000[01]:0[0-3]:[01][0-9a-f]\\.[0-8]",
+                "[a-z0-9:.]{0,13}",
+            ], 0..24)
+        ) {
+            let dp = comps.join("/");
+            prop_assert_eq!(PciPath::from_devpath(&dp), from_devpath_by_split(&dp), "{}", dp);
+            let abs = format!("/{dp}");
+            prop_assert_eq!(PciPath::from_devpath(&abs), from_devpath_by_split(&abs), "{}", abs);
+        }
+
         #[test]
         fn display_then_parse_round_trips(path in arb_path()) {
             let s = path.to_string();

@@ -2,30 +2,33 @@
 
 use super::model::{NetInterface, NvmeController, PciDevice, PciIds};
 use super::{Change, Registry, insert_exact};
-use crate::devpath;
 use crate::path::{Bdf, DevpathError, PciPath};
 use crate::uevent::{Effect, Key, UeventRef};
+use crate::{devpath, hex};
 
 impl Registry {
-    /// Applies one event, borrowed from its datagram or from a [`Uevent`]; the callers (the
-    /// intake) count it.
+    /// Applies one event, borrowed from its datagram or from a [`Uevent`], and appends what
+    /// changed to `changes`; the callers (the intake) count it. On error nothing is appended.
     ///
     /// [`Uevent`]: crate::Uevent
-    pub(super) fn apply_ref(&mut self, ev: &UeventRef<'_>) -> Result<Vec<Change>, DevpathError> {
-        let located = PciPath::from_devpath(ev.devpath())?;
-        let mut changes = Vec::new();
+    pub(super) fn apply_ref(
+        &mut self,
+        ev: &UeventRef<'_>,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), DevpathError> {
+        let located = self.placed.locate(ev.devpath())?;
         match (ev.subsystem(), located) {
             ("pci", Some((path, end))) if end == ev.devpath().len() => {
-                self.apply_pci(ev, path, &mut changes)
+                self.apply_pci(ev, path, changes)
             }
-            ("block", Some((path, end))) => self.apply_block(ev, path, end, &mut changes),
-            ("block", None) => self.apply_nvme_head(ev, &mut changes),
-            ("net", Some((path, end))) => self.apply_net(ev, path, end, &mut changes),
-            ("nvme", Some((path, end))) => self.apply_nvme_controller(ev, path, end, &mut changes),
-            ("vfio", None) => self.apply_vfio_group(ev, &mut changes),
+            ("block", Some((path, end))) => self.apply_block(ev, path, end, changes),
+            ("block", None) => self.apply_nvme_head(ev, changes),
+            ("net", Some((path, end))) => self.apply_net(ev, path, end, changes),
+            ("nvme", Some((path, end))) => self.apply_nvme_controller(ev, path, end, changes),
+            ("vfio", None) => self.apply_vfio_group(ev, changes),
             _ => {}
         }
-        Ok(changes)
+        Ok(())
     }
 
     // ---- PCI functions -------------------------------------------------------------------
@@ -100,6 +103,18 @@ impl Registry {
 
     /// Removes the function at `path` and every function behind it, children included.
     pub(super) fn remove_subtree(&mut self, path: &PciPath, changes: &mut Vec<Change>) {
+        if !self.devices.behind.contains_key(path) {
+            // Nothing behind it (a leaf, the common case): its subtree is itself, if present,
+            // and needs no list.
+            self.clear_children(path, changes);
+            if let Some(dev) = self.devices.remove(path) {
+                changes.push(Change::DeviceRemoved {
+                    path: *path,
+                    bdf: dev.bdf,
+                });
+            }
+            return;
+        }
         let doomed = self.devices.subtree(path);
         // Deepest first, so a bridge is reported after what was behind it.
         for p in doomed.into_iter().rev() {
@@ -268,19 +283,76 @@ impl Registry {
     }
 }
 
+/// The function the last event was placed at: its devpath and path, from which
+/// [`PciPath::from_devpath`] resumes for an event below it (events come in runs about one
+/// function, and the walk down to it was most of an event's apply: callgrind). A memo, so
+/// never an answer of its own: what it gives is what the walk from the start gives.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Placed {
+    devpath: String,
+    path: Option<PciPath>,
+}
+
+impl Placed {
+    /// [`PciPath::from_devpath`] of `devpath`.
+    pub(super) fn locate(
+        &mut self,
+        devpath: &str,
+    ) -> Result<Option<(PciPath, usize)>, DevpathError> {
+        let below = |known: &str| {
+            devpath.starts_with(known)
+                && matches!(devpath.as_bytes().get(known.len()), None | Some(b'/'))
+        };
+        let known = self
+            .path
+            .filter(|_| below(&self.devpath))
+            .map(|p| (p, self.devpath.len()));
+        let located = PciPath::from_devpath_after(devpath, known)?;
+        if let Some((path, end)) = located {
+            if known.map(|(_, e)| e) != Some(end) {
+                self.devpath.clear();
+                self.devpath.push_str(&devpath[..end]);
+                self.path = Some(path);
+            }
+        }
+        Ok(located)
+    }
+}
+
 fn pci_ids(ev: &UeventRef<'_>) -> Option<PciIds> {
     fn pair(s: &str) -> Option<(u16, u16)> {
-        let (a, b) = s.split_once(':')?;
-        Some((
-            u16::from_str_radix(a, 16).ok()?,
-            u16::from_str_radix(b, 16).ok()?,
-        ))
+        // Not `split_once(':')`: its searcher's set-up costs more than these nine bytes.
+        let colon = s.bytes().position(|c| c == b':')?;
+        Some((hex_u16(&s[..colon])?, hex_u16(&s[colon + 1..])?))
     }
     Some(PciIds {
         id: pair(ev.get(Key::PciId)?)?,
         subsys_id: pair(ev.get(Key::PciSubsysId)?)?,
-        class: u32::from_str_radix(ev.get(Key::PciClass)?, 16).ok()?,
+        class: hex_u32(ev.get(Key::PciClass)?)?,
     })
+}
+
+/// `u16::from_str_radix(s, 16)`, with the kernel's spelling (`%04X`, four digits) read
+/// directly: the generic parse took most of a PCI event's apply (callgrind).
+fn hex_u16(s: &str) -> Option<u16> {
+    hex::u16_exact(s.as_bytes()).or_else(|| u16::from_str_radix(s, 16).ok())
+}
+
+/// `u32::from_str_radix(s, 16)`, with one to eight plain digits (the kernel's `%X`) read
+/// directly.
+fn hex_u32(s: &str) -> Option<u32> {
+    let b = s.as_bytes();
+    if (1..=8).contains(&b.len()) {
+        let mut v = 0u32;
+        for &c in b {
+            match hex::digit(c) {
+                Some(d) => v = v << 4 | u32::from(d),
+                None => return u32::from_str_radix(s, 16).ok(),
+            }
+        }
+        return Some(v);
+    }
+    u32::from_str_radix(s, 16).ok()
 }
 
 #[cfg(test)]
@@ -378,6 +450,59 @@ mod tests {
             r.devices().map(|d| d.path.to_string()).collect::<Vec<_>>(),
             ["04"]
         );
+    }
+
+    #[test]
+    fn a_devpath_is_placed_as_from_the_start_whatever_was_placed_before() {
+        use super::Placed;
+        use crate::path::PciPath;
+        let root = "/devices/pci0000:00/0000:00:03.0";
+        let deep: String = (0..17).map(|i| format!("/0000:{i:02x}:01.0")).collect();
+        let seq = [
+            format!("{root}/0000:02:00.0/virtio0/block/vda"),
+            format!("{root}/0000:02:00.0"),
+            format!("{root}/0000:02:00.0/0000:03:01.0/virtio1"),
+            format!("{root}/0000:02:00.0/0000:03:01.0"),
+            format!("{root}/0000:02:00.01"),
+            format!("{root}/0000:02:00.0/0001:03:01.0"),
+            format!("{root}/0000:02:00.0"),
+            format!("{root}/0000:02:00.0{deep}"),
+            format!("{root}/0000:02:00.0/0000:03:01.0/x"),
+            "/devices/pci0000:10/0000:10:00.0/0000:11:00.0/nvme/nvme0".to_owned(),
+            "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1".to_owned(),
+            format!("{root}/0000:02:00.0/0000:03:01.0"),
+            format!("{root}/0000:02:00.0/0000:03:01.0"),
+            root.to_owned(),
+            format!("{root}x/0000:02:00.0"),
+        ];
+        let mut placed = Placed::default();
+        for dp in &seq {
+            assert_eq!(placed.locate(dp), PciPath::from_devpath(dp), "{dp}");
+        }
+    }
+
+    #[test]
+    fn pci_ids_read_hex_as_from_str_radix_does() {
+        use super::{hex_u16, hex_u32};
+        for s in [
+            "1AF4", "1af4", "0", "fff", "+1F", "", "12345", "g000", "-1", "ffff",
+        ] {
+            assert_eq!(hex_u16(s), u16::from_str_radix(s, 16).ok(), "{s:?}");
+        }
+        let long = [
+            "10000",
+            "60400",
+            "0",
+            "FFFFFFFF",
+            "100000000",
+            "+10",
+            "",
+            "1g",
+            "000000001",
+        ];
+        for s in long {
+            assert_eq!(hex_u32(s), u32::from_str_radix(s, 16).ok(), "{s:?}");
+        }
     }
 
     #[test]

@@ -80,12 +80,23 @@ impl Registry {
         replaced: Vec<BlockDevice>,
         changes: &mut Vec<Change>,
     ) {
-        let paths = self.paths_of(owner, &block);
+        // A function's own block device counts under its path alone: no list to allocate.
+        let (one, many);
+        let paths: &[Option<PciPath>] = match owner {
+            Owner::Pci(p) => {
+                one = [Some(p)];
+                &one
+            }
+            Owner::NvmeSubsystem => {
+                many = self.paths_of(owner, &block);
+                &many
+            }
+        };
         for old in replaced.into_iter().rev() {
             if old.name != block.name {
                 self.names.remove(&old.name);
             }
-            for p in &paths {
+            for p in paths {
                 changes.push(Change::BlockRemoved {
                     path: *p,
                     block: old.clone(),
@@ -135,11 +146,11 @@ impl Registry {
         let Ok(i) = dev.block.binary_search_by(|b| (*b.name).cmp(name)) else {
             return;
         };
-        let Some(gone) = take_block(&mut dev.block, i, diskseq) else {
+        let Some((disk, parts)) = take_block(&mut dev.block, i, diskseq) else {
             return;
         };
         // Partitions before their disk.
-        for block in gone.into_iter().rev() {
+        for block in parts.into_iter().rev().chain([disk]) {
             self.names.remove(&block.name);
             changes.push(Change::BlockRemoved {
                 path: Some(path),
@@ -192,7 +203,7 @@ impl Registry {
         let Some(sub) = self.nvme_subsystems.get_mut(&key) else {
             return;
         };
-        let Some(gone) = take_block(&mut sub.heads, i, diskseq) else {
+        let Some((disk, parts)) = take_block(&mut sub.heads, i, diskseq) else {
             return;
         };
         let paths: Vec<Option<PciPath>> = if sub.controllers.is_empty() {
@@ -203,7 +214,7 @@ impl Registry {
         if sub.heads.is_empty() && sub.controllers.is_empty() {
             self.nvme_subsystems.remove(&key);
         }
-        for block in gone.into_iter().rev() {
+        for block in parts.into_iter().rev().chain([disk]) {
             self.names.remove(&block.name);
             for p in &paths {
                 changes.push(Change::BlockRemoved {
@@ -322,29 +333,27 @@ fn place_block(list: &mut Vec<BlockDevice>, block: &BlockDevice) -> Option<Vec<B
 
 /// Removes `list[i]` and, for a disk, its partitions, unless the removal names a `diskseq`
 /// other than the one held (the late remove of an older disk of that name). Returns what was
-/// removed, the disk first.
+/// removed: the device, and its partitions in list order (none allocated when it has none).
 fn take_block(
     list: &mut Vec<BlockDevice>,
     i: usize,
     diskseq: Option<u64>,
-) -> Option<Vec<BlockDevice>> {
+) -> Option<(BlockDevice, Vec<BlockDevice>)> {
     if matches!((list[i].diskseq, diskseq), (Some(held), Some(gone)) if held != gone) {
         return None;
     }
     let block = list.remove(i);
-    let name = block.name.clone();
-    let is_disk = block.devtype == DevType::Disk;
-    let mut gone = vec![block];
-    if is_disk {
+    let mut parts = Vec::new();
+    if block.devtype == DevType::Disk {
         list.retain(|b| {
-            let part = b.disk.as_deref() == Some(&*name);
+            let part = b.disk.as_deref() == Some(&*block.name);
             if part {
-                gone.push(b.clone());
+                parts.push(b.clone());
             }
             !part
         });
     }
-    Some(gone)
+    Some((block, parts))
 }
 
 /// Two records of the same disk (or partition): same name, same DISKSEQ where both are known.
@@ -388,20 +397,16 @@ fn block_device(ev: &UeventRef<'_>, name: &str, transport: Transport) -> BlockDe
 
 /// How a block device's devpath continues below its PCI function.
 fn transport(rest: &str) -> Transport {
-    if let Some(ctrl) = devpath::nvme_controller_above(rest) {
-        return Transport::Nvme {
+    match devpath::node_above(rest) {
+        devpath::Above::NvmeController(ctrl) => Transport::Nvme {
             controller: ctrl.into(),
-        };
-    }
-    if let Some(addr) = devpath::scsi_address_above(rest) {
-        return Transport::Scsi {
+        },
+        devpath::Above::ScsiAddress(addr) => Transport::Scsi {
             address: addr.into(),
-        };
+        },
+        devpath::Above::Virtio => Transport::Virtio,
+        devpath::Above::Other => Transport::Other,
     }
-    if devpath::starts_at_virtio_node(rest) {
-        return Transport::Virtio;
-    }
-    Transport::Other
 }
 
 #[cfg(test)]

@@ -108,6 +108,22 @@ impl Registry {
     /// applied. Counts the outcome in [`Registry::stats`]. Never panics; on any error the
     /// registry is unchanged.
     pub fn apply_datagram(&mut self, sender: u32, datagram: &[u8]) -> Outcome {
+        let mut changes = Vec::new();
+        match self.apply_datagram_into(sender, datagram, &mut changes) {
+            Outcome::Applied(_) => Outcome::Applied(changes),
+            skipped => skipped,
+        }
+    }
+
+    /// [`Registry::apply_datagram`], appending the changes to `changes` (and returning
+    /// [`Outcome::Applied`] with none of its own): the listener applies a batch of datagrams
+    /// into one list, instead of allocating one per datagram and moving it into the batch's.
+    pub(crate) fn apply_datagram_into(
+        &mut self,
+        sender: u32,
+        datagram: &[u8],
+        changes: &mut Vec<Change>,
+    ) -> Outcome {
         self.stats.received += 1;
         if !is_from_kernel(sender) {
             self.stats.spoofed += 1;
@@ -126,10 +142,10 @@ impl Registry {
                 }
                 Outcome::Ignored(why)
             }
-            Ok(DatagramRef::Relevant(ev)) => match self.apply_ref(&ev) {
-                Ok(changes) => {
+            Ok(DatagramRef::Relevant(ev)) => match self.apply_ref(&ev, changes) {
+                Ok(()) => {
                     self.stats.applied += 1;
-                    Outcome::Applied(changes)
+                    Outcome::Applied(Vec::new())
                 }
                 Err(e) => {
                     self.stats.unplaceable += 1;
@@ -145,7 +161,9 @@ impl Registry {
     /// [`Stats::coldplug`], not as a received datagram.
     pub fn apply(&mut self, ev: &Uevent) -> Result<Vec<Change>, DevpathError> {
         self.stats.coldplug += 1;
-        self.apply_ref(&ev.view())
+        let mut changes = Vec::new();
+        self.apply_ref(&ev.view(), &mut changes)?;
+        Ok(changes)
     }
 
     /// Counts of what [`Registry::apply_datagram`] and [`Registry::apply`] were fed.

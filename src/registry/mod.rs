@@ -106,6 +106,8 @@ pub struct Registry {
     /// The IOMMU groups vfio announced (`/devices/virtual/vfio/<group>`) and did not remove.
     vfio_groups: BTreeSet<u32>,
     stats: Stats,
+    /// Where the last event was placed: a memo of the devpath walk, see [`apply::Placed`].
+    placed: apply::Placed,
 }
 
 /// Inserts `item` at `at`, growing the list by one slot only when it is full.

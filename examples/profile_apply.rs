@@ -1,0 +1,76 @@
+//! A driver for instruction-count profiles of `Registry::apply_datagram` (the listener's
+//! parse + apply), not a benchmark: it prints no time.
+//!
+//! `cargo build --release --example profile_apply`, then
+//! `valgrind --tool=callgrind --toggle-collect='*Registry>::apply_datagram' target/release/examples/profile_apply waiters`
+//! and `callgrind_annotate` (the pattern must match `apply_datagram` alone: a second match
+//! inside it, `apply_datagram_into`, would toggle collection off again). `waiters` applies the waiters bench's storm stream (synthetic
+//! virtio-blk hot-plugs and unplugs, 14 datagrams each) to one registry; `real` applies every
+//! datagram of the benches' real recordings, each recording to a fresh registry. Prints the
+//! datagram count, to divide the collected instructions by.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+
+use common::synth::{self, Kind, Shapes};
+use pciplug::Registry;
+
+/// The waiters bench's stream (`stream` in `benches/waiters.rs`), with a `SEQNUM` each.
+fn waiters_stream() -> Vec<Vec<u8>> {
+    let shapes = Shapes::load();
+    let devices: Vec<_> = synth::tree(64, 4, 3)
+        .into_iter()
+        .filter(|d| d.kind == Kind::Disk)
+        .collect();
+    let mut out = Vec::new();
+    for c in 0..300 {
+        let d = &devices[c % devices.len()];
+        let seq = c as u64 + 1;
+        out.extend(shapes.add(d, seq));
+        out.extend(shapes.remove(d, seq));
+    }
+    out.iter()
+        .enumerate()
+        .map(|(i, d)| synth::with_seqnum(d, i as u64 + 1))
+        .collect()
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "waiters".into());
+    let mut applied = 0usize;
+    let datagrams = match which.as_str() {
+        "waiters" => {
+            let stream = waiters_stream();
+            let mut reg = Registry::new();
+            for d in &stream {
+                applied += usize::from(matches!(
+                    black_box(reg.apply_datagram(0, black_box(d))),
+                    pciplug::Outcome::Applied(_)
+                ));
+            }
+            black_box(reg);
+            stream.len()
+        }
+        "real" => {
+            let recordings = common::real_recordings();
+            for rec in &recordings {
+                let mut reg = Registry::new();
+                for (sender, d) in rec {
+                    applied += usize::from(matches!(
+                        black_box(reg.apply_datagram(*sender, black_box(d))),
+                        pciplug::Outcome::Applied(_)
+                    ));
+                }
+                black_box(reg);
+            }
+            recordings.iter().map(Vec::len).sum()
+        }
+        other => {
+            eprintln!("profile_apply: unknown stream {other:?} (waiters, real)");
+            std::process::exit(2);
+        }
+    };
+    println!("{which}: {datagrams} datagrams, {applied} applied");
+}
