@@ -22,7 +22,8 @@
 //! whole.
 //!
 //! For each device the devpath is its canonical sysfs path minus the root, the subsystem is
-//! the name its `subsystem` link points to, and the fields are the `KEY=VALUE` lines of its
+//! the one it was listed by (`bus/pci/devices`: `pci`; `class/block`: `block`; and so on, the
+//! name its `subsystem` link points to, which the kernel sets by the same list), and the fields are the `KEY=VALUE` lines of its
 //! `uevent` file. The hidden block devices (the per-path disks `nvme<S>c<C>n<N>` behind a
 //! multipath head, the only ones the kernel hides) are skipped, told by their name as the
 //! uevents' are. `DISKSEQ` is taken from the
@@ -227,6 +228,20 @@ enum Kind {
     Net,
     NvmeController,
     VfioGroup,
+}
+
+impl Kind {
+    /// The subsystem of every device listed as this kind (`bus/pci/devices`, `class/block`,
+    /// ...): what its `subsystem` link names.
+    fn subsystem(self) -> &'static str {
+        match self {
+            Kind::Function => "pci",
+            Kind::Block => "block",
+            Kind::Net => "net",
+            Kind::NvmeController => "nvme",
+            Kind::VfioGroup => "vfio",
+        }
+    }
 }
 
 /// The entries of a directory that must exist (`bus/pci/devices`).

@@ -1,19 +1,20 @@
 //! The crate's system calls: the socket's (`poll`, `recvfrom`, `recvmmsg`,
-//! `setsockopt`/`getsockopt`, `eventfd`), the sysfs scan's directory-relative reads (`openat`,
-//! `readlinkat`), and the rescan thread's lower priority (`getpriority`/`setpriority`).
+//! `setsockopt`/`getsockopt`, `eventfd`), the sysfs scan's directory opens and
+//! directory-relative reads (`openat2`, `openat`), and the rescan thread's lower priority
+//! (`getpriority`/`setpriority`).
 //!
 //! The one module of the crate allowed `unsafe`; every block says why it is sound. Each
 //! function is a safe wrapper that borrows its descriptors for the call, and a new
 //! descriptor goes into an owning type at once.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString, OsString};
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 pub(crate) fn pollfd(fd: BorrowedFd<'_>) -> libc::pollfd {
     libc::pollfd {
@@ -170,7 +171,7 @@ struct OpenHow {
 /// `ELOOP` (`ENOTDIR` if it is the last component). So the path the directory was found at is
 /// its canonical path, `.` and `..` aside, without reading each component as `realpath` does.
 /// The handle is an `O_PATH` one (close-on-exec), which is all that reading relative to it
-/// (`openat`, `readlinkat`) and `fstat` need. `ENOSYS` before Linux 5.6 (or where a seccomp
+/// (`openat`) and `fstat` need. `ENOSYS` before Linux 5.6 (or where a seccomp
 /// filter refuses it), `EPERM` under some filters.
 pub(crate) fn open_dir_without_symlinks(path: &Path) -> io::Result<File> {
     let path = CString::new(path.as_os_str().as_bytes())
@@ -199,32 +200,6 @@ pub(crate) fn open_dir_without_symlinks(path: &Path) -> io::Result<File> {
     })?;
     // SAFETY: `fd` was just returned by openat2, is open, and nothing else owns it.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
-/// `readlinkat(2)`: the target of the symlink `name` in the directory `dir` (borrowed for
-/// the call). A target longer than `PATH_MAX` is an error (`ENAMETOOLONG`), never cut short.
-pub(crate) fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<PathBuf> {
-    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and readlinkat writes at most that
-    // many; `name` is NUL-terminated and lives for the call; `dir` is borrowed, hence open.
-    let n = unsafe {
-        libc::readlinkat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
-    // A full buffer may be a truncated target: readlinkat does not say.
-    if n >= buf.len() {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-    }
-    buf.truncate(n);
-    Ok(PathBuf::from(OsString::from_vec(buf)))
 }
 
 /// The message headers of a `recvmmsg(2)` call, kept between calls so that a batched receive

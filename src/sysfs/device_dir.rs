@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::{Attr, Kind, classify, devpath_in, is_gone, parse_uevent_file, read_whole, resolve};
 use crate::devpath;
 use crate::error::{Error, Result};
-use crate::netlink::sys::{open_at, open_dir_without_symlinks, read_link_at};
+use crate::netlink::sys::{open_at, open_dir_without_symlinks};
 use crate::path::PciPath;
 use crate::uevent::{Action, Uevent};
 
@@ -231,9 +231,10 @@ fn read_generation(
     devpath: String,
     kind: Kind,
 ) -> Result<Option<Uevent>> {
-    let Some(subsystem) = read_subsystem(dev, &devpath)? else {
-        return Ok(None);
-    };
+    // The subsystem is the list the device was found in: the kernel links a device into
+    // `bus/pci/devices` or `class/<class>` by the very subsystem its `subsystem` link names,
+    // so reading that link again per device (a system call each) would learn nothing.
+    let subsystem = kind.subsystem().to_owned();
     let Some(mut env) = read_fields(dev, &devpath)? else {
         return Ok(None);
     };
@@ -339,30 +340,6 @@ fn attr_at(dev: &DeviceDir, name: &CStr) -> Result<Attr> {
             Err(e),
             &dev.path.join(Path::new(OsStr::from_bytes(name.to_bytes()))),
         ),
-    }
-}
-
-/// The name the device's `subsystem` link points to; `None` (logged) if the device went away
-/// or the link has no name.
-fn read_subsystem(dev: &DeviceDir, devpath: &str) -> Result<Option<String>> {
-    let read = read_link_at(dev.file.as_fd(), c"subsystem");
-    after_read(&dev.path, c"subsystem");
-    match read {
-        Ok(target) => match target.file_name().and_then(|n| n.to_str()) {
-            Some(name) => Ok(Some(name.to_owned())),
-            None => {
-                tracing::warn!("{devpath}: subsystem link {target:?} has no name; skipped");
-                Ok(None)
-            }
-        },
-        Err(e) if is_gone(&e) => {
-            tracing::debug!("{devpath}: gone before its subsystem was read ({e})");
-            Ok(None)
-        }
-        Err(e) => Err(Error::io(
-            format!("reading {}", dev.path.join("subsystem").display()),
-            e,
-        )),
     }
 }
 
