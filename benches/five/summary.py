@@ -14,7 +14,7 @@ from collections import defaultdict
 
 NUM = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d.])")
 # Case-insensitive: the benches print "met" and "NOT met".
-MET = re.compile(r"(target [^:]*): (not met|yes|no|true|false|met)", re.IGNORECASE)
+MET = re.compile(r"(target [^:]*): (not met|yes|no|true|false|met)\b", re.IGNORECASE)
 
 
 def results(path):
