@@ -163,7 +163,7 @@ const FN_07: &str = "/devices/pci0000:00/0000:00:07.0";
 fn fn_07_add() -> Vec<u8> {
     format!(
         "add@{FN_07}\0ACTION=add\0DEVPATH={FN_07}\0SUBSYSTEM=pci\0DRIVER=virtio-pci\0\
-         PCI_CLASS=10000\0PCI_ID=1AF4:1042\0PCI_SUBSYS_ID=1AF4:1100\0PCI_SLOT_NAME=0000:00:07.0\0"
+         PCI_CLASS=10000\0PCI_ID=1AF4:1042\0PCI_SUBSYS_ID=1AF4:1042\0PCI_SLOT_NAME=0000:00:07.0\0"
     )
     .into_bytes()
 }
@@ -315,4 +315,78 @@ fn overflows_during_a_rescan_owe_one_more_resync_in_all() {
             );
         },
     );
+}
+
+#[test]
+fn without_a_scanner_thread_the_listener_takes_what_arrives_between_the_devices_it_reads() {
+    in_private_netns(
+        "without_a_scanner_thread_the_listener_takes_what_arrives_between_the_devices_it_reads",
+        || {
+            let sysfs = Arc::new(q35());
+            let functions = functions_in(&sysfs);
+            let injector = Arc::new(Injector::new().unwrap());
+            // Rescan 1 runs in the listener's own thread (as when `pciplug-rescan` cannot be
+            // started). Once it has read every PCI function, a flood overflows the socket
+            // again; at the next device, a function is plugged and the kernel says so. The
+            // rescan does not see it: only its uevent can add it, and only if the listener
+            // emptied the socket between the two devices (else the flood still fills it, the
+            // uevent is dropped, and only resync 2, GAP later, finds the function).
+            let during = {
+                let (injector, sysfs) = (Arc::clone(&injector), Arc::clone(&sysfs));
+                move |n: u64, tick: u64| {
+                    if n == 1 && tick == functions + 1 {
+                        flood(&injector);
+                    }
+                    if n == 1 && tick == functions + 2 {
+                        sysfs.pci(FN_07, "1AF4:1042", "10000", Some("virtio-pci"));
+                        injector
+                            .inject(&fn_07_add())
+                            .expect("the kernel takes the uevent");
+                    }
+                }
+            };
+            let gate = Gate::default();
+            let monitor = Monitor::builder()
+                .sysfs_root(sysfs.root())
+                .fault_hook(gate.hook(|_| Ok(())))
+                .recv_buffer(0) // the kernel's minimum
+                .resync_gap(GAP)
+                .rescan_in_listener(true)
+                .scan_tick_hook(during)
+                .start()
+                .unwrap();
+            let m = monitor.clone();
+            let waiter = thread::spawn(move || {
+                let got =
+                    m.wait_function_timeout(&p("07"), &DriverState::Any, Duration::from_secs(60));
+                (got, m.stats().resyncs)
+            });
+            wait_until("the waiter", || monitor.stats().waiters == 1);
+            // Overflow 1, while the listener is held up (the gate): resync 1 at once.
+            gate.shut_while(|| flood(&injector));
+            let (got, resyncs) = waiter.join().unwrap();
+            let f = got.expect("the uevent taken during the rescan wakes the waiter");
+            assert_eq!(&*f.devpath, FN_07);
+            assert_eq!(resyncs, 1, "woken after resync 1, by what it held");
+            // The flood during rescan 1 owes resync 2; then the registry is sysfs's truth,
+            // the function included.
+            wait_until("resync 2", || monitor.stats().resyncs >= 2);
+            let mut want = Registry::new();
+            Sysfs::new(sysfs.root()).scan().unwrap().apply_to(&mut want);
+            Sysfs::new(sysfs.root()).read_nsids(&mut want);
+            assert_eq!(snapshot(&monitor.registry()), snapshot(&want));
+            assert!(
+                !thread_exists("pciplug-rescan"),
+                "no scanner thread was started"
+            );
+        },
+    );
+}
+
+/// Whether a thread of this process has the name `name`.
+fn thread_exists(name: &str) -> bool {
+    std::fs::read_dir("/proc/self/task").unwrap().any(|t| {
+        let comm = t.unwrap().path().join("comm");
+        std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == name)
+    })
 }

@@ -37,6 +37,8 @@ pub struct MonitorBuilder {
     #[cfg(any(test, feature = "test-support"))]
     scan_tick_hook: Option<ScanTickHook>,
     #[cfg(any(test, feature = "test-support"))]
+    rescan_in_listener: bool,
+    #[cfg(any(test, feature = "test-support"))]
     resync_gap: Duration,
 }
 
@@ -56,6 +58,8 @@ impl Default for MonitorBuilder {
             resync_hook: None,
             #[cfg(any(test, feature = "test-support"))]
             scan_tick_hook: None,
+            #[cfg(any(test, feature = "test-support"))]
+            rescan_in_listener: false,
             #[cfg(any(test, feature = "test-support"))]
             resync_gap: MIN_RESYNC_GAP,
         }
@@ -155,6 +159,15 @@ impl MonitorBuilder {
         self
     }
 
+    /// Test support (feature `test-support`): with `true`, a resync's rescan runs in the
+    /// listener's own thread, taking what the socket queued between the devices it reads, as
+    /// when the `pciplug-rescan` thread cannot be started. Default: `false`.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn rescan_in_listener(mut self, yes: bool) -> Self {
+        self.rescan_in_listener = yes;
+        self
+    }
+
     /// Test support (feature `test-support`): the least time from the end of one resync's
     /// rescan to the start of the next (a longer rescan spaces them more). Default 50 ms; a
     /// test asks for more to act between two resyncs.
@@ -211,6 +224,8 @@ impl MonitorBuilder {
             resync_hook: self.resync_hook,
             #[cfg(any(test, feature = "test-support"))]
             scan_tick_hook: self.scan_tick_hook,
+            #[cfg(any(test, feature = "test-support"))]
+            rescan_in_listener: self.rescan_in_listener,
             #[cfg(any(test, feature = "test-support"))]
             resync_gap: self.resync_gap,
             #[cfg(not(any(test, feature = "test-support")))]

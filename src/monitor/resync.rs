@@ -1,6 +1,7 @@
 //! A resync after lost events: drain, rescan sysfs in a scanner thread while the listener
 //! holds what arrives (`held.rs`), reconcile, apply what was held; paced by `pacing.rs`.
 
+use std::io;
 use std::ops::ControlFlow;
 use std::panic;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,6 +141,19 @@ impl Listener {
         }
     }
 
+    /// Whether a test asked for the rescan in the listener's thread.
+    #[cfg(any(test, feature = "test-support"))]
+    fn forced_in_listener(&self) -> bool {
+        self.rescan_in_listener
+    }
+
+    /// Without test support the scanner thread is always tried.
+    #[cfg(not(any(test, feature = "test-support")))]
+    #[inline(always)]
+    fn forced_in_listener(&self) -> bool {
+        false
+    }
+
     /// Without test support there is no scan tick hook.
     #[cfg(not(any(test, feature = "test-support")))]
     #[inline(always)]
@@ -150,16 +164,20 @@ impl Listener {
     fn rescan(&self, buf: &mut [u8], held: &mut Held) -> Rescanned {
         let stop = AtomicBool::new(false);
         let scanned = thread::scope(|scope| {
-            let scanner = thread::Builder::new()
-                .name("pciplug-rescan".into())
-                .spawn_scoped(scope, || {
-                    // Below the listener, and the threads the kernel's senders run in: a rescan
-                    // gives way to them, rather than leave datagrams queued behind it.
-                    if let Err(e) = crate::netlink::sys::lower_thread_priority(RESCAN_NICE) {
-                        tracing::debug!("rescan thread at the listener's priority: {e}");
-                    }
-                    self.scan(&stop)
-                });
+            let scanner = if self.forced_in_listener() {
+                Err(io::Error::other("forced by the test"))
+            } else {
+                thread::Builder::new()
+                    .name("pciplug-rescan".into())
+                    .spawn_scoped(scope, || {
+                        // Below the listener, and the threads the kernel's senders run in: a rescan
+                        // gives way to them, rather than leave datagrams queued behind it.
+                        if let Err(e) = crate::netlink::sys::lower_thread_priority(RESCAN_NICE) {
+                            tracing::debug!("rescan thread at the listener's priority: {e}");
+                        }
+                        self.scan(&stop)
+                    })
+            };
             let scanner = match scanner {
                 Ok(scanner) => scanner,
                 Err(e) => {

@@ -71,6 +71,9 @@ pub(super) struct Listener {
     pub(super) resync_hook: Option<ResyncHook>,
     #[cfg(any(test, feature = "test-support"))]
     pub(super) scan_tick_hook: Option<ScanTickHook>,
+    /// Test support: rescan without the scanner thread, as when it cannot start.
+    #[cfg(any(test, feature = "test-support"))]
+    pub(super) rescan_in_listener: bool,
 }
 
 /// What one receive step leaves the loop to do.
@@ -514,6 +517,7 @@ mod tests {
             fault_hook,
             resync_hook: None,
             scan_tick_hook: None,
+            rescan_in_listener: false,
         }
     }
 
