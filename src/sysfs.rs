@@ -138,6 +138,25 @@ impl Sysfs {
         }
     }
 
+    /// The registry of what sysfs shows now: a [`scan`](Self::scan) applied to a new
+    /// registry, with the NVMe namespace ids read ([`read_nsids`](Self::read_nsids)). What a
+    /// monitor starts from, and what a resync reconciles with.
+    ///
+    /// # Errors
+    ///
+    /// As [`scan`](Self::scan).
+    pub fn registry(&self) -> Result<Registry> {
+        Ok(self.registry_of(&self.scan()?))
+    }
+
+    /// The registry of `snapshot`, a scan of this tree, with the namespace ids read.
+    pub(crate) fn registry_of(&self, snapshot: &Snapshot) -> Registry {
+        let mut r = Registry::new();
+        snapshot.apply_to(&mut r);
+        self.read_nsids(&mut r);
+        r
+    }
+
     /// [`scan`](Self::scan), calling `between` after each device it reads (and each NVMe
     /// subsystem): a live listener's scanner thread looks there whether to stop, and a
     /// listener that scans itself takes what its socket received meanwhile

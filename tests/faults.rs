@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -95,9 +95,7 @@ fn lost_events_in_the_middle_of_a_hotplug_converge_and_the_waiter_gets_its_disk(
             assert!(s.overflows >= 1 && s.resync_failures == 0, "{s:?}");
             // The registry is sysfs's truth, not what the lost events left (NVMe namespace ids
             // included, which only sysfs has).
-            let mut want = Registry::new();
-            Sysfs::new(sysfs.root()).scan().unwrap().apply_to(&mut want);
-            Sysfs::new(sysfs.root()).read_nsids(&mut want);
+            let want = Sysfs::new(sysfs.root()).registry().unwrap();
             assert_eq!(snapshot(&monitor.registry()), snapshot(&want));
 
             // The hot-plug goes on: removals and a new disk under an old name are applied.
@@ -587,11 +585,11 @@ fn a_reader_holding_the_registry_does_not_make_the_kernel_drop_uevents() {
                 )
                 .into_bytes()
             };
-            let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let taken = Arc::new(AtomicUsize::new(0));
             let count = {
                 let taken = Arc::clone(&taken);
                 move |_: &[u8]| {
-                    taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    taken.fetch_add(1, Ordering::SeqCst);
                     Ok(())
                 }
             };
@@ -619,15 +617,15 @@ fn a_reader_holding_the_registry_does_not_make_the_kernel_drop_uevents() {
                 let before = r.stats().received;
                 let mut sent = 0;
                 for d in (0..64).map(noise).chain(unplugs) {
-                    let want = taken.load(std::sync::atomic::Ordering::SeqCst) + 1;
+                    let want = taken.load(Ordering::SeqCst) + 1;
                     injector.inject(&d).unwrap();
                     sent += 1;
                     assert!(
                         eventually(Duration::from_secs(10), || {
-                            taken.load(std::sync::atomic::Ordering::SeqCst) >= want
+                            taken.load(Ordering::SeqCst) >= want
                         }),
                         "the listener took {} of {sent} while the lock was held",
-                        taken.load(std::sync::atomic::Ordering::SeqCst)
+                        taken.load(Ordering::SeqCst)
                     );
                 }
                 // Taken, not yet applied: the registry is not touched while it is read.

@@ -154,6 +154,20 @@ fn a_forged_broadcast_carries_the_forgers_port() {
     });
 }
 
+/// Injects 64 datagrams of q35-acpi-hotplug (cycled, without their SEQNUM), far more than
+/// the smallest receive buffer holds; returns how many.
+fn flood_with_the_recording(injector: &Injector) -> usize {
+    let events: Vec<Vec<u8>> = fixture("q35-acpi-hotplug")
+        .iter()
+        .map(|d| without_seqnum(d))
+        .collect();
+    let flood = 64;
+    for e in events.iter().cycle().take(flood) {
+        injector.inject(e).expect("injecting");
+    }
+    flood
+}
+
 #[test]
 fn a_flood_into_a_tiny_buffer_is_reported_as_overflow() {
     in_private_netns("a_flood_into_a_tiny_buffer_is_reported_as_overflow", || {
@@ -165,14 +179,7 @@ fn a_flood_into_a_tiny_buffer_is_reported_as_overflow() {
         assert_eq!(granted.option, RecvBufferOption::RcvBuf);
 
         let injector = Injector::new().unwrap();
-        let events: Vec<Vec<u8>> = fixture("q35-acpi-hotplug")
-            .iter()
-            .map(|d| without_seqnum(d))
-            .collect();
-        let flood = 64;
-        for e in events.iter().cycle().take(flood) {
-            injector.inject(e).expect("injecting");
-        }
+        let flood = flood_with_the_recording(&injector);
 
         let mut buf = vec![0u8; BUF];
         // The overflow is reported first, before the datagrams queued ahead of it.
@@ -404,14 +411,7 @@ fn a_flood_into_a_tiny_buffer_is_reported_as_overflow_in_a_batch() {
         || {
             let socket = SocketOptions::new().recv_buffer(0).open().unwrap();
             let injector = Injector::new().unwrap();
-            let events: Vec<Vec<u8>> = fixture("q35-acpi-hotplug")
-                .iter()
-                .map(|d| without_seqnum(d))
-                .collect();
-            let flood = 64;
-            for e in events.iter().cycle().take(flood) {
-                injector.inject(e).expect("injecting");
-            }
+            let flood = flood_with_the_recording(&injector);
             let mut batch = RecvBatch::new(4);
             // The overflow first, as with single receives, then what was queued before it.
             assert_eq!(socket.recv_batch(&mut batch).unwrap(), Batch::Overflow);

@@ -17,7 +17,7 @@ use common::netns::in_private_netns;
 use common::*;
 use pciplug::sysfs::Sysfs;
 use pciplug::testing::Injector;
-use pciplug::{DriverState, Monitor, Registry};
+use pciplug::{DriverState, Monitor};
 
 /// The least time between two rescans the test asks for: long enough for it to overflow the
 /// socket once more in between, as a storm would.
@@ -148,9 +148,7 @@ fn overflows_during_a_rescan_and_before_the_next_cost_one_more_rescan_in_all() {
             assert_eq!((s.resyncs, s.resync_failures), (2, 0), "{s:?}");
             assert!(s.overflows >= 3, "{s:?}");
             // And the registry is sysfs's truth.
-            let mut want = Registry::new();
-            Sysfs::new(sysfs.root()).scan().unwrap().apply_to(&mut want);
-            Sysfs::new(sysfs.root()).read_nsids(&mut want);
+            let want = Sysfs::new(sysfs.root()).registry().unwrap();
             assert_eq!(snapshot(&monitor.registry()), snapshot(&want));
         },
     );
@@ -166,6 +164,14 @@ fn fn_07_add() -> Vec<u8> {
          PCI_CLASS=10000\0PCI_ID=1AF4:1042\0PCI_SUBSYS_ID=1AF4:1042\0PCI_SLOT_NAME=0000:00:07.0\0"
     )
     .into_bytes()
+}
+
+/// Plugs [`FN_07`]: its directory in `sysfs`, then the kernel's `add` of it.
+fn plug_fn_07(sysfs: &FakeSysfs, injector: &Injector) {
+    sysfs.pci(FN_07, "1AF4:1042", "10000", Some("virtio-pci"));
+    injector
+        .inject(&fn_07_add())
+        .expect("the kernel takes the uevent");
 }
 
 /// The number of PCI functions in `t`: a rescan's first that many ticks are theirs.
@@ -211,10 +217,7 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
                             m.stats().overflows >= 2
                         }));
                         thread::sleep(Duration::from_millis(50));
-                        sysfs.pci(FN_07, "1AF4:1042", "10000", Some("virtio-pci"));
-                        injector
-                            .inject(&fn_07_add())
-                            .expect("the kernel takes the uevent");
+                        plug_fn_07(&sysfs, &injector);
                     }
                 }
             };
@@ -252,9 +255,7 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
             assert!(s.overflows >= 2, "{s:?}");
             assert_eq!((s.resyncs, s.resync_failures), (2, 0), "{s:?}");
             // Reconciled with sysfs again: the function is there, and the registry is the truth.
-            let mut want = Registry::new();
-            Sysfs::new(sysfs.root()).scan().unwrap().apply_to(&mut want);
-            Sysfs::new(sysfs.root()).read_nsids(&mut want);
+            let want = Sysfs::new(sysfs.root()).registry().unwrap();
             assert_eq!(snapshot(&monitor.registry()), snapshot(&want));
             assert!(want.get(&p("07")).is_some());
         },
@@ -338,10 +339,7 @@ fn without_a_scanner_thread_the_listener_takes_what_arrives_between_the_devices_
                         flood(&injector);
                     }
                     if n == 1 && tick == functions + 2 {
-                        sysfs.pci(FN_07, "1AF4:1042", "10000", Some("virtio-pci"));
-                        injector
-                            .inject(&fn_07_add())
-                            .expect("the kernel takes the uevent");
+                        plug_fn_07(&sysfs, &injector);
                     }
                 }
             };
@@ -371,9 +369,7 @@ fn without_a_scanner_thread_the_listener_takes_what_arrives_between_the_devices_
             // The flood during rescan 1 owes resync 2; then the registry is sysfs's truth,
             // the function included.
             wait_until("resync 2", || monitor.stats().resyncs >= 2);
-            let mut want = Registry::new();
-            Sysfs::new(sysfs.root()).scan().unwrap().apply_to(&mut want);
-            Sysfs::new(sysfs.root()).read_nsids(&mut want);
+            let want = Sysfs::new(sysfs.root()).registry().unwrap();
             assert_eq!(snapshot(&monitor.registry()), snapshot(&want));
             assert!(
                 !thread_exists("pciplug-rescan"),

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use pciplug::sysfs::Sysfs;
 use pciplug::{
-    DriverState, ListenerStopped, Monitor, MonitorBuilder, MonitorStats, PciPath, Registry,
-    WaitError, is_safe_device_name,
+    DriverState, ListenerStopped, Monitor, MonitorBuilder, MonitorStats, PciPath, WaitError,
+    is_safe_device_name,
 };
 
 use super::{function, output};
@@ -41,10 +41,7 @@ pub struct Wait {
 const STATS_TICK: Duration = Duration::from_secs(1);
 
 pub fn list(sysfs: &Path, json: bool) -> pciplug::Result<ExitCode> {
-    let mut registry = Registry::new();
-    let sysfs = Sysfs::new(sysfs);
-    sysfs.scan()?.apply_to(&mut registry);
-    sysfs.read_nsids(&mut registry);
+    let registry = Sysfs::new(sysfs).registry()?;
     output::print_registry(&registry, json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -199,11 +199,11 @@ impl MonitorBuilder {
             .open()?;
         let sysfs = Sysfs::new(&self.sysfs_root);
         // 2. Scan: the devices present now, read after the subscription.
-        let mut registry = Registry::new();
-        if self.coldplug {
-            sysfs.scan()?.apply_to(&mut registry);
-            sysfs.read_nsids(&mut registry);
-        }
+        let registry = if self.coldplug {
+            sysfs.registry()?
+        } else {
+            Registry::new()
+        };
         let shared = Arc::new(Shared {
             state: StateLock::new(State {
                 registry,

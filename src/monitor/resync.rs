@@ -14,7 +14,6 @@ use super::thread::{Listener, Step, publish};
 use crate::error::Result;
 use crate::netlink::Received;
 use crate::registry::Registry;
-use crate::sysfs::Snapshot;
 use crate::wait::error::ListenerStopped;
 
 impl Listener {
@@ -249,7 +248,9 @@ impl Listener {
             }
         })?;
         Ok(match scanned {
-            ControlFlow::Continue(snapshot) => ControlFlow::Continue(self.registry_of(&snapshot)),
+            ControlFlow::Continue(snapshot) => {
+                ControlFlow::Continue(Box::new(self.sysfs.registry_of(&snapshot)))
+            }
             ControlFlow::Break(()) => ControlFlow::Break(()),
         })
     }
@@ -268,17 +269,11 @@ impl Listener {
             self.hold_queued(buf, held)
         })?;
         Ok(match scanned {
-            ControlFlow::Continue(snapshot) => ControlFlow::Continue(self.registry_of(&snapshot)),
+            ControlFlow::Continue(snapshot) => {
+                ControlFlow::Continue(Box::new(self.sysfs.registry_of(&snapshot)))
+            }
             ControlFlow::Break(why) => ControlFlow::Break(why),
         })
-    }
-
-    /// The registry a rescan's snapshot makes, with the namespace ids read.
-    fn registry_of(&self, snapshot: &Snapshot) -> Box<Registry> {
-        let mut r = Registry::new();
-        snapshot.apply_to(&mut r);
-        self.sysfs.read_nsids(&mut r);
-        Box::new(r)
     }
 }
 

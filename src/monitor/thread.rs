@@ -192,12 +192,10 @@ impl Listener {
                 if let Err(e) = self.fault(env.bytes(buf)) {
                     return stop_on_error(e);
                 }
-                if env.truncated {
-                    counters.truncated.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(len = env.len, "truncated uevent datagram skipped");
-                } else {
-                    self.handle_datagram(env.sender_port, env.bytes(buf));
-                }
+                // As one datagram of a batch (a truncated one counted and skipped there).
+                let mut st = self.shared.state.lock();
+                let changes = self.apply_all(&mut st, std::iter::once((env, env.bytes(buf))));
+                self.finish(st, changes);
                 Step::Next
             }
             Ok(Received::Overflow) => {
@@ -344,25 +342,6 @@ impl Listener {
     #[inline(always)]
     fn fault(&self, _bytes: &[u8]) -> io::Result<()> {
         Ok(())
-    }
-
-    fn handle_datagram(&self, sender: u32, bytes: &[u8]) {
-        let shared = &*self.shared;
-        let mut st = shared.state.lock();
-        match st.registry.apply_datagram(sender, bytes) {
-            Outcome::Applied(changes) => {
-                let untied = untied_heads(&changes);
-                let nsids = super::nsid::added_without_nsid(&changes);
-                publish(shared, st, changes);
-                if untied != Untied::Nothing {
-                    self.resolve_nvme_heads(untied);
-                }
-                if !nsids.is_empty() {
-                    self.read_nsids(nsids);
-                }
-            }
-            skipped => skipped.log(&""),
-        }
     }
 
     /// Ties NVMe multipath heads to their controllers' PCI paths, with what sysfs says. The
