@@ -14,11 +14,15 @@
 //! it plugged the device (a rescan started before and had not finished, or one started
 //! meanwhile). Every such waiter must be woken with its disk by the time the listener
 //! is quiet; the RESULT line says how many of those whose disk appeared during a rescan were.
-//! So that some do, whatever the pacing, a pciplug run's sender, 40 plugs after the final
-//! stall began, waits until that stall is over and, if it overflowed the socket, until the
-//! resync it owes has started (up to 10 s; it sends nothing meanwhile, so nothing is lost for
-//! it, and the pauses are left out of the send rate). The Kata-style listener gets no such pause: it lets the listener
-//! catch up once, which favours pciplug by at most one overflow's tail.
+//! So that some do, whatever the pacing, the final round's stall holds up pciplug's listener
+//! thread itself (in its fault hook, `tests/common/gate.rs`: a listener the scheduler does not
+//! run for 20 ms), not its state lock, which it would go on receiving through; the socket
+//! then overflows as the Kata-style listener's does at its stall, and a resync is owed. The
+//! sender, 40 plugs after the final stall began, waits until that stall is over and, if it
+//! overflowed the socket, until the resync it owes has started (up to 10 s; it sends nothing
+//! meanwhile, so nothing is lost for it, and the pauses are left out of the send rate): the
+//! plugs after it meet the rescan. The Kata-style listener gets no such pause: it lets the
+//! listener catch up once, which favours pciplug by at most one overflow's tail.
 //!
 //! The truth is a sysfs tree the sender keeps as the kernel does: a device's directories
 //! exist before its `add` uevents are sent and are gone before its `remove` uevents are sent.
@@ -27,11 +31,13 @@
 //!
 //! A listener that keeps up never overflows, whatever the buffer. To model a busy agent,
 //! every 10,000 datagrams a helper holds the listener's lock for 20 ms while the sender goes
-//! on, in every run alike, and once more as the final round starts: pciplug's state lock
-//! (`Monitor::with_registry`), the Kata-style listener's sandbox lock. The Kata-style listener
-//! stalls at the first `add` it receives meanwhile; pciplug's goes on receiving and holds what
-//! it receives until the lock is free (the listener's design, `monitor/thread.rs`), so what it
-//! still loses is what its receive and apply cannot keep up with at the sender's rate.
+//! on, in every run alike: pciplug's state lock (`Monitor::with_registry`), the Kata-style
+//! listener's sandbox lock. The Kata-style listener stalls at the first `add` it receives
+//! meanwhile; pciplug's goes on receiving and holds what it receives until the lock is free
+//! (the listener's design, `monitor/thread.rs`), so what it loses there is what its receive
+//! and apply cannot keep up with at the sender's rate. Once more as the final round starts,
+//! both listeners themselves stall for 20 ms (the Kata-style one at its sandbox lock again,
+//! pciplug's at the gate, above).
 //!
 //! `STORM_ONLY=<text>` runs only the cases whose name contains `<text>` (to look at one), and
 //! prints no RESULT line then.
@@ -58,6 +64,7 @@ use pciplug::sysfs::Sysfs;
 use pciplug::testing::Injector;
 use pciplug::{Monitor, Registry};
 
+use common::gate::Gate;
 use common::kata::KataListener;
 use common::netns::{self, wait_until};
 use common::synth::{self, Device, Kind, Shapes};
@@ -203,6 +210,16 @@ enum Listener {
     Kata(KataListener),
 }
 
+/// How a stall holds the listener up.
+#[derive(Clone, Copy)]
+enum Stall {
+    /// Its lock is held (pciplug's state lock, Kata-style's sandbox lock).
+    Lock,
+    /// Its thread itself is held (pciplug: at the gate; Kata-style: at its sandbox lock, as
+    /// for [`Stall::Lock`]).
+    Listener,
+}
+
 // One storm from injection to the last check of the final registry against the truth, in the
 // order the RESULT line reports it; its steps share the socket, the counters and the clock.
 #[allow(clippy::too_many_lines)]
@@ -229,6 +246,9 @@ fn storm(
     let granted = options.open().map(|s| s.recv_buffer().actual).unwrap_or(0);
     // Rescans started (the resync hook), against those finished (the monitor's counters).
     let rescans_started = Arc::new(AtomicU64::new(0));
+    // Holds pciplug's listener thread up in the final stall; open, one atomic load per
+    // datagram.
+    let gate = Gate::default();
     let listener = if kata {
         Listener::Kata(KataListener::start_with(&options))
     } else {
@@ -238,6 +258,7 @@ fn storm(
                 .sysfs_root(base.path())
                 .recv_buffer(buffer)
                 .force_recv_buffer(force)
+                .fault_hook(gate.hook(|_| Ok(())))
                 .resync_hook(move |_| {
                     started.fetch_add(1, Ordering::SeqCst);
                 })
@@ -251,24 +272,30 @@ fn storm(
         let s = m.stats();
         (started, started > s.resyncs + s.resync_failures)
     };
-    // The helper that stalls the listener on request.
-    let (stall_tx, stall_rx) = channel::<()>();
+    // The helper that stalls the listener on request: through its lock, or (pciplug's final
+    // stall) the listener thread itself.
+    let (stall_tx, stall_rx) = channel::<Stall>();
     let stall = match &listener {
         Listener::Pciplug(m) => {
-            let m = m.clone();
-            Box::new(move |d: Duration| m.with_registry(|_| thread::sleep(d)))
-                as Box<dyn Fn(Duration) + Send>
+            let (m, gate) = (m.clone(), gate.clone());
+            Box::new(move |how: Stall, d: Duration| match how {
+                Stall::Lock => m.with_registry(|_| thread::sleep(d)),
+                Stall::Listener => gate.shut_while(|| thread::sleep(d)),
+            }) as Box<dyn Fn(Stall, Duration) + Send>
         }
-        Listener::Kata(k) => k.staller(),
+        Listener::Kata(k) => {
+            let stall = k.staller();
+            Box::new(move |_: Stall, d: Duration| stall(d))
+        }
     };
     // Stalls begun, and over, so far.
     let (begun, stalled) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let staller = {
         let (begun, stalled) = (Arc::clone(&begun), Arc::clone(&stalled));
         thread::spawn(move || {
-            for () in stall_rx {
+            for how in stall_rx {
                 begun.fetch_add(1, Ordering::SeqCst);
-                stall(STALL);
+                stall(how, STALL);
                 stalled.fetch_add(1, Ordering::SeqCst);
             }
         })
@@ -325,8 +352,8 @@ fn storm(
         let d = &devices[i];
         if op == final_round {
             if let Listener::Pciplug(m) = &listener {
-                // The round's waiters, registered before the final stall holds the monitor's
-                // lock (the pause is left out of the send rate).
+                // The round's waiters, registered before the final stall (the pause is left
+                // out of the send rate).
                 let t = Instant::now();
                 let before = m.stats().waiters;
                 let mut spawned = 0;
@@ -341,7 +368,7 @@ fn storm(
                 overflows_before_final = m.stats().overflows;
                 paused += t.elapsed();
             }
-            stall_tx.send(()).unwrap();
+            stall_tx.send(Stall::Listener).unwrap();
             stalls_sent += 1;
         }
         // Once the final stall has begun, 40 plugs more (280 datagrams, more than the smaller
@@ -357,7 +384,7 @@ fn storm(
             if let Listener::Pciplug(m) = &listener {
                 let t = Instant::now();
                 // The final stall over, and the resync its overflow owes started (read without
-                // the monitor's lock, which the stall holds); none if it did not overflow.
+                // the monitor's lock); none if it did not overflow.
                 wait_until(Duration::from_secs(2), || {
                     stalled.load(Ordering::SeqCst) == stalls_sent
                 });
@@ -397,7 +424,7 @@ fn storm(
             injector.inject(x).expect("the kernel takes the uevent");
             injected += 1;
             if injected % STALL_EVERY as u64 == 0 {
-                stall_tx.send(()).unwrap();
+                stall_tx.send(Stall::Lock).unwrap();
                 stalls_sent += 1;
             }
         }
@@ -545,7 +572,7 @@ fn run() {
         .collect();
     println!();
     println!(
-        "== storm: {} datagrams ({OPS} plugs and unplugs of {DEVICES} virtio-blk functions), the listener's lock held {} ms every {STALL_EVERY} and as the final round starts ({})",
+        "== storm: {} datagrams ({OPS} plugs and unplugs of {DEVICES} virtio-blk functions), the listener's lock held {} ms every {STALL_EVERY}, the listener itself as the final round starts ({})",
         outcomes[0].1.injected,
         STALL.as_millis(),
         common::machine()

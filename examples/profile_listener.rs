@@ -1,0 +1,70 @@
+//! A driver for sampling profiles of the listener thread (`pciplug-uevents`) in a storm, not
+//! a benchmark: it prints no time.
+//!
+//! `cargo build --release --example profile_listener`, then
+//! `perf record -e cpu-clock -F 20000 -o listener.data target/release/examples/profile_listener 50`
+//! and `perf report -i listener.data --comm pciplug-uevents --percentage relative --no-children --sort sym`.
+//! Runs in a private user + network namespace (as the benches do), starts a `Monitor` with no
+//! coldplug on an empty sysfs, and injects the waiters bench's stream (synthetic virtio-blk
+//! hot-plugs and unplugs, 4,200 datagrams) the given number of times, as fast as one thread
+//! goes, waiting for the listener to have received each pass before the next.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use common::netns::{self, wait_until};
+use common::synth::{self, Kind, Shapes};
+use pciplug::Monitor;
+use pciplug::testing::Injector;
+
+fn main() {
+    netns::in_private_netns("profile_listener", run);
+}
+
+fn run() {
+    let passes: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("a number of passes"))
+        .unwrap_or(20);
+    let shapes = Shapes::load();
+    let devices: Vec<_> = synth::tree(64, 4, 3)
+        .into_iter()
+        .filter(|d| d.kind == Kind::Disk)
+        .collect();
+    let mut stream = Vec::new();
+    for c in 0..300 {
+        let d = &devices[c % devices.len()];
+        let seq = c as u64 + 1;
+        stream.extend(shapes.add(d, seq));
+        stream.extend(shapes.remove(d, seq));
+    }
+    let sysfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(sysfs.path().join("bus/pci/devices")).unwrap();
+    let monitor = Monitor::builder()
+        .sysfs_root(sysfs.path())
+        .coldplug(false)
+        .start()
+        .expect("starting a monitor");
+    let injector = Injector::new().expect("an injector");
+    let mut sent = 0u64;
+    for _ in 0..passes {
+        for d in &stream {
+            injector.inject(d).expect("the kernel takes the uevent");
+        }
+        sent += stream.len() as u64;
+        assert!(
+            wait_until(Duration::from_secs(60), || monitor
+                .with_registry(|r| r.stats().received)
+                >= sent),
+            "the listener did not receive everything"
+        );
+    }
+    let stats = monitor.stats();
+    println!(
+        "profile_listener: {sent} datagrams injected, {} overflows",
+        stats.overflows
+    );
+    monitor.shutdown();
+}
