@@ -5,17 +5,24 @@
 //! Both listeners read the same injected datagrams (synthetic virtio-blk hot-plugs and
 //! unplugs built from a real recording: 14 datagrams per device, 6 of them about PCI, block
 //! or the function) from a `NETLINK_KOBJECT_UEVENT` socket in a private network namespace.
-//! The figure is the listener thread's own CPU time per datagram, read from
+//! The figure is the listener thread's own CPU time per datagram of the stream, read from
 //! `/proc/self/task/<tid>/schedstat`: receive, parse, apply, wake. It does not depend on how
 //! fast the injecting thread is or on what the other core does. Needs root (or user
 //! namespaces); skipped with a message otherwise.
 //!
+//! pciplug's socket has its subsystem filter (`pciplug::netlink::filter`, on by default): the
+//! kernel drops the stream's `wakeup`, `bdi` and `virtio` uevents before they are queued, and
+//! the listener receives 6 of every 14 datagrams. Its CPU time is divided by the stream's
+//! datagrams (what a storm costs it) and, apart, by those it received; and it is measured
+//! once more without the filter, where it receives them all.
+//!
 //! The floor: a bare thread that only receives and counts, on a uevent socket of the same kind
 //! with the same receive buffer, fed the same stream, measured the same way. Two of them: the
 //! simplest loop (one blocking `recvfrom` per datagram) and one that receives in batches as
-//! the listener does (`UeventSocket::recv_batch`, the same batch size). The stream is injected
-//! by one thread as fast as it goes (a storm at one sender's rate), so batches form when the
-//! receiver is slower than the sender; each variant's datagrams per wake-up (its
+//! the listener does (`UeventSocket::recv_batch`, the same batch size); and the batched one
+//! again on a socket with the subsystem filter, receiving what pciplug receives. The stream is
+//! injected by one thread as fast as it goes (a storm at one sender's rate), so batches form
+//! when the receiver is slower than the sender; each variant's datagrams per wake-up (its
 //! `schedstat` timeslices) say how much they did.
 //!
 //! And a storm the receiver has fallen behind in (the backlog rows, no waiters): the whole
@@ -35,7 +42,7 @@ use std::time::Duration;
 use netlink_sys::protocols::NETLINK_KOBJECT_UEVENT;
 use netlink_sys::{Socket, SocketAddr};
 use pciplug::Monitor;
-use pciplug::netlink::{Batch, DEFAULT_RECV_BUFFER, RecvBatch, SocketOptions};
+use pciplug::netlink::{Batch, DEFAULT_RECV_BUFFER, RecvBatch, SocketOptions, filter};
 use pciplug::testing::Injector;
 
 use common::gate::Gate;
@@ -63,15 +70,27 @@ fn stream(shapes: &Shapes) -> Vec<Vec<u8>> {
     out
 }
 
+/// How many of `datagrams` a socket with the subsystem filter receives (they are injected
+/// without `SEQNUM`, which the kernel appends and the filter's checks count on).
+fn kept(datagrams: &[Vec<u8>]) -> u64 {
+    datagrams
+        .iter()
+        .filter(|d| filter::passes(&[d.as_slice(), b"SEQNUM=1\0"].concat()))
+        .count() as u64
+}
+
 /// The listener's batch size (`BATCH` in `src/monitor/thread.rs`), for the batched floor.
 const LISTENER_BATCH: usize = 32;
 
 /// One measurement of a receiving thread.
 #[derive(Clone, Copy, Debug)]
 struct Run {
-    /// CPU nanoseconds per datagram.
+    /// CPU nanoseconds per datagram of the stream.
     ns: f64,
-    /// Datagrams per time the thread was scheduled in.
+    /// CPU nanoseconds per datagram the thread received (fewer than the stream's when its
+    /// socket's subsystem filter drops some).
+    ns_received: f64,
+    /// Datagrams received per time the thread was scheduled in.
     per_wake: f64,
     /// `ENOBUFS` seen.
     overflows: u64,
@@ -87,11 +106,13 @@ enum Feed {
 }
 
 /// Injects `datagrams` as fast as one thread goes, inside `hold` (which holds the receiver
-/// up meanwhile, or not), and waits until `received` counts them all; the CPU time and
+/// up meanwhile, or not), and waits until `received` counts the `expect` of them that reach
+/// the receiver (all, or those its socket's subsystem filter keeps); the CPU time and
 /// wake-ups of thread `tid` meanwhile.
 fn measure(
     tid: u32,
     datagrams: &[Vec<u8>],
+    expect: u64,
     what: &str,
     received: impl Fn() -> u64,
     hold: impl FnOnce(&mut dyn FnMut()),
@@ -105,15 +126,16 @@ fn measure(
     });
     let n = datagrams.len() as u64;
     assert!(
-        wait_until(Duration::from_secs(300), || received() >= n),
-        "{what} did not receive everything: {} of {n}",
+        wait_until(Duration::from_secs(300), || received() >= expect),
+        "{what} did not receive everything: {} of {expect}",
         received()
     );
     let cpu = thread_cpu_ns(tid) - cpu0;
     let runs = (thread_runs(tid) - runs0).max(1);
     Run {
         ns: cpu as f64 / n as f64,
-        per_wake: n as f64 / runs as f64,
+        ns_received: cpu as f64 / expect.max(1) as f64,
+        per_wake: expect as f64 / runs as f64,
         overflows: 0,
     }
 }
@@ -161,6 +183,7 @@ fn floor_recv(datagrams: &[Vec<u8>], feed: Feed) -> (Run, usize) {
     let run = measure(
         tid,
         datagrams,
+        n,
         "the bare receive loop",
         || count.load(Ordering::Acquire),
         |inject| gated(feed, &gate_tx, inject),
@@ -172,9 +195,22 @@ fn floor_recv(datagrams: &[Vec<u8>], feed: Feed) -> (Run, usize) {
 
 /// The floor, batched: a bare thread that receives as the listener does
 /// (`UeventSocket::recv_batch`, the listener's batch size) on a socket opened as the
-/// listener's, and only counts.
-fn floor_batch(datagrams: &[Vec<u8>], feed: Feed) -> (Run, usize) {
-    let socket = SocketOptions::new().open().expect("a uevent socket");
+/// listener's, with its subsystem filter (`filtered`) or without, and only counts.
+fn floor_batch(datagrams: &[Vec<u8>], feed: Feed, filtered: bool) -> (Run, usize) {
+    let socket = SocketOptions::new()
+        .subsystem_filter(filtered)
+        .open()
+        .expect("a uevent socket");
+    assert_eq!(
+        socket.is_filtered(),
+        filtered,
+        "the kernel refused the filter"
+    );
+    let expect = if filtered {
+        kept(datagrams)
+    } else {
+        datagrams.len() as u64
+    };
     let granted = socket.recv_buffer().actual;
     let stopper = socket.stopper();
     let count = Arc::new(AtomicU64::new(0));
@@ -205,6 +241,7 @@ fn floor_batch(datagrams: &[Vec<u8>], feed: Feed) -> (Run, usize) {
     let mut run = measure(
         tid,
         datagrams,
+        expect,
         "the bare batched receive loop",
         || count.load(Ordering::Acquire),
         |inject| gated(feed, &gate_tx, inject),
@@ -226,17 +263,35 @@ fn gated(feed: Feed, gate: &std::sync::mpsc::Sender<()>, inject: &mut dyn FnMut(
     }
 }
 
-/// CPU per datagram of pciplug's listener thread with `waiters` blocked waits.
-fn pciplug(waiters: usize, datagrams: &[Vec<u8>], sysfs: &std::path::Path, feed: Feed) -> Run {
+/// CPU per datagram of pciplug's listener thread with `waiters` blocked waits, with its
+/// socket's subsystem filter (the default) or without.
+fn pciplug(
+    waiters: usize,
+    datagrams: &[Vec<u8>],
+    sysfs: &std::path::Path,
+    feed: Feed,
+    filtered: bool,
+) -> Run {
     // The backlog's hold: the listener's own (it goes on receiving while another thread holds
     // the state lock). Open, it costs the listener one atomic load per datagram.
     let gate = Gate::default();
     let monitor = Monitor::builder()
         .sysfs_root(sysfs)
         .coldplug(false)
+        .subsystem_filter(filtered)
         .fault_hook(gate.hook(|_| Ok(())))
         .start()
         .expect("starting a monitor");
+    assert_eq!(
+        monitor.stats().subsystem_filter,
+        filtered,
+        "the kernel refused the filter"
+    );
+    let expect = if filtered {
+        kept(datagrams)
+    } else {
+        datagrams.len() as u64
+    };
     // The thread names itself once it runs.
     let mut tid = None;
     wait_until(Duration::from_secs(10), || {
@@ -265,6 +320,7 @@ fn pciplug(waiters: usize, datagrams: &[Vec<u8>], sysfs: &std::path::Path, feed:
     let mut run = measure(
         tid,
         datagrams,
+        expect,
         "pciplug's listener",
         || monitor.with_registry(|r| r.stats().received),
         |inject| match feed {
@@ -298,6 +354,7 @@ fn kata(waiters: usize, datagrams: &[Vec<u8>], feed: Feed) -> Run {
     let mut run = measure(
         listener.tid,
         datagrams,
+        datagrams.len() as u64,
         "the Kata-style listener",
         || received.load(Ordering::Acquire),
         |inject| match feed {
@@ -321,30 +378,39 @@ fn main() {
 fn run() {
     let shapes = Shapes::load();
     let datagrams = stream(&shapes);
+    let (n, k_n) = (datagrams.len() as u64, kept(&datagrams));
     let sysfs = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(sysfs.path().join("bus/pci/devices")).unwrap();
     let mut p: Vec<Vec<Run>> = vec![Vec::new(); WAITERS.len()];
     let mut k: Vec<Vec<Run>> = vec![Vec::new(); WAITERS.len()];
+    // pciplug without its subsystem filter, no waiters.
+    let mut pu: Vec<Run> = Vec::new();
+    // The floors: recvfrom, recv_batch, recv_batch on a filtered socket.
     let mut fr: Vec<Run> = Vec::new();
     let mut fb: Vec<Run> = Vec::new();
-    // The backlog: pciplug, Kata-style, the two floors.
-    let mut bl: [Vec<Run>; 4] = Default::default();
+    let mut ff: Vec<Run> = Vec::new();
+    // The backlog: pciplug, Kata-style, the three floors, pciplug without the filter.
+    let mut bl: [Vec<Run>; 6] = Default::default();
     let mut granted = (0, 0);
     for _ in 0..ROUNDS {
         let (run, g) = floor_recv(&datagrams, Feed::Live);
         fr.push(run);
         granted.0 = g;
-        let (run, g) = floor_batch(&datagrams, Feed::Live);
+        let (run, g) = floor_batch(&datagrams, Feed::Live, false);
         fb.push(run);
         granted.1 = g;
+        ff.push(floor_batch(&datagrams, Feed::Live, true).0);
+        pu.push(pciplug(0, &datagrams, sysfs.path(), Feed::Live, false));
         for (i, &w) in WAITERS.iter().enumerate() {
-            p[i].push(pciplug(w, &datagrams, sysfs.path(), Feed::Live));
+            p[i].push(pciplug(w, &datagrams, sysfs.path(), Feed::Live, true));
             k[i].push(kata(w, &datagrams, Feed::Live));
         }
-        bl[0].push(pciplug(0, &datagrams, sysfs.path(), Feed::Backlog));
+        bl[0].push(pciplug(0, &datagrams, sysfs.path(), Feed::Backlog, true));
         bl[1].push(kata(0, &datagrams, Feed::Backlog));
         bl[2].push(floor_recv(&datagrams, Feed::Backlog).0);
-        bl[3].push(floor_batch(&datagrams, Feed::Backlog).0);
+        bl[3].push(floor_batch(&datagrams, Feed::Backlog, false).0);
+        bl[4].push(floor_batch(&datagrams, Feed::Backlog, true).0);
+        bl[5].push(pciplug(0, &datagrams, sysfs.path(), Feed::Backlog, false));
     }
     let overflows: u64 = p
         .iter()
@@ -352,6 +418,8 @@ fn run() {
         .chain(&bl)
         .flatten()
         .chain(&fb)
+        .chain(&ff)
+        .chain(&pu)
         .map(|r| r.overflows)
         .sum();
     // Figures: medians over the rounds; ratios: taken in each round, then their median.
@@ -366,12 +434,21 @@ fn run() {
                 .collect::<Vec<_>>(),
         )
     };
+    // The same, per datagram received.
+    let ratio_received = |a: &[Run], b: &[Run]| {
+        median(
+            &mut a
+                .iter()
+                .zip(b)
+                .map(|(a, b)| a.ns_received / b.ns_received)
+                .collect::<Vec<_>>(),
+        )
+    };
     let pn: Vec<f64> = p.iter().map(|r| med(r, |r| r.ns)).collect();
     let kn: Vec<f64> = k.iter().map(|r| med(r, |r| r.ns)).collect();
     println!();
     println!(
-        "== waiters: listener CPU per datagram, {} datagrams per measurement, injected by one thread as fast as it goes, median of {ROUNDS} rounds ({})",
-        datagrams.len(),
+        "== waiters: listener CPU per datagram, {n} datagrams per measurement ({k_n} of them kept by the subsystem filter), injected by one thread as fast as it goes, median of {ROUNDS} rounds ({})",
         common::machine()
     );
     println!(
@@ -391,6 +468,15 @@ fn run() {
         );
     }
     println!(
+        "   (pciplug ns: the listener's CPU over the {n} datagrams of the stream; it received {k_n}: {:.0} ns per datagram received, 0 waiters)",
+        med(&p[0], |r| r.ns_received)
+    );
+    println!(
+        "   pciplug without the subsystem filter, 0 waiters: {:.0} ns, {:.2} datagrams per wake-up",
+        med(&pu, |r| r.ns),
+        med(&pu, |r| r.per_wake)
+    );
+    println!(
         "   floor, bare blocking recvfrom loop: {:.0} ns, {:.2} datagrams per wake-up (SO_RCVBUF granted {} B)",
         med(&fr, |r| r.ns),
         med(&fr, |r| r.per_wake),
@@ -403,6 +489,12 @@ fn run() {
         granted.1
     );
     println!(
+        "   floor, bare recv_batch loop on a filtered socket: {:.0} ns per stream datagram, {:.0} ns per datagram received, {:.2} datagrams per wake-up",
+        med(&ff, |r| r.ns),
+        med(&ff, |r| r.ns_received),
+        med(&ff, |r| r.per_wake),
+    );
+    println!(
         "   backlog (the stream injected while the receiver is held up, then drained; no waiters):"
     );
     for (i, name) in [
@@ -410,13 +502,16 @@ fn run() {
         "Kata-style",
         "bare recvfrom loop",
         "bare recv_batch loop",
+        "bare recv_batch, filtered",
+        "pciplug, no filter",
     ]
     .iter()
     .enumerate()
     {
         println!(
-            "   {name:>22}: {:.0} ns, {:.2} datagrams per wake-up",
+            "   {name:>25}: {:.0} ns, {:.0} ns per datagram received, {:.2} datagrams per wake-up",
             med(&bl[i], |r| r.ns),
+            med(&bl[i], |r| r.ns_received),
             med(&bl[i], |r| r.per_wake)
         );
     }
@@ -440,37 +535,53 @@ fn run() {
         med(&p[0], |r| r.per_wake),
         med(&fr, |r| r.per_wake),
     );
+    println!(
+        "RESULT waiters-filter: the subsystem filter keeps {k_n} of {n} datagrams; per datagram received pciplug {:.0} ns = {:.3} x a bare batched loop on the same filtered socket ({:.0} ns); without the filter pciplug {:.0} ns per datagram = {:.3} x the bare receive loop",
+        med(&p[0], |r| r.ns_received),
+        ratio_received(&p[0], &ff),
+        med(&ff, |r| r.ns_received),
+        med(&pu, |r| r.ns),
+        ratio(&pu, &fr),
+    );
     let vs_kata = ratio(&p[0], &k[0]);
     println!(
-        "RESULT waiters-kata: pciplug CPU/datagram {:.0} ns = {vs_kata:.3} x the Kata-style listener's {:.0} ns (target <= 0.4: {}); the bare loops alone, receiving only: {:.3} (recvfrom) and {:.3} (recv_batch) x Kata-style",
+        "RESULT waiters-kata: pciplug CPU/datagram {:.0} ns = {vs_kata:.3} x the Kata-style listener's {:.0} ns (target <= 0.4: {}); the bare loops alone, receiving only: {:.3} (recvfrom) and {:.3} (recv_batch) x Kata-style; without the filter pciplug {:.3}",
         pn[0],
         kn[0],
         met(vs_kata <= 0.4),
         ratio(&fr, &k[0]),
         ratio(&fb, &k[0]),
+        ratio(&pu, &k[0]),
     );
-    storm_results(&bl, ratio);
+    storm_results(&bl, ratio, ratio_received);
 }
 
-fn storm_results(bl: &[Vec<Run>; 4], ratio: impl Fn(&[Run], &[Run]) -> f64) {
+fn storm_results(
+    bl: &[Vec<Run>; 6],
+    ratio: impl Fn(&[Run], &[Run]) -> f64,
+    ratio_received: impl Fn(&[Run], &[Run]) -> f64,
+) {
     let ns = |v: &[Run]| median(&mut v.iter().map(|r| r.ns).collect::<Vec<_>>());
     let vs_floor = ratio(&bl[0], &bl[2]);
     println!(
-        "RESULT waiters-storm-floor: backlog, pciplug CPU/datagram {:.0} ns = {vs_floor:.3} x the bare receive loop's {:.0} ns (target <= 1.2: {}); {:.3} x the bare batched loop's {:.0} ns",
+        "RESULT waiters-storm-floor: backlog, pciplug CPU/datagram {:.0} ns = {vs_floor:.3} x the bare receive loop's {:.0} ns (target <= 1.2: {}); {:.3} x the bare batched loop's {:.0} ns; per datagram received {:.3} x the filtered bare batched loop's; without the filter {:.3} x the bare receive loop",
         ns(&bl[0]),
         ns(&bl[2]),
         met(vs_floor <= 1.2),
         ratio(&bl[0], &bl[3]),
         ns(&bl[3]),
+        ratio_received(&bl[0], &bl[4]),
+        ratio(&bl[5], &bl[2]),
     );
     let vs_kata = ratio(&bl[0], &bl[1]);
     println!(
-        "RESULT waiters-storm-kata: backlog, pciplug CPU/datagram {:.0} ns = {vs_kata:.3} x the Kata-style listener's {:.0} ns (target <= 0.4: {}); the bare loops alone: {:.3} (recvfrom) and {:.3} (recv_batch) x Kata-style",
+        "RESULT waiters-storm-kata: backlog, pciplug CPU/datagram {:.0} ns = {vs_kata:.3} x the Kata-style listener's {:.0} ns (target <= 0.4: {}); the bare loops alone: {:.3} (recvfrom) and {:.3} (recv_batch) x Kata-style; without the filter pciplug {:.3}",
         ns(&bl[0]),
         ns(&bl[1]),
         met(vs_kata <= 0.4),
         ratio(&bl[2], &bl[1]),
         ratio(&bl[3], &bl[1]),
+        ratio(&bl[5], &bl[1]),
     );
 }
 

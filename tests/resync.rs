@@ -23,11 +23,11 @@ use pciplug::{DriverState, Monitor};
 /// socket once more in between, as a storm would.
 const GAP: Duration = Duration::from_secs(4);
 
-/// A uevent the registry ignores (a virtual device), padded so that the smallest receive
-/// buffer holds only a few.
+/// A uevent the registry ignores (a virtual device; of subsystem `pci`, which the socket's
+/// subsystem filter keeps), padded so that the smallest receive buffer holds only a few.
 fn noise() -> Vec<u8> {
     let devpath = "/devices/virtual/misc/pciplug-noise";
-    let mut d = format!("change@{devpath}\0ACTION=change\0DEVPATH={devpath}\0SUBSYSTEM=misc\0");
+    let mut d = format!("change@{devpath}\0ACTION=change\0DEVPATH={devpath}\0SUBSYSTEM=pci\0");
     d.push_str(&format!("PAD={}\0", "x".repeat(1024)));
     d.into_bytes()
 }
@@ -42,10 +42,11 @@ fn flood(injector: &Injector) {
     }
 }
 
-/// An ignored uevent the test recognises when the listener takes it.
+/// An ignored uevent the test recognises when the listener takes it (of subsystem `pci`, as
+/// [`noise`]).
 fn marker() -> Vec<u8> {
     let devpath = "/devices/virtual/misc/pciplug-marker";
-    format!("change@{devpath}\0ACTION=change\0DEVPATH={devpath}\0SUBSYSTEM=misc\0").into_bytes()
+    format!("change@{devpath}\0ACTION=change\0DEVPATH={devpath}\0SUBSYSTEM=pci\0").into_bytes()
 }
 
 /// Sends markers until the listener took one (`taken` counts them). The kernel reports one

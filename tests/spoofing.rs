@@ -326,7 +326,7 @@ fn watch_stats_text_names_each_kind_seen() {
             format!(
                 "stats received={} applied=0 ignored=0 unknown_action=0 malformed={n}{by_kind} \
                  spoofed=1 unplaceable=0 truncated=0 overflows=0 resyncs=0 resync_failures=0 \
-                 dropped_changes=0",
+                 dropped_changes=0 subsystem_filter=on",
                 n + 1
             )
         );

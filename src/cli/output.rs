@@ -134,13 +134,14 @@ pub fn write_stats(out: &mut impl Write, s: &MonitorStats, json: bool) -> io::Re
     writeln!(
         out,
         " spoofed={} unplaceable={} truncated={} overflows={} resyncs={} resync_failures={} \
-         dropped_changes={}",
+         dropped_changes={} subsystem_filter={}",
         r.spoofed,
         r.unplaceable,
         s.truncated,
         s.overflows,
         s.resyncs,
         s.resync_failures,
-        s.dropped_changes
+        s.dropped_changes,
+        if s.subsystem_filter { "on" } else { "off" }
     )
 }

@@ -27,6 +27,7 @@ pub struct MonitorBuilder {
     dev_root: PathBuf,
     recv_buffer: usize,
     force_recv_buffer: bool,
+    subsystem_filter: bool,
     coldplug: bool,
     scsi_scan: bool,
     rescan: bool,
@@ -49,6 +50,7 @@ impl Default for MonitorBuilder {
             dev_root: PathBuf::from("/dev"),
             recv_buffer: crate::netlink::DEFAULT_RECV_BUFFER,
             force_recv_buffer: true,
+            subsystem_filter: true,
             coldplug: true,
             scsi_scan: false,
             rescan: false,
@@ -104,6 +106,20 @@ impl MonitorBuilder {
     /// process: see [`SocketOptions::force_recv_buffer`].
     pub fn force_recv_buffer(mut self, force: bool) -> Self {
         self.force_recv_buffer = force;
+        self
+    }
+
+    /// Whether the kernel drops the uevents of subsystems the registry does not read (a socket
+    /// filter: [`SocketOptions::subsystem_filter`], [`crate::netlink::filter`]) before they
+    /// are queued. Default `true`: a storm of `module`, `memory`, `virtio`, `bdi` or `queues`
+    /// uevents then costs the listener nothing and cannot overflow its buffer. With `false`
+    /// the listener receives them all and the registry ignores them ([`Stats::ignored`]).
+    /// [`MonitorStats::subsystem_filter`] says whether the kernel took the filter.
+    ///
+    /// [`Stats::ignored`]: crate::Stats::ignored
+    /// [`MonitorStats::subsystem_filter`]: crate::MonitorStats::subsystem_filter
+    pub fn subsystem_filter(mut self, yes: bool) -> Self {
+        self.subsystem_filter = yes;
         self
     }
 
@@ -196,6 +212,7 @@ impl MonitorBuilder {
         let socket = SocketOptions::new()
             .recv_buffer(self.recv_buffer)
             .force_recv_buffer(self.force_recv_buffer)
+            .subsystem_filter(self.subsystem_filter)
             .open()?;
         let sysfs = Sysfs::new(&self.sysfs_root);
         // 2. Scan: the devices present now, read after the subscription.
@@ -211,7 +228,10 @@ impl MonitorBuilder {
                 status: Status::Running,
             }),
             subscribers: Mutex::new(Vec::new()),
-            counters: Counters::default(),
+            counters: Counters {
+                subsystem_filter: socket.is_filtered(),
+                ..Counters::default()
+            },
         });
         let stopper = socket.stopper();
         let listener = Listener {

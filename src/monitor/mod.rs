@@ -121,6 +121,8 @@ struct Counters {
     resyncs: AtomicU64,
     resync_failures: AtomicU64,
     dropped_changes: AtomicU64,
+    /// The socket's subsystem filter is attached (set once, at start).
+    subsystem_filter: bool,
 }
 
 /// Counts of what the listener saw, for `watch --stats` and for tests.
@@ -134,6 +136,9 @@ pub struct MonitorStats {
     pub truncated: u64,
     /// Times the kernel reported lost events (`ENOBUFS`).
     pub overflows: u64,
+    /// The kernel drops the uevents of subsystems the registry does not read before they are
+    /// queued ([`MonitorBuilder::subsystem_filter`]): those are in no count here.
+    pub subsystem_filter: bool,
     /// Sysfs rescans that reconciled the registry after an overflow.
     pub resyncs: u64,
     /// Rescans that failed (the registry may be stale until the next one).
@@ -444,6 +449,7 @@ impl Monitor {
             registry: st.registry.stats(),
             truncated: c.truncated.load(Ordering::Relaxed),
             overflows: c.overflows.load(Ordering::Relaxed),
+            subsystem_filter: c.subsystem_filter,
             resyncs: c.resyncs.load(Ordering::Relaxed),
             resync_failures: c.resync_failures.load(Ordering::Relaxed),
             dropped_changes: c.dropped_changes.load(Ordering::Relaxed),

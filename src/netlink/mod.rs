@@ -57,6 +57,7 @@
 //! `pciplug::testing::Injector` (feature `test-support`).
 
 mod batch;
+pub mod filter;
 pub(crate) mod sys;
 
 use std::fs::File;
@@ -71,7 +72,7 @@ use netlink_sys::{Socket, SocketAddr};
 
 use crate::error::{Error, Result};
 pub use batch::{Batch, MAX_BATCH, RecvBatch};
-use sys::{getsockopt_int, new_eventfd, poll, pollfd, recv_from, setsockopt_int};
+use sys::{attach_filter, getsockopt_int, new_eventfd, poll, pollfd, recv_from, setsockopt_int};
 
 /// The size of a receive buffer that holds any uevent the kernel sends whole.
 pub use crate::uevent::MAX_DATAGRAM;
@@ -95,6 +96,8 @@ pub struct SocketOptions {
     recv_buffer: usize,
     /// Whether to ask with `SO_RCVBUFFORCE` first.
     force: bool,
+    /// Whether to attach the subsystem filter.
+    subsystem_filter: bool,
 }
 
 impl Default for SocketOptions {
@@ -102,6 +105,7 @@ impl Default for SocketOptions {
         SocketOptions {
             recv_buffer: DEFAULT_RECV_BUFFER,
             force: true,
+            subsystem_filter: false,
         }
     }
 }
@@ -133,7 +137,20 @@ impl SocketOptions {
         self
     }
 
-    /// Opens the socket, binds it to the kernel's uevent group and sets the receive buffer.
+    /// Whether the kernel drops, before they are queued, the uevents of the subsystems the
+    /// registry does not read: the [`filter`] module's socket filter. Default `false`: the
+    /// socket receives every uevent. [`Monitor`](crate::Monitor) turns it on
+    /// ([`MonitorBuilder::subsystem_filter`](crate::MonitorBuilder::subsystem_filter)).
+    ///
+    /// If the kernel refuses the filter, the socket opens without it and says so in a
+    /// warning; [`UeventSocket::is_filtered`] tells.
+    pub fn subsystem_filter(mut self, yes: bool) -> Self {
+        self.subsystem_filter = yes;
+        self
+    }
+
+    /// Opens the socket, binds it to the kernel's uevent group, sets the receive buffer and,
+    /// if asked, attaches the subsystem filter.
     pub fn open(&self) -> Result<UeventSocket> {
         UeventSocket::with_options(self)
     }
@@ -176,6 +193,8 @@ pub struct UeventSocket {
     stop: Arc<StopSignal>,
     /// What the kernel granted when the socket was opened.
     recv_buffer: RecvBuffer,
+    /// The subsystem filter is attached.
+    filtered: bool,
 }
 
 /// What one receive produced.
@@ -284,6 +303,20 @@ impl UeventSocket {
             .bind(&SocketAddr::new(0, KERNEL_GROUP))
             .map_err(|e| Error::io("binding the uevent socket to multicast group 1", e))?;
         let recv_buffer = set_recv_buffer(socket.as_fd(), options.recv_buffer, options.force)?;
+        // Before anything can be queued that the filter would have dropped: attached right
+        // after the bind, it misses at most what arrived in between, which the registry
+        // ignores as it ignores any uevent of those subsystems.
+        let filtered = options.subsystem_filter
+            && match attach_filter(socket.as_fd(), &filter::program()) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(
+                        "the kernel refused the uevent socket's subsystem filter ({e}): every \
+                         uevent will be received, and those of other subsystems ignored"
+                    );
+                    false
+                }
+            };
         let stop =
             new_eventfd().map_err(|e| Error::io("creating the uevent socket's eventfd", e))?;
         let granted = recv_buffer.actual;
@@ -305,7 +338,15 @@ impl UeventSocket {
                 stopped: AtomicBool::new(false),
             }),
             recv_buffer,
+            filtered,
         })
+    }
+
+    /// Whether the subsystem filter ([`SocketOptions::subsystem_filter`]) is attached: the
+    /// kernel then drops the uevents that [`filter::passes`] says no to before they are
+    /// queued, and they are never received.
+    pub fn is_filtered(&self) -> bool {
+        self.filtered
     }
 
     /// The receive buffer the kernel granted when the socket was opened.

@@ -101,6 +101,39 @@ pub(crate) fn setsockopt_int(
     Ok(())
 }
 
+/// Attaches a classic BPF socket filter (`SO_ATTACH_FILTER`); the kernel checks the program
+/// (jumps in range, a return at the end, scratch memory written before read) and refuses it
+/// with `EINVAL` otherwise.
+pub(crate) fn attach_filter(fd: BorrowedFd<'_>, program: &[libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a socket filter of {} instructions", program.len()),
+        )
+    })?;
+    let prog = libc::sock_fprog {
+        len,
+        // The kernel only reads the program (it copies it in).
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` is a live sock_fprog whose `filter` points to `len` initialized
+    // sock_filter structs borrowed for the call; its true size is passed, and the kernel
+    // copies the program before returning. `fd` is borrowed, hence open, for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const prog).cast(),
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub(crate) fn getsockopt_int(
     fd: BorrowedFd<'_>,
     level: libc::c_int,

@@ -89,6 +89,16 @@ pub fn without_seqnum(datagram: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether a [`pciplug::Monitor`] with its default subsystem filter receives `datagram` once
+/// injected (the kernel appends a `SEQNUM`, which the filter's length check counts on): see
+/// `pciplug::netlink::filter`. A test that counts what the listener received counts these.
+#[allow(dead_code)] // not every test binary counts
+pub fn kept(datagram: &[u8]) -> bool {
+    let mut d = without_seqnum(datagram);
+    d.extend_from_slice(b"SEQNUM=1\0");
+    pciplug::netlink::filter::passes(&d)
+}
+
 /// The datagrams of `records`, ready to inject (the kernel adds its own `SEQNUM`).
 pub fn injectable(records: &[Record]) -> Vec<Vec<u8>> {
     records

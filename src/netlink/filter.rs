@@ -1,0 +1,298 @@
+//! The subsystem filter: a classic BPF socket filter that drops, in the kernel, the uevents of
+//! subsystems the registry does not keep, so that a storm of them (modules loading, memory
+//! blocks coming online, `bdi`, `virtio`, `wakeup` and `queues` objects around every hot-plug)
+//! is never queued on the socket, never wakes the listener and never overflows its buffer.
+//!
+//! The kernel builds every uevent the same way (`lib/kobject_uevent.c`): the header
+//! `ACTION@DEVPATH\0`, then `ACTION=`, `DEVPATH=` and `SUBSYSTEM=` as the first three fields,
+//! then the rest, `SEQNUM=` last. With the header `H` bytes long (its NUL included) the
+//! `ACTION=` field starts at offset `H` and `SUBSYSTEM=` at `2H + 15`: the `ACTION=` and
+//! `DEVPATH=` fields repeat the header's two parts, with 7 + 1 + 8 + 1 bytes of keys and NULs.
+//! The filter finds the header's NUL, checks that `ACTION=` and `SUBSYSTEM=` are where that
+//! layout puts them, and drops the datagram only if the subsystem's value is not one of
+//! `pci`, `block`, `net`, `nvme` and `vfio` (the ones [`Registry`](crate::Registry) reads).
+//! Everything else reaches the socket as before: a datagram laid out otherwise, one whose
+//! header has no NUL in its first [`SCAN`] bytes, one too short for the checks. So nothing the
+//! registry reads, and no malformed datagram it would report, is ever dropped, except one
+//! that is laid out as the kernel's with an untracked subsystem in its third field: the
+//! kernel never sends another `SUBSYSTEM=` after it, and only a process with
+//! `CAP_SYS_ADMIN` over the network namespace can inject one that does.
+//!
+//! A socket filter runs in the sender's context, for the kernel's uevents the thread that
+//! sends them, before the datagram is queued: a dropped one is never counted against the
+//! receive buffer. [`passes`] is the same decision in Rust, for tests and for callers that
+//! must know what the socket will not deliver (the benches count with it).
+//!
+//! Classic BPF has no loops and its conditional jumps reach at most 255 instructions ahead, so
+//! the search for the header's NUL is unrolled: seven instructions per byte, 1,800 in all,
+//! under the kernel's limit of 4,096 (`BPF_MAXINSNS`); per datagram it runs four per byte of
+//! the header. An out-of-bounds load would end a classic BPF program with a drop, so every
+//! load is checked against the datagram's length first.
+
+/// Bytes of the header searched for its NUL; a longer header (no real devpath comes near it:
+/// the longest in the recordings is 129 bytes) passes unfiltered.
+pub const SCAN: usize = 256;
+
+// Classic BPF, from `<linux/bpf_common.h>` and `<linux/filter.h>`.
+const BPF_LD: u16 = 0x00;
+const BPF_LDX: u16 = 0x01;
+const BPF_ALU: u16 = 0x04;
+const BPF_JMP: u16 = 0x05;
+const BPF_RET: u16 = 0x06;
+const BPF_MISC: u16 = 0x07;
+const BPF_W: u16 = 0x00;
+const BPF_H: u16 = 0x08;
+const BPF_B: u16 = 0x10;
+const BPF_IMM: u16 = 0x00;
+const BPF_ABS: u16 = 0x20;
+const BPF_IND: u16 = 0x40;
+const BPF_MEM: u16 = 0x60;
+const BPF_LEN: u16 = 0x80;
+const BPF_ST: u16 = 0x02;
+const BPF_ADD: u16 = 0x00;
+const BPF_LSH: u16 = 0x60;
+const BPF_JA: u16 = 0x00;
+const BPF_JEQ: u16 = 0x10;
+const BPF_JGT: u16 = 0x20;
+const BPF_JGE: u16 = 0x30;
+const BPF_K: u16 = 0x00;
+const BPF_X: u16 = 0x08;
+const BPF_TAX: u16 = 0x00;
+
+/// A filter's return: the bytes of the datagram to keep (all of it), or none (drop).
+const KEEP: u32 = u32::MAX;
+const DROP: u32 = 0;
+
+/// `ACTION=`'s first four bytes and the next four (`ION=`), as big-endian words (what a
+/// classic BPF word load gives).
+const ACTI: u32 = u32::from_be_bytes(*b"ACTI");
+const ION_EQ: u32 = u32::from_be_bytes(*b"ION=");
+const SUBS: u32 = u32::from_be_bytes(*b"SUBS");
+const YSTE: u32 = u32::from_be_bytes(*b"YSTE");
+const M_EQ: u32 = u16::from_be_bytes(*b"M=") as u32;
+/// The values kept: four bytes, and for the longer ones what must follow.
+const PCI: u32 = u32::from_be_bytes(*b"pci\0");
+const NET: u32 = u32::from_be_bytes(*b"net\0");
+const NVME: u32 = u32::from_be_bytes(*b"nvme");
+const VFIO: u32 = u32::from_be_bytes(*b"vfio");
+const BLOC: u32 = u32::from_be_bytes(*b"bloc");
+const K_NUL: u32 = u16::from_be_bytes(*b"k\0") as u32;
+
+/// The subsystems whose uevents the filter keeps (those the registry reads).
+pub const KEPT_SUBSYSTEMS: [&str; 5] = ["pci", "block", "net", "nvme", "vfio"];
+
+/// Bytes from the start of `SUBSYSTEM=` that the checks read: the key (10) and up to
+/// `block\0` (6).
+const SUBSYSTEM_FIELD: u32 = 16;
+
+fn stmt(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// The filter program (see the module's documentation).
+pub fn program() -> Vec<libc::sock_filter> {
+    let mut p = Vec::with_capacity(7 * SCAN + 40);
+    // X = the datagram's length, for the bounds checks.
+    p.push(stmt(BPF_LDX | BPF_W | BPF_LEN, 0));
+    // The scan: for each offset k, past the end → keep; a NUL → A = k, to `found`.
+    let found = 1 + 7 * SCAN + 1;
+    for k in 0..SCAN {
+        let at = p.len();
+        p.push(stmt(BPF_LD | BPF_IMM, k as u32));
+        p.push(jump(BPF_JMP | BPF_JGE | BPF_X, 0, 0, 1));
+        p.push(stmt(BPF_RET | BPF_K, KEEP));
+        p.push(stmt(BPF_LD | BPF_B | BPF_ABS, k as u32));
+        p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2));
+        p.push(stmt(BPF_LD | BPF_IMM, k as u32));
+        // `ja` counts from the next instruction.
+        p.push(stmt(BPF_JMP | BPF_JA, (found - (at + 7)) as u32));
+    }
+    // No NUL in the first SCAN bytes.
+    p.push(stmt(BPF_RET | BPF_K, KEEP));
+    debug_assert_eq!(p.len(), found);
+    // found: A = the NUL's offset, X = the length. M[0] = H, the header's length.
+    p.push(stmt(BPF_ALU | BPF_ADD | BPF_K, 1));
+    p.push(stmt(BPF_ST, 0));
+    // A = 2H + 15 + 16: the end of what the checks read; past the datagram's end → keep.
+    p.push(stmt(BPF_ALU | BPF_LSH | BPF_K, 1));
+    p.push(stmt(BPF_ALU | BPF_ADD | BPF_K, 15 + SUBSYSTEM_FIELD));
+    let checks = [
+        // [0] A > X → keep.
+        jump(BPF_JMP | BPF_JGT | BPF_X, 0, KEEP_AT, 0),
+        // `ACTION=` at H.
+        stmt(BPF_LDX | BPF_W | BPF_MEM, 0),
+        stmt(BPF_LD | BPF_W | BPF_IND, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, ACTI, 0, KEEP_AT),
+        stmt(BPF_LD | BPF_W | BPF_IND, 3),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, ION_EQ, 0, KEEP_AT),
+        // X = 2H + 15: `SUBSYSTEM=` there.
+        stmt(BPF_LD | BPF_W | BPF_MEM, 0),
+        stmt(BPF_ALU | BPF_LSH | BPF_K, 1),
+        stmt(BPF_ALU | BPF_ADD | BPF_K, 15),
+        stmt(BPF_MISC | BPF_TAX, 0),
+        stmt(BPF_LD | BPF_W | BPF_IND, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, SUBS, 0, KEEP_AT),
+        stmt(BPF_LD | BPF_W | BPF_IND, 4),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, YSTE, 0, KEEP_AT),
+        stmt(BPF_LD | BPF_H | BPF_IND, 8),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, M_EQ, 0, KEEP_AT),
+        // The value.
+        stmt(BPF_LD | BPF_W | BPF_IND, 10),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, PCI, KEEP_AT, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, NET, KEEP_AT, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, NVME, NUL_AT_14, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, VFIO, NUL_AT_14, 0),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, BLOC, 0, DROP_AT),
+        // `bloc`: then `k\0`.
+        stmt(BPF_LD | BPF_H | BPF_IND, 14),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, K_NUL, KEEP_AT, DROP_AT),
+        // `nvme`, `vfio`: then a NUL.
+        stmt(BPF_LD | BPF_B | BPF_IND, 14),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, 0, KEEP_AT, DROP_AT),
+        // drop, keep
+        stmt(BPF_RET | BPF_K, DROP),
+        stmt(BPF_RET | BPF_K, KEEP),
+    ];
+    // The jump offsets above are placeholders, resolved here against the block's own layout.
+    let base = p.len();
+    let n = checks.len();
+    let (drop_at, keep_at, nul_at_14) = (n - 2, n - 1, n - 4);
+    for (i, mut ins) in checks.into_iter().enumerate() {
+        let target = |mark: u8| -> u8 {
+            let to = match mark {
+                KEEP_AT => keep_at,
+                DROP_AT => drop_at,
+                NUL_AT_14 => nul_at_14,
+                _ => return mark,
+            };
+            // Relative to the next instruction; every target lies ahead.
+            u8::try_from(to - (i + 1)).expect("a short forward jump")
+        };
+        if ins.code & 0x07 == BPF_JMP && ins.code & 0xf0 != BPF_JA {
+            ins.jt = target(ins.jt);
+            ins.jf = target(ins.jf);
+        }
+        p.push(ins);
+    }
+    debug_assert_eq!(p.len(), base + n);
+    p
+}
+
+// Placeholders for the check block's jump targets (no real offset there is this large).
+const KEEP_AT: u8 = 0xff;
+const DROP_AT: u8 = 0xfe;
+const NUL_AT_14: u8 = 0xfd;
+
+/// Whether the filter lets `datagram` through: the program's decision, in Rust.
+pub fn passes(datagram: &[u8]) -> bool {
+    let d = datagram;
+    let Some(nul) = d.iter().take(SCAN).position(|&b| b == 0) else {
+        return true;
+    };
+    let h = nul + 1;
+    let at = 2 * h + 15;
+    if at + SUBSYSTEM_FIELD as usize > d.len() {
+        return true;
+    }
+    if &d[h..h + 7] != b"ACTION=" || &d[at..at + 10] != b"SUBSYSTEM=" {
+        return true;
+    }
+    let value = &d[at + 10..at + 16];
+    match &value[..4] {
+        b"pci\0" | b"net\0" => true,
+        b"nvme" | b"vfio" => value[4] == 0,
+        b"bloc" => &value[4..6] == b"k\0",
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's layout, with `SEQNUM=` after the fields.
+    fn uevent(action: &str, devpath: &str, subsystem: &str, rest: &str) -> Vec<u8> {
+        format!(
+            "{action}@{devpath}\0ACTION={action}\0DEVPATH={devpath}\0SUBSYSTEM={subsystem}\0{rest}SEQNUM=7\0"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn the_program_fits_the_kernel_and_jumps_forward_only() {
+        let p = program();
+        assert!(p.len() <= 4096, "{} instructions", p.len());
+        for (i, ins) in p.iter().enumerate() {
+            if ins.code & 0x07 == BPF_JMP {
+                let reach = if ins.code & 0xf0 == BPF_JA {
+                    ins.k as usize
+                } else {
+                    usize::from(ins.jt.max(ins.jf))
+                };
+                assert!(i + 1 + reach < p.len(), "instruction {i} jumps out");
+            }
+        }
+        assert_eq!(
+            p.last().map(|i| (i.code, i.k)),
+            Some((BPF_RET | BPF_K, KEEP))
+        );
+    }
+
+    #[test]
+    fn keeps_the_tracked_subsystems_and_drops_the_others() {
+        let dp = "/devices/pci0000:00/0000:00:02.0/0000:01:00.0";
+        for s in KEPT_SUBSYSTEMS {
+            assert!(passes(&uevent("add", dp, s, "")), "{s}");
+        }
+        for s in [
+            "virtio",
+            "bdi",
+            "module",
+            "nvme-subsystem",
+            "nvme-generic",
+            "vfio-dev",
+            "blockx",
+            "pcie",
+            "pc",
+            "",
+        ] {
+            assert!(!passes(&uevent("add", dp, s, "")), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn passes_what_is_not_laid_out_as_the_kernel_lays_it_out() {
+        let dp = "/devices/virtual/misc/x";
+        // Fields in another order, a missing field, a short datagram, no NUL, a long header.
+        let odd = [
+            format!("add@{dp}\0DEVPATH={dp}\0ACTION=add\0SUBSYSTEM=misc\0SEQNUM=1\0").into_bytes(),
+            format!("add@{dp}\0ACTION=add\0SUBSYSTEM=misc\0SEQNUM=1\0").into_bytes(),
+            format!("add@{dp}\0ACTION=change\0DEVPATH={dp}\0SUBSYSTEM=misc\0SEQNUM=1\0")
+                .into_bytes(),
+            format!("add@{dp}\0ACTION=add\0DEVPATH={dp}\0SUBSYSTEM=misc\0").into_bytes(),
+            b"add@/x".to_vec(),
+            Vec::new(),
+            uevent("add", &format!("/devices/{}", "a".repeat(SCAN)), "misc", ""),
+        ];
+        for d in &odd {
+            assert!(passes(d), "{:?}", String::from_utf8_lossy(d));
+        }
+        // The same, laid out as the kernel does: dropped.
+        assert!(!passes(&uevent("add", dp, "misc", "")));
+        assert!(!passes(&uevent(
+            "add",
+            &format!("/devices/{}", "a".repeat(SCAN - 20)),
+            "misc",
+            ""
+        )));
+    }
+}

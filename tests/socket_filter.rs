@@ -1,0 +1,235 @@
+//! The subsystem filter (`pciplug::netlink::filter`): what it drops, the registry never needed,
+//! shown on every real recording; and the kernel runs the BPF program exactly as
+//! `filter::passes` decides, shown by injecting every recorded datagram (and made-up ones laid
+//! out otherwise) into a filtered and an unfiltered socket side by side, in a private user +
+//! network namespace.
+
+mod common;
+use common::netns::{in_private_netns, without_seqnum};
+use common::{FIXTURES, Fixture, snapshot};
+use std::time::Duration;
+
+use pciplug::netlink::filter::{self, KEPT_SUBSYSTEMS, SCAN};
+use pciplug::netlink::{Received, SocketOptions, UeventSocket};
+use pciplug::testing::Injector;
+use pciplug::{Datagram, Monitor, PciPath, Registry};
+
+const BUF: usize = 8192;
+
+/// The value of `key=` in `datagram` (the first one).
+fn value<'a>(datagram: &'a [u8], key: &str) -> Option<&'a str> {
+    datagram
+        .split(|&b| b == 0)
+        .filter_map(|f| std::str::from_utf8(f).ok())
+        .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[test]
+fn what_the_filter_drops_the_registry_never_needed() {
+    let (mut kept, mut dropped) = (0, 0);
+    for name in FIXTURES {
+        let f = Fixture::load(name);
+        let (mut all, mut filtered) = (Registry::new(), Registry::new());
+        for r in &f.recording.records {
+            let d = &r.datagram;
+            all.apply_datagram(r.sender, d);
+            if filter::passes(d) {
+                kept += 1;
+                filtered.apply_datagram(r.sender, d);
+            } else {
+                dropped += 1;
+                // Of a subsystem the registry does not read, and ignored by it.
+                let subsystem = value(d, "SUBSYSTEM").unwrap_or_default();
+                assert!(
+                    !KEPT_SUBSYSTEMS.contains(&subsystem),
+                    "{name} line {}: {subsystem} dropped",
+                    r.line
+                );
+                assert!(
+                    matches!(Datagram::parse(d), Ok(Datagram::Ignored(_))),
+                    "{name} line {}: the registry reads what the filter drops: {:?}",
+                    r.line,
+                    String::from_utf8_lossy(d)
+                );
+            }
+            // After every datagram, the same registry.
+            assert_eq!(
+                snapshot(&all),
+                snapshot(&filtered),
+                "{name} line {}: the filtered replay differs",
+                r.line
+            );
+        }
+    }
+    println!("recordings: {kept} datagrams kept, {dropped} dropped");
+    // The recordings are mostly of other subsystems (modules, virtio, bdi, wakeup...).
+    assert!(
+        dropped > 2 * kept,
+        "kept {kept}, dropped {dropped}: the filter drops little"
+    );
+}
+
+/// Made-up datagrams that are not laid out as the kernel lays out its own (the filter must
+/// let each through), and some that are (dropped unless their subsystem is kept); without
+/// `SEQNUM`, which the kernel appends.
+fn made_up() -> Vec<Vec<u8>> {
+    let dp = "/devices/virtual/pciplug-test/x";
+    let long = format!("/devices/virtual/{}", "a".repeat(SCAN));
+    let near = format!("/devices/virtual/{}", "a".repeat(SCAN - 40));
+    let mut out: Vec<Vec<u8>> = vec![
+        format!("add@{dp}\0DEVPATH={dp}\0ACTION=add\0SUBSYSTEM=misc\0"),
+        format!("add@{dp}\0ACTION=add\0SUBSYSTEM=misc\0"),
+        format!("add@{dp}\0ACTION=change\0DEVPATH={dp}\0SUBSYSTEM=misc\0"),
+        format!("add@{dp}\0ACTION=add\0DEVPATH={dp}X\0SUBSYSTEM=misc\0"),
+        format!("add@{long}\0ACTION=add\0DEVPATH={long}\0SUBSYSTEM=misc\0"),
+        format!("add@{near}\0ACTION=add\0DEVPATH={near}\0SUBSYSTEM=misc\0"),
+        format!("add@{near}\0ACTION=add\0DEVPATH={near}\0SUBSYSTEM=pci\0"),
+    ]
+    .into_iter()
+    .map(String::into_bytes)
+    .collect();
+    for s in [
+        "pci",
+        "block",
+        "net",
+        "nvme",
+        "vfio",
+        "pc",
+        "pcie",
+        "blockx",
+        "bloc",
+        "nvme-subsystem",
+        "vfio-dev",
+        "netx",
+        "",
+    ] {
+        out.push(format!("change@{dp}\0ACTION=change\0DEVPATH={dp}\0SUBSYSTEM={s}\0").into_bytes());
+    }
+    out
+}
+
+#[test]
+fn the_kernel_runs_the_filter_as_passes_decides() {
+    in_private_netns("the_kernel_runs_the_filter_as_passes_decides", || {
+        let filtered = SocketOptions::new()
+            .subsystem_filter(true)
+            .open()
+            .expect("a filtered socket");
+        assert!(filtered.is_filtered(), "the kernel refused the filter");
+        let all = UeventSocket::open().expect("an unfiltered socket");
+        assert!(!all.is_filtered());
+        let injector = Injector::new().unwrap();
+        let mut payloads: Vec<Vec<u8>> = FIXTURES
+            .iter()
+            .flat_map(|name| Fixture::load(name).recording.records)
+            .filter(|r| r.sender == 0)
+            .map(|r| without_seqnum(&r.datagram))
+            .collect();
+        payloads.extend(made_up());
+        let (mut buf, mut fbuf) = (vec![0u8; BUF], vec![0u8; BUF]);
+        let (mut kept, mut dropped) = (0, 0);
+        for p in &payloads {
+            injector.inject(p).expect("the kernel takes the uevent");
+            // The kernel queues an injected uevent before `inject` returns, or drops it.
+            let Received::Datagram(env) =
+                all.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap()
+            else {
+                panic!("the unfiltered socket got nothing");
+            };
+            let sent = env.bytes(&buf);
+            let got = filtered.recv_timeout(&mut fbuf, Duration::ZERO).unwrap();
+            let want = filter::passes(sent);
+            match got {
+                Received::Datagram(f) => {
+                    assert!(
+                        want,
+                        "kept, passes says drop: {:?}",
+                        String::from_utf8_lossy(sent)
+                    );
+                    assert_eq!(f.bytes(&fbuf), sent);
+                    kept += 1;
+                }
+                Received::TimedOut => {
+                    assert!(
+                        !want,
+                        "dropped, passes says keep: {:?}",
+                        String::from_utf8_lossy(sent)
+                    );
+                    dropped += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        println!(
+            "{} injected: {kept} kept, {dropped} dropped",
+            payloads.len()
+        );
+        assert!(
+            kept > 300 && dropped > 1000,
+            "kept {kept}, dropped {dropped}"
+        );
+    });
+}
+
+/// The step-1 hot-plug of `q35-acpi-hotplug` (a virtio-blk disk at `02/00`), ready to inject.
+fn disk_plug() -> Vec<Vec<u8>> {
+    let f = Fixture::load("q35-acpi-hotplug");
+    f.records_in(1..=1)
+        .iter()
+        .map(|r| without_seqnum(&r.datagram))
+        .collect()
+}
+
+#[test]
+fn a_monitor_filters_by_default_and_receives_only_what_it_keeps() {
+    in_private_netns(
+        "a_monitor_filters_by_default_and_receives_only_what_it_keeps",
+        || {
+            let plug = disk_plug();
+            // As the kernel sends them, with the `SEQNUM` it appends (the filter keeps a
+            // datagram too short for its checks).
+            let kept = plug
+                .iter()
+                .filter(|d| filter::passes(&[d.as_slice(), b"SEQNUM=1\0"].concat()))
+                .count() as u64;
+            assert!(
+                0 < kept && kept < plug.len() as u64,
+                "{kept} of {}",
+                plug.len()
+            );
+            let sysfs = tempfile::tempdir().unwrap();
+            for (filter_on, want_received) in [(true, kept), (false, plug.len() as u64)] {
+                let m = Monitor::builder()
+                    .sysfs_root(sysfs.path())
+                    .coldplug(false)
+                    .subsystem_filter(filter_on)
+                    .start()
+                    .unwrap();
+                assert_eq!(m.stats().subsystem_filter, filter_on);
+                let injector = Injector::new().unwrap();
+                for d in &plug {
+                    injector.inject(d).unwrap();
+                }
+                let path: PciPath = "02/00".parse().unwrap();
+                let disk = m
+                    .wait_block_timeout(&path, Duration::from_secs(10))
+                    .expect("the disk");
+                assert_eq!(&*disk.name, "vda");
+                // Everything injected is queued (or dropped) before `inject` returns; the
+                // listener has it all once it has applied the last datagram it keeps.
+                assert!(common::eventually(Duration::from_secs(10), || m
+                    .stats()
+                    .registry
+                    .received
+                    >= want_received));
+                std::thread::sleep(Duration::from_millis(50));
+                let s = m.stats();
+                assert_eq!(
+                    s.registry.received, want_received,
+                    "filter {filter_on}: {s:?}"
+                );
+                m.shutdown();
+            }
+        },
+    );
+}
