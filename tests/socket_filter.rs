@@ -84,6 +84,8 @@ fn made_up() -> Vec<Vec<u8>> {
         format!("add@{long}\0ACTION=add\0DEVPATH={long}\0SUBSYSTEM=misc\0"),
         format!("add@{near}\0ACTION=add\0DEVPATH={near}\0SUBSYSTEM=misc\0"),
         format!("add@{near}\0ACTION=add\0DEVPATH={near}\0SUBSYSTEM=pci\0"),
+        format!("add@{dp}\u{e9}\0ACTION=add\0DEVPATH={dp}\u{e9}\0SUBSYSTEM=misc\0"),
+        format!("add@{dp}\u{7f}\0ACTION=add\0DEVPATH={dp}\u{7f}\0SUBSYSTEM=misc\0"),
     ]
     .into_iter()
     .map(String::into_bytes)
