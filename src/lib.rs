@@ -31,7 +31,11 @@
 //! lost events it rescans sysfs and reconciles. That thread is the only one pciplug starts,
 //! but for one `pciplug-timer` per process once an async wait has a deadline (**Async** below),
 //! and `pciplug-rescan`, which reads sysfs for a resync while `pciplug-uevents` goes on
-//! receiving, and ends with the rescan. The listener never leaves the socket to overflow
+//! receiving, and ends with the rescan. The socket carries a BPF filter
+//! ([`netlink::filter`]) with which the kernel drops, before they are queued, the uevents of
+//! the subsystems the registry does not read (`module`, `memory`, `virtio`, `bdi`, `queues`...):
+//! a storm of them costs the listener nothing and cannot overflow its buffer
+//! ([`MonitorBuilder::subsystem_filter`] turns it off). The listener never leaves the socket to overflow
 //! while another thread holds the registry (a long [`Monitor::with_registry`]): it holds what
 //! it receives meanwhile and applies it, in order, once the lock is free.
 //! A wait blocks the calling thread (no thread per wait, no polling); its `_async` form does
