@@ -71,6 +71,8 @@ PCIPLUG_WAIT_NET = "pciplug wait {path} --kind net --timeout {timeout}s"
 PCIPLUG_WAIT_REMOVED = "pciplug wait {path} --removed --timeout {timeout}s"
 PCIPLUG_LIST = "pciplug list --json"
 # a wait by a disk's full address (`02/00 --scsi 0:1`, `--nsid 2`, `20/02/00`); the line of
+# What pciplug warns when the kernel refuses its socket's subsystem filter (src/netlink/mod.rs).
+FILTER_REFUSED = "refused the uevent socket's subsystem filter"
 # stderr that says why it failed starts with PCIPLUG_ERROR (the rest is the RUST_LOG log)
 PCIPLUG_WAIT_ARGS = "pciplug wait {args} --timeout {timeout}s"
 PCIPLUG_ERROR = "pciplug: "
@@ -542,6 +544,11 @@ class Run:
             res["stderr"] = rest.split(mark + " JOBEND", 1)[0]
         except (IndexError, ValueError):
             raise CheckFailed("job_wait %s: garbled answer %r" % (jid, out))
+        # Every pciplug that listens attaches the socket's subsystem filter; the guest's kernel
+        # must take it (pciplug warns, and receives everything, where it does not).
+        if FILTER_REFUSED in res["stderr"]:
+            raise CheckFailed("job %s: the guest's kernel refused the subsystem filter: %s" % (
+                jid, tail(res["stderr"])))
         if res["done"]:
             res["rc"] = int(res["rc"])
             res["guest_s"] = round(float(res["t1"]) - float(res["t0"]), 2)
