@@ -173,6 +173,129 @@ fn the_kernel_runs_the_filter_as_passes_decides() {
     });
 }
 
+/// A small deterministic generator (splitmix64), so that a failure names its case.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// `d` (a recorded datagram without `SEQNUM`) changed at random: its subsystem replaced, a
+/// byte of its first 200 set to anything (a NUL, a byte above 0x80), cut short, its devpath
+/// lengthened, or two of its fields swapped.
+fn mutate(d: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut d = d.to_vec();
+    match rng.below(5) {
+        0 => {
+            let subsystems = [
+                "pci", "block", "net", "nvme", "vfio", "misc", "blockx", "nvm", "vf", "pcie", "",
+            ];
+            let s = subsystems[rng.below(subsystems.len())];
+            let mut fields: Vec<Vec<u8>> = d.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+            for f in &mut fields {
+                if f.starts_with(b"SUBSYSTEM=") {
+                    *f = format!("SUBSYSTEM={s}").into_bytes();
+                }
+            }
+            d = fields.join(&0);
+        }
+        1 => {
+            let at = rng.below(d.len().min(200));
+            d[at] = rng.next() as u8;
+        }
+        2 => d.truncate(1 + rng.below(d.len())),
+        3 => {
+            // Both copies of the devpath, so that the layout still holds.
+            let header_end = d.iter().position(|&b| b == 0).unwrap_or(d.len());
+            let header = String::from_utf8_lossy(&d[..header_end]).into_owned();
+            if let Some((_, devpath)) = header.split_once('@') {
+                let longer = format!("{devpath}/{}", "x".repeat(rng.below(160)));
+                let text = String::from_utf8_lossy(&d).replace(devpath, &longer);
+                d = text.into_bytes();
+            }
+        }
+        _ => {
+            let mut fields: Vec<Vec<u8>> = d.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+            let n = fields.len();
+            fields.swap(rng.below(n), rng.below(n));
+            d = fields.join(&0);
+        }
+    }
+    if d.is_empty() {
+        d.push(b'x');
+    }
+    d
+}
+
+#[test]
+fn the_kernel_runs_the_filter_as_passes_decides_on_mutated_datagrams() {
+    in_private_netns(
+        "the_kernel_runs_the_filter_as_passes_decides_on_mutated_datagrams",
+        || {
+            let filtered = SocketOptions::new()
+                .subsystem_filter(true)
+                .open()
+                .expect("a filtered socket");
+            let all = UeventSocket::open().expect("an unfiltered socket");
+            let injector = Injector::new().unwrap();
+            let recorded: Vec<Vec<u8>> = FIXTURES
+                .iter()
+                .flat_map(|name| Fixture::load(name).recording.records)
+                .map(|r| without_seqnum(&r.datagram))
+                .collect();
+            let mut rng = Rng(15);
+            let (mut buf, mut fbuf) = (vec![0u8; BUF], vec![0u8; BUF]);
+            let (mut kept, mut dropped) = (0, 0);
+            for case in 0..3000 {
+                let d = mutate(&recorded[rng.below(recorded.len())], &mut rng);
+                injector.inject(&d).expect("the kernel takes the uevent");
+                let Received::Datagram(env) =
+                    all.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap()
+                else {
+                    panic!("case {case}: the unfiltered socket got nothing");
+                };
+                let sent = env.bytes(&buf);
+                let want = filter::passes(sent);
+                let got = match filtered.recv_timeout(&mut fbuf, Duration::ZERO).unwrap() {
+                    Received::Datagram(f) => {
+                        assert_eq!(f.bytes(&fbuf), sent, "case {case}");
+                        true
+                    }
+                    Received::TimedOut => false,
+                    other => panic!("case {case}: {other:?}"),
+                };
+                assert_eq!(
+                    got,
+                    want,
+                    "case {case}: the kernel {} {:?}",
+                    if got { "kept" } else { "dropped" },
+                    String::from_utf8_lossy(sent)
+                );
+                if got {
+                    kept += 1;
+                } else {
+                    dropped += 1;
+                }
+            }
+            println!("3000 mutated datagrams: {kept} kept, {dropped} dropped");
+            assert!(
+                kept > 300 && dropped > 300,
+                "kept {kept}, dropped {dropped}"
+            );
+        },
+    );
+}
+
 /// The step-1 hot-plug of `q35-acpi-hotplug` (a virtio-blk disk at `02/00`), ready to inject.
 fn disk_plug() -> Vec<Vec<u8>> {
     let f = Fixture::load("q35-acpi-hotplug");

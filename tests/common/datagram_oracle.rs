@@ -5,7 +5,7 @@
 //! deterministic equivalent in `tests/fuzz_equivalents.rs`. Depends only on pciplug and std.
 #![allow(dead_code)]
 
-use pciplug::netlink::MAX_DATAGRAM;
+use pciplug::netlink::{MAX_DATAGRAM, filter};
 use pciplug::{Datagram, Outcome, Registry, is_safe_device_name};
 
 /// Checks one datagram; panics with what broke.
@@ -55,6 +55,19 @@ pub fn check(data: &[u8]) {
                 if let Some(v) = u.get(key) {
                     assert!(v.parse::<u64>().is_ok(), "{key}={v:?} believed");
                 }
+            }
+            // The socket's subsystem filter never drops what the registry believes, when its
+            // fields come in the kernel's order (ACTION, DEVPATH, SUBSYSTEM first) and
+            // SUBSYSTEM only once: the filter reads the third field, the registry the last
+            // SUBSYSTEM (netlink::filter says why the kernel never sends another).
+            let fields: Vec<&str> = text.split('\0').skip(1).collect();
+            let kernel_order = fields.len() >= 3
+                && fields[0].starts_with("ACTION=")
+                && fields[1].starts_with("DEVPATH=")
+                && fields[2].starts_with("SUBSYSTEM=")
+                && fields[3..].iter().all(|f| !f.starts_with("SUBSYSTEM="));
+            if kernel_order {
+                assert!(filter::passes(data), "the filter drops a believed datagram");
             }
         }
         Ok(Datagram::Ignored(_)) => {}
