@@ -25,9 +25,9 @@
 //!
 //! Classic BPF has no loops and its conditional jumps reach at most 255 instructions ahead, so
 //! the search for the header's NUL is unrolled, a word of four bytes at a time (six
-//! instructions a word and three per 16 bytes for the length check: 370 in all, well under
+//! instructions a word and three per 16 bytes for the length check: 381 in all, well under
 //! the kernel's limit of 4,096, `BPF_MAXINSNS`; the kernel checks and compiles a program when
-//! the socket is opened, in time that grows with its length); per datagram it runs about 1.7
+//! the socket is opened, in time that grows with its length); per datagram it runs about 1.2
 //! per byte of the header. An out-of-bounds load would end a classic BPF program with a drop,
 //! so every load is checked against the datagram's length first. A header with a byte above
 //! 0x80 (no real devpath has one) is kept unfiltered.
