@@ -10,13 +10,18 @@
 //! `DEVPATH=` fields repeat the header's two parts, with 7 + 1 + 8 + 1 bytes of keys and NULs.
 //! The filter finds the header's NUL, checks that `ACTION=` and `SUBSYSTEM=` are where that
 //! layout puts them, and drops the datagram only if the subsystem's value is not one of
-//! `pci`, `block`, `net`, `nvme` and `vfio` (the ones [`Registry`](crate::Registry) reads).
-//! Everything else reaches the socket as before: a datagram laid out otherwise, one whose
-//! header has no NUL in its first [`SCAN`] bytes, one too short for the checks. So nothing the
-//! registry reads, and no malformed datagram it would report, is ever dropped, except one
-//! that is laid out as the kernel's with an untracked subsystem in its third field: the
-//! kernel never sends another `SUBSYSTEM=` after it, and only a process with
-//! `CAP_SYS_ADMIN` over the network namespace can inject one that does.
+//! [`kept_subsystems`] (`pci`, `block`, `net`, `nvme`, `vfio`: the ones
+//! [`Registry`](crate::Registry) reads; the program's comparisons are generated from that
+//! list). Everything else reaches the socket as before: a datagram laid out otherwise, one
+//! whose header has no NUL in its first [`SCAN`] bytes, one too short for the checks.
+//!
+//! So nothing the registry reads is dropped, save a datagram laid out as the kernel's whose
+//! third field names an untracked subsystem and a later `SUBSYSTEM=` a tracked one: the kernel
+//! never sends a second one, and only a process with `CAP_SYS_ADMIN` over the network
+//! namespace can inject such a datagram. What else it drops the registry would have ignored,
+//! or counted and refused: a malformed datagram (or a forgery from a process) whose third
+//! field names an untracked subsystem is dropped unseen, and not counted as malformed (or
+//! spoofed) in [`Stats`](crate::Stats).
 //!
 //! A socket filter runs in the sender's context, for the kernel's uevents the thread that
 //! sends them, before the datagram is queued: a dropped one is never counted against the
@@ -25,12 +30,14 @@
 //!
 //! Classic BPF has no loops and its conditional jumps reach at most 255 instructions ahead, so
 //! the search for the header's NUL is unrolled, a word of four bytes at a time (six
-//! instructions a word and three per 16 bytes for the length check: 381 in all, well under
+//! instructions a word and three per 16 bytes for the length check: 392 in all, well under
 //! the kernel's limit of 4,096, `BPF_MAXINSNS`; the kernel checks and compiles a program when
 //! the socket is opened, in time that grows with its length); per datagram it runs about 1.2
 //! per byte of the header. An out-of-bounds load would end a classic BPF program with a drop,
 //! so every load is checked against the datagram's length first. A header with a byte above
 //! 0x80 (no real devpath has one) is kept unfiltered.
+
+use crate::devpath;
 
 /// Bytes of the header searched for its NUL; a longer header (no real devpath comes near it:
 /// the longest in the recordings is 129 bytes) passes unfiltered.
@@ -82,20 +89,41 @@ const ION_EQ: u32 = u32::from_be_bytes(*b"ION=");
 const SUBS: u32 = u32::from_be_bytes(*b"SUBS");
 const YSTE: u32 = u32::from_be_bytes(*b"YSTE");
 const M_EQ: u32 = u16::from_be_bytes(*b"M=") as u32;
-/// The values kept: four bytes, and for the longer ones what must follow.
-const PCI: u32 = u32::from_be_bytes(*b"pci\0");
-const NET: u32 = u32::from_be_bytes(*b"net\0");
-const NVME: u32 = u32::from_be_bytes(*b"nvme");
-const VFIO: u32 = u32::from_be_bytes(*b"vfio");
-const BLOC: u32 = u32::from_be_bytes(*b"bloc");
-const K_NUL: u32 = u16::from_be_bytes(*b"k\0") as u32;
+/// Bytes from the start of `SUBSYSTEM=` that the checks read: the key (10) and a value of up to
+/// [`MAX_KEPT_LEN`] bytes with its NUL.
+const SUBSYSTEM_FIELD: u32 = 10 + MAX_KEPT_LEN as u32 + 1;
 
-/// The subsystems whose uevents the filter keeps (those the registry reads).
-pub const KEPT_SUBSYSTEMS: [&str; 5] = ["pci", "block", "net", "nvme", "vfio"];
+/// The longest subsystem name the filter can keep (`block`).
+const MAX_KEPT_LEN: usize = 5;
 
-/// Bytes from the start of `SUBSYSTEM=` that the checks read: the key (10) and up to
-/// `block\0` (6).
-const SUBSYSTEM_FIELD: u32 = 16;
+/// The subsystems whose uevents the filter keeps: those the registry reads
+/// (`uevent::TRACKED_SUBSYSTEMS`, and `vfio` for VFIO groups), one rule.
+pub fn kept_subsystems() -> impl Iterator<Item = &'static str> {
+    crate::uevent::TRACKED_SUBSYSTEMS
+        .into_iter()
+        .chain([devpath::VFIO_SUBSYSTEM])
+}
+
+/// How the program compares a kept subsystem's value (its name and NUL, at most six bytes):
+/// the first four bytes as a word, under a mask when the name is shorter than three bytes, and
+/// what follows them (none, a byte, or a half-word).
+fn value_checks(name: &str) -> (u32, u32, Option<(u16, u32)>) {
+    let mut v = [0u8; 6];
+    v[..name.len()].copy_from_slice(name.as_bytes());
+    let len = name.len() + 1;
+    let mask = if len >= 4 {
+        u32::MAX
+    } else {
+        u32::MAX << (8 * (4 - len))
+    };
+    let word = u32::from_be_bytes([v[0], v[1], v[2], v[3]]) & mask;
+    let rest = match len {
+        0..=4 => None,
+        5 => Some((BPF_B, u32::from(v[4]))),
+        _ => Some((BPF_H, u32::from(u16::from_be_bytes([v[4], v[5]])))),
+    };
+    (word, mask, rest)
+}
 
 fn stmt(code: u16, k: u32) -> libc::sock_filter {
     libc::sock_filter {
@@ -180,37 +208,55 @@ pub fn program() -> Vec<libc::sock_filter> {
         jump(BPF_JMP | BPF_JEQ | BPF_K, YSTE, 0, KEEP_AT),
         stmt(BPF_LD | BPF_H | BPF_IND, 8),
         jump(BPF_JMP | BPF_JEQ | BPF_K, M_EQ, 0, KEEP_AT),
-        // The value.
-        stmt(BPF_LD | BPF_W | BPF_IND, 10),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, PCI, KEEP_AT, 0),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, NET, KEEP_AT, 0),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, NVME, NUL_AT_14, 0),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, VFIO, NUL_AT_14, 0),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, BLOC, 0, DROP_AT),
-        // `bloc`: then `k\0`.
-        stmt(BPF_LD | BPF_H | BPF_IND, 14),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, K_NUL, KEEP_AT, DROP_AT),
-        // `nvme`, `vfio`: then a NUL.
-        stmt(BPF_LD | BPF_B | BPF_IND, 14),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, 0, KEEP_AT, DROP_AT),
-        // drop, keep
-        stmt(BPF_RET | BPF_K, DROP),
-        stmt(BPF_RET | BPF_K, KEEP),
     ]);
-    // The jump targets above marked with placeholders, resolved against the block's layout.
+    // The value: each kept subsystem in turn (its word, then what follows); none → drop.
+    for name in kept_subsystems() {
+        assert!(
+            (1..=MAX_KEPT_LEN).contains(&name.len()),
+            "the filter compares subsystem names of 1 to {MAX_KEPT_LEN} bytes: {name}"
+        );
+        let (word, mask, rest) = value_checks(name);
+        checks.push(stmt(BPF_LD | BPF_W | BPF_IND, 10));
+        if mask != u32::MAX {
+            checks.push(stmt(BPF_ALU | BPF_AND | BPF_K, mask));
+        }
+        match rest {
+            None => checks.push(jump(BPF_JMP | BPF_JEQ | BPF_K, word, KEEP_AT, NEXT)),
+            Some((size, value)) => {
+                checks.push(jump(BPF_JMP | BPF_JEQ | BPF_K, word, 0, NEXT));
+                checks.push(stmt(BPF_LD | size | BPF_IND, 14));
+                checks.push(jump(BPF_JMP | BPF_JEQ | BPF_K, value, KEEP_AT, NEXT));
+            }
+        }
+        checks.push(stmt(BPF_MISC | BPF_TXA, NEXT_MARK));
+    }
+    // drop, keep
+    checks.push(stmt(BPF_RET | BPF_K, DROP));
+    checks.push(stmt(BPF_RET | BPF_K, KEEP));
+    // Each candidate ends with a marker (a `txa` that changes nothing: X and A are reloaded
+    // by the next candidate), which its `NEXT` jumps go to; then the jump targets marked with
+    // placeholders are resolved against the block's layout.
     let n = checks.len();
     let header = 1 + 4 * 5 + 1;
-    let (drop_at, keep_at, nul_at_14) = (n - 2, n - 1, n - 4);
+    let (drop_at, keep_at) = (n - 2, n - 1);
+    let ends: Vec<usize> = (0..n)
+        .filter(|&i| checks[i].code == BPF_MISC | BPF_TXA && checks[i].k == NEXT_MARK)
+        .collect();
     for (i, ins) in checks.iter_mut().enumerate() {
         if ins.code == BPF_JMP | BPF_JA {
             ins.k = (header - (i + 1)) as u32;
             continue;
         }
+        if ins.code == BPF_MISC | BPF_TXA {
+            ins.k = 0;
+            continue;
+        }
+        let next = ends.iter().copied().find(|&e| e > i).unwrap_or(drop_at);
         let target = |mark: u8| -> u8 {
             let to = match mark {
                 KEEP_AT => keep_at,
                 DROP_AT => drop_at,
-                NUL_AT_14 => nul_at_14,
+                NEXT => next,
                 _ => return mark,
             };
             // Relative to the next instruction; every target lies ahead.
@@ -228,7 +274,10 @@ pub fn program() -> Vec<libc::sock_filter> {
 // Placeholders for the check block's jump targets (no real offset there is this large).
 const KEEP_AT: u8 = 0xff;
 const DROP_AT: u8 = 0xfe;
-const NUL_AT_14: u8 = 0xfd;
+/// To the end of this subsystem's comparison: the next one's, or drop.
+const NEXT: u8 = 0xfd;
+/// Marks the end of a subsystem's comparison (in a `txa`'s unused `k`, cleared once resolved).
+const NEXT_MARK: u32 = 0xfdfd;
 
 /// Whether the filter lets `datagram` through: the program's decision, in Rust.
 pub fn passes(datagram: &[u8]) -> bool {
@@ -243,13 +292,9 @@ pub fn passes(datagram: &[u8]) -> bool {
     if &d[h..h + 7] != b"ACTION=" || &d[at..at + 10] != b"SUBSYSTEM=" {
         return true;
     }
-    let value = &d[at + 10..at + 16];
-    match &value[..4] {
-        b"pci\0" | b"net\0" => true,
-        b"nvme" | b"vfio" => value[4] == 0,
-        b"bloc" => &value[4..6] == b"k\0",
-        _ => false,
-    }
+    let value = &d[at + 10..];
+    kept_subsystems()
+        .any(|name| value.starts_with(name.as_bytes()) && value.get(name.len()) == Some(&0))
 }
 
 /// The header's length (its NUL's offset + 1) as the program's scan finds it: a word of four
@@ -304,9 +349,38 @@ mod tests {
     }
 
     #[test]
+    fn a_value_is_compared_with_its_nul_and_nothing_after_it() {
+        assert_eq!(
+            value_checks("pci"),
+            (u32::from_be_bytes(*b"pci\0"), u32::MAX, None)
+        );
+        assert_eq!(
+            value_checks("nvme"),
+            (u32::from_be_bytes(*b"nvme"), u32::MAX, Some((BPF_B, 0)))
+        );
+        assert_eq!(
+            value_checks("block"),
+            (
+                u32::from_be_bytes(*b"bloc"),
+                u32::MAX,
+                Some((BPF_H, u32::from(u16::from_be_bytes(*b"k\0"))))
+            )
+        );
+        // Shorter names: the bytes after the NUL masked off.
+        assert_eq!(
+            value_checks("ab"),
+            (u32::from_be_bytes(*b"ab\0\0"), 0xffff_ff00, None)
+        );
+        assert_eq!(
+            value_checks("a"),
+            (u32::from_be_bytes(*b"a\0\0\0"), 0xffff_0000, None)
+        );
+    }
+
+    #[test]
     fn keeps_the_tracked_subsystems_and_drops_the_others() {
         let dp = "/devices/pci0000:00/0000:00:02.0/0000:01:00.0";
-        for s in KEPT_SUBSYSTEMS {
+        for s in kept_subsystems() {
             assert!(passes(&uevent("add", dp, s, "")), "{s}");
         }
         for s in [

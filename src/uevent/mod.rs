@@ -165,8 +165,10 @@ pub enum Datagram {
     Ignored(Ignored),
 }
 
-/// Subsystems whose devices below a PCI function (or NVMe subsystem) the registry keeps.
-const TRACKED_SUBSYSTEMS: [&[u8]; 4] = [b"pci", b"block", b"net", b"nvme"];
+/// Subsystems whose devices below a PCI function (or NVMe subsystem) the registry keeps (with
+/// [`devpath::VFIO_SUBSYSTEM`] for VFIO groups, the subsystems the socket's filter keeps:
+/// `netlink::filter`).
+pub(crate) const TRACKED_SUBSYSTEMS: [&str; 4] = ["pci", "block", "net", "nvme"];
 
 /// Whether an event at `devpath` (one that may concern the registry) of `subsystem` is one the
 /// registry keeps: a VFIO group's own (subsystem `vfio`), or one of [`TRACKED_SUBSYSTEMS`]
@@ -175,7 +177,7 @@ fn is_tracked(devpath: &[u8], subsystem: &str) -> bool {
     if devpath.starts_with(devpath::VFIO_GROUPS.as_bytes()) {
         subsystem == devpath::VFIO_SUBSYSTEM
     } else {
-        TRACKED_SUBSYSTEMS.contains(&subsystem.as_bytes())
+        TRACKED_SUBSYSTEMS.contains(&subsystem)
     }
 }
 
