@@ -156,7 +156,8 @@ pub struct MonitorStats {
 const SUBSCRIBER_BACKLOG: usize = 65536;
 
 impl Monitor {
-    /// A builder with the defaults (`/sys`, a 128 MiB buffer, coldplug on, SCSI scan off).
+    /// A builder with the defaults (`/sys`, a 128 MiB buffer, the subsystem filter on, coldplug
+    /// on, SCSI scan off).
     pub fn builder() -> MonitorBuilder {
         MonitorBuilder::default()
     }
