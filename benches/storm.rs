@@ -209,12 +209,6 @@ fn wait_for_plug(m: &Monitor, d: &Device, diskseq: u64, deadline: Instant) -> An
     }
 }
 
-/// Whether pciplug's socket, with its subsystem filter, receives `datagram` (injected without
-/// `SEQNUM`, which the kernel appends and the filter's checks count on).
-fn kept(datagram: &[u8]) -> bool {
-    pciplug::netlink::filter::passes(&[datagram, b"SEQNUM=1\0"].concat())
-}
-
 /// A registry's synthetic part (PCI domains 1 and up), as comparable text.
 fn synthetic(reg: &Registry) -> Vec<String> {
     reg.views()
@@ -441,7 +435,7 @@ fn storm(
         for x in &datagrams {
             injector.inject(x).expect("the kernel takes the uevent");
             injected += 1;
-            expected += u64::from(kata || kept(x));
+            expected += u64::from(kata || synth::kept(x));
             if injected % STALL_EVERY as u64 == 0 {
                 stall_tx.send(Stall::Lock).unwrap();
                 stalls_sent += 1;

@@ -42,13 +42,13 @@ use std::time::Duration;
 use netlink_sys::protocols::NETLINK_KOBJECT_UEVENT;
 use netlink_sys::{Socket, SocketAddr};
 use pciplug::Monitor;
-use pciplug::netlink::{Batch, DEFAULT_RECV_BUFFER, RecvBatch, SocketOptions, filter};
+use pciplug::netlink::{Batch, DEFAULT_RECV_BUFFER, RecvBatch, SocketOptions};
 use pciplug::testing::Injector;
 
 use common::gate::Gate;
 use common::kata::{KataListener, VirtioBlkPciMatcher, unrelated_path, unrelated_relpath};
 use common::netns::{self, gettid, median, thread_cpu_ns, thread_named, thread_runs, wait_until};
-use common::synth::{self, Kind, Shapes};
+use common::synth::{self, Shapes};
 
 const WAITERS: [usize; 3] = [0, 100, 10_000];
 const ROUNDS: usize = 3;
@@ -56,26 +56,14 @@ const ROUNDS: usize = 3;
 const CYCLES: usize = 300;
 
 fn stream(shapes: &Shapes) -> Vec<Vec<u8>> {
-    let devices: Vec<_> = synth::tree(64, 4, 3)
-        .into_iter()
-        .filter(|d| d.kind == Kind::Disk)
-        .collect();
-    let mut out = Vec::new();
-    for c in 0..CYCLES {
-        let d = &devices[c % devices.len()];
-        let seq = c as u64 + 1;
-        out.extend(shapes.add(d, seq));
-        out.extend(shapes.remove(d, seq));
-    }
-    out
+    synth::hotplug_cycles(shapes, CYCLES)
 }
 
-/// How many of `datagrams` a socket with the subsystem filter receives (they are injected
-/// without `SEQNUM`, which the kernel appends and the filter's checks count on).
-fn kept(datagrams: &[Vec<u8>]) -> u64 {
+/// How many of `datagrams` a socket receives, with the subsystem filter or without.
+fn received_by(datagrams: &[Vec<u8>], filtered: bool) -> u64 {
     datagrams
         .iter()
-        .filter(|d| filter::passes(&[d.as_slice(), b"SEQNUM=1\0"].concat()))
+        .filter(|d| !filtered || synth::kept(d))
         .count() as u64
 }
 
@@ -206,11 +194,7 @@ fn floor_batch(datagrams: &[Vec<u8>], feed: Feed, filtered: bool) -> (Run, usize
         filtered,
         "the kernel refused the filter"
     );
-    let expect = if filtered {
-        kept(datagrams)
-    } else {
-        datagrams.len() as u64
-    };
+    let expect = received_by(datagrams, filtered);
     let granted = socket.recv_buffer().actual;
     let stopper = socket.stopper();
     let count = Arc::new(AtomicU64::new(0));
@@ -287,11 +271,7 @@ fn pciplug(
         filtered,
         "the kernel refused the filter"
     );
-    let expect = if filtered {
-        kept(datagrams)
-    } else {
-        datagrams.len() as u64
-    };
+    let expect = received_by(datagrams, filtered);
     // The thread names itself once it runs.
     let mut tid = None;
     wait_until(Duration::from_secs(10), || {
@@ -378,7 +358,7 @@ fn main() {
 fn run() {
     let shapes = Shapes::load();
     let datagrams = stream(&shapes);
-    let (n, k_n) = (datagrams.len() as u64, kept(&datagrams));
+    let (n, k_n) = (datagrams.len() as u64, received_by(&datagrams, true));
     let sysfs = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(sysfs.path().join("bus/pci/devices")).unwrap();
     let mut p: Vec<Vec<Run>> = vec![Vec::new(); WAITERS.len()];

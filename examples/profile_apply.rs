@@ -14,24 +14,13 @@ mod common;
 
 use std::hint::black_box;
 
-use common::synth::{self, Kind, Shapes};
+use common::synth::{self, Shapes};
 use pciplug::Registry;
 
 /// The waiters bench's stream (`stream` in `benches/waiters.rs`), with a `SEQNUM` each.
 fn waiters_stream() -> Vec<Vec<u8>> {
-    let shapes = Shapes::load();
-    let devices: Vec<_> = synth::tree(64, 4, 3)
-        .into_iter()
-        .filter(|d| d.kind == Kind::Disk)
-        .collect();
-    let mut out = Vec::new();
-    for c in 0..300 {
-        let d = &devices[c % devices.len()];
-        let seq = c as u64 + 1;
-        out.extend(shapes.add(d, seq));
-        out.extend(shapes.remove(d, seq));
-    }
-    out.iter()
+    synth::hotplug_cycles(&Shapes::load(), 300)
+        .iter()
         .enumerate()
         .map(|(i, d)| synth::with_seqnum(d, i as u64 + 1))
         .collect()

@@ -15,7 +15,7 @@ mod common;
 use std::time::Duration;
 
 use common::netns::{self, wait_until};
-use common::synth::{self, Kind, Shapes};
+use common::synth::{self, Shapes};
 use pciplug::Monitor;
 use pciplug::testing::Injector;
 
@@ -28,18 +28,8 @@ fn run() {
         .nth(1)
         .map(|s| s.parse().expect("a number of passes"))
         .unwrap_or(20);
-    let shapes = Shapes::load();
-    let devices: Vec<_> = synth::tree(64, 4, 3)
-        .into_iter()
-        .filter(|d| d.kind == Kind::Disk)
-        .collect();
-    let mut stream = Vec::new();
-    for c in 0..300 {
-        let d = &devices[c % devices.len()];
-        let seq = c as u64 + 1;
-        stream.extend(shapes.add(d, seq));
-        stream.extend(shapes.remove(d, seq));
-    }
+    // The waiters bench's stream (`stream` in `benches/waiters.rs`).
+    let stream = synth::hotplug_cycles(&Shapes::load(), 300);
     let sysfs = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(sysfs.path().join("bus/pci/devices")).unwrap();
     let monitor = Monitor::builder()

@@ -188,6 +188,29 @@ impl Shapes {
     }
 }
 
+/// Whether a socket with pciplug's subsystem filter receives `datagram`, one of these shapes
+/// injected without `SEQNUM` (the kernel appends it, and the filter's length check counts it).
+pub fn kept(datagram: &[u8]) -> bool {
+    pciplug::netlink::filter::passes(&with_seqnum(datagram, 1))
+}
+
+/// `cycles` hot-plugs and unplugs of the virtio-blk functions of `tree(64, 4, 3)` in turn,
+/// 14 datagrams each, without `SEQNUM`: the waiters bench's stream.
+pub fn hotplug_cycles(shapes: &Shapes, cycles: usize) -> Vec<Vec<u8>> {
+    let devices: Vec<_> = tree(64, 4, 3)
+        .into_iter()
+        .filter(|d| d.kind == Kind::Disk)
+        .collect();
+    let mut out = Vec::new();
+    for c in 0..cycles {
+        let d = &devices[c % devices.len()];
+        let seq = c as u64 + 1;
+        out.extend(shapes.add(d, seq));
+        out.extend(shapes.remove(d, seq));
+    }
+    out
+}
+
 /// A datagram with `SEQNUM=<seqnum>` appended, as the kernel sends it.
 pub fn with_seqnum(datagram: &[u8], seqnum: u64) -> Vec<u8> {
     let mut d = datagram.to_vec();

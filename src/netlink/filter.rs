@@ -30,7 +30,7 @@
 //!
 //! Classic BPF has no loops and its conditional jumps reach at most 255 instructions ahead, so
 //! the search for the header's NUL is unrolled, a word of four bytes at a time (six
-//! instructions a word and three per 16 bytes for the length check: 392 in all, well under
+//! instructions a word and three per 16 bytes for the length check: 387 in all, well under
 //! the kernel's limit of 4,096, `BPF_MAXINSNS`; the kernel checks and compiles a program when
 //! the socket is opened, in time that grows with its length); per datagram it runs about 1.2
 //! per byte of the header. An out-of-bounds load would end a classic BPF program with a drop,
@@ -182,9 +182,10 @@ pub fn program() -> Vec<libc::sock_filter> {
             stmt(BPF_JMP | BPF_JA, 0), // to `header`, resolved below
         ]);
     }
+    checks.push(stmt(BPF_RET | BPF_K, KEEP));
+    // header: M[0] = H.
+    let header = checks.len();
     checks.extend([
-        stmt(BPF_RET | BPF_K, KEEP),
-        // header: M[0] = H.
         stmt(BPF_ST, 0),
         // A = 2H + 15 + 16: the end of what the checks read; past the datagram's end → keep.
         stmt(BPF_ALU | BPF_LSH | BPF_K, 1),
@@ -209,8 +210,11 @@ pub fn program() -> Vec<libc::sock_filter> {
         stmt(BPF_LD | BPF_H | BPF_IND, 8),
         jump(BPF_JMP | BPF_JEQ | BPF_K, M_EQ, 0, KEEP_AT),
     ]);
-    // The value: each kept subsystem in turn (its word, then what follows); none → drop.
+    // The value: each kept subsystem in turn (its word, then what follows); none → drop. A
+    // mismatch jumps to the next one's first instruction (`NEXT`).
+    let mut starts = Vec::new();
     for name in kept_subsystems() {
+        starts.push(checks.len());
         assert!(
             (1..=MAX_KEPT_LEN).contains(&name.len()),
             "the filter compares subsystem names of 1 to {MAX_KEPT_LEN} bytes: {name}"
@@ -228,30 +232,19 @@ pub fn program() -> Vec<libc::sock_filter> {
                 checks.push(jump(BPF_JMP | BPF_JEQ | BPF_K, value, KEEP_AT, NEXT));
             }
         }
-        checks.push(stmt(BPF_MISC | BPF_TXA, NEXT_MARK));
     }
     // drop, keep
+    let drop_at = checks.len();
     checks.push(stmt(BPF_RET | BPF_K, DROP));
+    let keep_at = checks.len();
     checks.push(stmt(BPF_RET | BPF_K, KEEP));
-    // Each candidate ends with a marker (a `txa` that changes nothing: X and A are reloaded
-    // by the next candidate), which its `NEXT` jumps go to; then the jump targets marked with
-    // placeholders are resolved against the block's layout.
-    let n = checks.len();
-    let header = 1 + 4 * 5 + 1;
-    let (drop_at, keep_at) = (n - 2, n - 1);
-    let ends: Vec<usize> = (0..n)
-        .filter(|&i| checks[i].code == BPF_MISC | BPF_TXA && checks[i].k == NEXT_MARK)
-        .collect();
+    // The jump targets marked with placeholders, resolved against the block's layout.
     for (i, ins) in checks.iter_mut().enumerate() {
         if ins.code == BPF_JMP | BPF_JA {
             ins.k = (header - (i + 1)) as u32;
             continue;
         }
-        if ins.code == BPF_MISC | BPF_TXA {
-            ins.k = 0;
-            continue;
-        }
-        let next = ends.iter().copied().find(|&e| e > i).unwrap_or(drop_at);
+        let next = starts.iter().copied().find(|&e| e > i).unwrap_or(drop_at);
         let target = |mark: u8| -> u8 {
             let to = match mark {
                 KEEP_AT => keep_at,
@@ -274,10 +267,8 @@ pub fn program() -> Vec<libc::sock_filter> {
 // Placeholders for the check block's jump targets (no real offset there is this large).
 const KEEP_AT: u8 = 0xff;
 const DROP_AT: u8 = 0xfe;
-/// To the end of this subsystem's comparison: the next one's, or drop.
+/// To the next subsystem's comparison, or drop after the last.
 const NEXT: u8 = 0xfd;
-/// Marks the end of a subsystem's comparison (in a `txa`'s unused `k`, cleared once resolved).
-const NEXT_MARK: u32 = 0xfdfd;
 
 /// Whether the filter lets `datagram` through: the program's decision, in Rust.
 pub fn passes(datagram: &[u8]) -> bool {
