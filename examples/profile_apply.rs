@@ -5,7 +5,8 @@
 //! `valgrind --tool=callgrind --toggle-collect='*Registry>::apply_datagram' target/release/examples/profile_apply waiters`
 //! and `callgrind_annotate` (the pattern must match `apply_datagram` alone: a second match
 //! inside it, `apply_datagram_into`, would toggle collection off again). `waiters` applies the waiters bench's storm stream (synthetic
-//! virtio-blk hot-plugs and unplugs, 14 datagrams each) to one registry; `real` applies every
+//! virtio-blk hot-plugs and unplugs, 14 datagrams each) to one registry, `waiters-kept` only
+//! the 6 of each 14 that the monitor's subsystem filter lets through; `real` applies every
 //! datagram of the benches' real recordings, each recording to a fresh registry. Prints the
 //! datagram count, to divide the collected instructions by.
 
@@ -30,8 +31,11 @@ fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "waiters".into());
     let mut applied = 0usize;
     let datagrams = match which.as_str() {
-        "waiters" => {
-            let stream = waiters_stream();
+        "waiters" | "waiters-kept" => {
+            let mut stream = waiters_stream();
+            if which == "waiters-kept" {
+                stream.retain(|d| pciplug::netlink::filter::passes(d));
+            }
             let mut reg = Registry::new();
             for d in &stream {
                 applied += usize::from(matches!(
@@ -57,7 +61,7 @@ fn main() {
             recordings.iter().map(Vec::len).sum()
         }
         other => {
-            eprintln!("profile_apply: unknown stream {other:?} (waiters, real)");
+            eprintln!("profile_apply: unknown stream {other:?} (waiters, waiters-kept, real)");
             std::process::exit(2);
         }
     };
