@@ -23,8 +23,8 @@ for l in sys.stdin:
         print(m["executable"])')
 [ -n "$exe" ] || { echo "could not build the wake bench" >&2; exit 1; }
 
-events=sched:sched_switch,sched:sched_wakeup
-for sc in sendto recvfrom poll futex mprotect; do
+events=sched:sched_switch,sched:sched_wakeup,exceptions:page_fault_user
+for sc in sendto recvfrom recvmmsg poll futex mprotect; do
     events+=",syscalls:sys_enter_$sc,syscalls:sys_exit_$sc"
 done
 perf record -q -a -o "$out/wake.data" -e "$events" -- "$exe" --bench | grep -E "RESULT|SKIPPED" || true

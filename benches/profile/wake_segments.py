@@ -12,7 +12,12 @@ For each sample, in trace time (microseconds):
   A. the main thread enters `sendto` -> the receiving thread returns from `poll`
      (the kernel queues the uevent and wakes the receiver);
   B. the receiver returns from `poll` -> it enters the `futex` call that wakes the waiter
-     (recvfrom, then pciplug: parse, apply, wake bookkeeping; the floor: a channel send);
+     (recvfrom or recvmmsg, then pciplug: parse, apply, wake bookkeeping; the floor: a
+     channel send), in two parts:
+     B1. out of `poll` -> out of its last receive system call before the wake (the kernel's
+         receive, and whatever the thread does before it);
+     B2. out of that receive -> into the `futex` wake: the receiver's own work in user space,
+         with the page faults and `mprotect` calls it makes meanwhile;
   C. that `futex` call is entered -> the waiter returns from its own `futex` wait
      (the waiter's wake-up, on the receiver's CPU or on the other one).
 Each wake-up is split by where the woken thread ran: on the waker's CPU, or on the other one
@@ -50,7 +55,9 @@ def sample(events, i, main):
     t0, cpu_main = events[i][2], events[i][1]
     j = i + 1
     receiver = t_poll = t_wake = cpu_r = None
+    t_received = None
     mprotect = False
+    faults = 0
     while j < len(events):
         tid, cpu, t, name, trace, comm = events[j]
         if receiver is None:
@@ -59,6 +66,10 @@ def sample(events, i, main):
         elif t_wake is None:
             if tid == receiver and name == "syscalls:sys_enter_mprotect":
                 mprotect = True
+            if tid == receiver and name in ("syscalls:sys_exit_recvfrom", "syscalls:sys_exit_recvmmsg"):
+                t_received, faults = t, 0
+            if tid == receiver and name == "exceptions:page_fault_user":
+                faults += 1
             if tid == receiver and name == "syscalls:sys_enter_futex" and FUTEX_WAKE in trace:
                 t_wake, cpu_r = t, cpu
         elif name == "syscalls:sys_exit_futex" and tid not in (main, receiver):
@@ -67,6 +78,9 @@ def sample(events, i, main):
                 "total": t - t0,
                 "A": t_poll - t0,
                 "B": t_wake - t_poll,
+                "B1": (t_received if t_received is not None else t_poll) - t_poll,
+                "B2": t_wake - (t_received if t_received is not None else t_poll),
+                "faults": faults,
                 "C": t - t_wake,
                 "receiver_same_cpu": cpu_poll == cpu_main,
                 "same_cpu": cpu == cpu_r,
@@ -117,6 +131,12 @@ def main():
                    [r["B"] for r in rows if not r["heap_growth"]]))
         grew = [r["B"] for r in rows if r["heap_growth"]]
         print(line(f"   B, samples with heap growth ({len(grew)})", grew))
+        print(line("   B1 out of poll -> out of the receive", [r["B1"] for r in rows]))
+        print(line("   B2 out of the receive -> futex wake (own work)", [r["B2"] for r in rows]))
+        quiet = [r for r in rows if not r["heap_growth"] and not r["faults"]]
+        print(line(f"   B2, no page fault nor heap growth ({len(quiet)})", [r["B2"] for r in quiet]))
+        faulted = [r["B2"] for r in rows if r["faults"]]
+        print(line(f"   B2, samples with page faults in it ({len(faulted)})", faulted))
         print(line("C  futex wake -> waiter out of futex", [r["C"] for r in rows]))
         for same, where in [(True, "on the receiver's CPU"), (False, "on the other CPU")]:
             s = [r for r in rows if r["same_cpu"] == same]
@@ -131,6 +151,18 @@ def main():
             s = [r["total"] for r in rows if keep(r)]
             share = 100 * len(s) / max(1, len(rows))
             print(line(f"   total, {label} ({share:.0f}%)", s))
+        # What the slowest 2% (the samples at and above the p98, which set the p99) are made of.
+        worst = sorted(rows, key=lambda r: r["total"])[int(len(rows) * 0.98):]
+        if worst:
+            mean = lambda k: sum(r[k] for r in worst) / len(worst)
+            crossed = sum(1 for r in worst if not r["same_cpu"])
+            print(
+                f"   slowest {len(worst)} samples: total {mean('total'):.1f} = A {mean('A'):.1f}"
+                f" + B {mean('B'):.1f} (B1 {mean('B1'):.1f}, B2 {mean('B2'):.1f}) + C {mean('C'):.1f} us"
+                f" (means); waiter on the other CPU in {crossed}, heap growth in"
+                f" {sum(1 for r in worst if r['heap_growth'])}, page faults in B2 in"
+                f" {sum(1 for r in worst if r['faults'])}"
+            )
 
 
 if __name__ == "__main__":
