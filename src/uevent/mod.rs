@@ -12,14 +12,11 @@
 //! kobject-uevent does well what [`Datagram::parse`] asks of it: an owned event holding
 //! every field, for a caller that wants them all. The registry's hot path
 //! ([`Registry::apply_datagram`], what the listener runs for every datagram) wants a dozen
-//! known keys and nothing owned, and there it was measured before it was replaced
-//! (BENCHMARKS.md, bench 1, on the real recordings): kobject-uevent's parse of a relevant
-//! event alone took about 1.2 us and 15-20 allocations, twice what the target allows the
-//! whole parse-and-apply of one; with it, pciplug's average over the real mix was 0.80 of
-//! kobject-uevent's parse alone, against a target of 0.25. That path now borrows its fields
-//! from the datagram in the single pass the validation makes (a crate-internal
-//! `DatagramRef`); its average is about 0.23 of kobject-uevent's parse, and it allocates only
-//! what the registry keeps. Both parses share every check, in the same order, so that they
+//! known keys and nothing owned, and a map of every field, allocated for each datagram, costs
+//! there several times the whole parse-and-apply the listener can afford (BENCHMARKS.md, bench
+//! 1, has the figures). That path borrows its fields from the datagram in the single pass the
+//! validation makes (a crate-internal `DatagramRef`), and allocates only what the registry
+//! keeps. Both parses share every check, in the same order, so that they
 //! accept, ignore and refuse exactly the same datagrams with the same errors (a unit test
 //! holds them to it on the real recordings and on generated field mixes); where
 //! kobject-uevent would refuse a datagram the checks pass (an earlier `ACTION=` or `SEQNUM=`
