@@ -405,25 +405,18 @@ fn run() {
     // Figures: medians over the rounds; ratios: taken in each round, then their median.
     let med =
         |runs: &[Run], f: fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
-    let ratio = |a: &[Run], b: &[Run]| {
+    let ratio_of = |a: &[Run], b: &[Run], f: fn(&Run) -> f64| {
         median(
             &mut a
                 .iter()
                 .zip(b)
-                .map(|(a, b)| a.ns / b.ns)
+                .map(|(a, b)| f(a) / f(b))
                 .collect::<Vec<_>>(),
         )
     };
+    let ratio = |a: &[Run], b: &[Run]| ratio_of(a, b, |r| r.ns);
     // The same, per datagram received.
-    let ratio_received = |a: &[Run], b: &[Run]| {
-        median(
-            &mut a
-                .iter()
-                .zip(b)
-                .map(|(a, b)| a.ns_received / b.ns_received)
-                .collect::<Vec<_>>(),
-        )
-    };
+    let ratio_received = |a: &[Run], b: &[Run]| ratio_of(a, b, |r| r.ns_received);
     let pn: Vec<f64> = p.iter().map(|r| med(r, |r| r.ns)).collect();
     let kn: Vec<f64> = k.iter().map(|r| med(r, |r| r.ns)).collect();
     println!();

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use common::fake_sysfs::{FakeSysfs, q35};
@@ -17,7 +17,7 @@ use common::netns::in_private_netns;
 use common::*;
 use pciplug::sysfs::Sysfs;
 use pciplug::testing::Injector;
-use pciplug::{DriverState, Monitor};
+use pciplug::{DriverState, Monitor, MonitorBuilder, PciFunction, WaitError};
 
 /// The least time between two rescans the test asks for: long enough for it to overflow the
 /// socket once more in between, as a storm would.
@@ -74,6 +74,28 @@ fn wait_until(what: &str, done: impl FnMut() -> bool) {
         eventually(Duration::from_secs(30), done),
         "timed out waiting for {what}"
     );
+}
+
+/// A monitor on `sysfs` whose listener `gate` can hold up, with the kernel's smallest receive
+/// buffer (a flood overflows it) and `gap` between two rescans.
+fn held_up(sysfs: &FakeSysfs, gate: &Gate, gap: Duration) -> MonitorBuilder {
+    Monitor::builder()
+        .sysfs_root(sysfs.root())
+        .fault_hook(gate.hook(|_| Ok(())))
+        .recv_buffer(0) // the kernel's minimum
+        .resync_gap(gap)
+}
+
+/// A thread waiting (up to 60 s) for function 07, returned once its wait is registered; it
+/// gives the wait's answer and the resyncs the monitor had done when it returned.
+fn waiter_for_fn_07(monitor: &Monitor) -> JoinHandle<(Result<PciFunction, WaitError>, u64)> {
+    let m = monitor.clone();
+    let waiter = thread::spawn(move || {
+        let got = m.wait_function_timeout(&p("07"), &DriverState::Any, Duration::from_secs(60));
+        (got, m.stats().resyncs)
+    });
+    wait_until("the waiter", || monitor.stats().waiters == 1);
+    waiter
 }
 
 #[test]
@@ -223,24 +245,14 @@ fn a_datagram_received_during_a_rescan_is_applied_after_it_and_its_waiter_is_wok
                 }
             };
             let gate = Gate::default();
-            let monitor = Monitor::builder()
-                .sysfs_root(sysfs.root())
-                .fault_hook(gate.hook(|_| Ok(())))
-                .recv_buffer(0) // the kernel's minimum
-                .resync_gap(GAP)
+            let monitor = held_up(&sysfs, &gate, GAP)
                 .resync_hook(start_of_rescan)
                 .scan_tick_hook(during)
                 .start()
                 .unwrap();
             started.set(monitor.clone()).unwrap();
             assert!(monitor.registry().get(&p("07")).is_none());
-            let m = monitor.clone();
-            let waiter = thread::spawn(move || {
-                let got =
-                    m.wait_function_timeout(&p("07"), &DriverState::Any, Duration::from_secs(60));
-                (got, m.stats().resyncs)
-            });
-            wait_until("the waiter", || monitor.stats().waiters == 1);
+            let waiter = waiter_for_fn_07(&monitor);
 
             // Overflow 1, while the listener is held up (the gate): resync 1 at once.
             gate.shut_while(|| flood(&injector));
@@ -292,11 +304,7 @@ fn overflows_during_a_rescan_owe_one_more_resync_in_all() {
             };
             let gap = Duration::from_secs(1);
             let gate = Gate::default();
-            let monitor = Monitor::builder()
-                .sysfs_root(sysfs.root())
-                .fault_hook(gate.hook(|_| Ok(())))
-                .recv_buffer(0) // the kernel's minimum
-                .resync_gap(gap)
+            let monitor = held_up(&sysfs, &gate, gap)
                 .resync_hook(start_of_rescan)
                 .scan_tick_hook(during)
                 .start()
@@ -345,22 +353,12 @@ fn without_a_scanner_thread_the_listener_takes_what_arrives_between_the_devices_
                 }
             };
             let gate = Gate::default();
-            let monitor = Monitor::builder()
-                .sysfs_root(sysfs.root())
-                .fault_hook(gate.hook(|_| Ok(())))
-                .recv_buffer(0) // the kernel's minimum
-                .resync_gap(GAP)
+            let monitor = held_up(&sysfs, &gate, GAP)
                 .rescan_in_listener(true)
                 .scan_tick_hook(during)
                 .start()
                 .unwrap();
-            let m = monitor.clone();
-            let waiter = thread::spawn(move || {
-                let got =
-                    m.wait_function_timeout(&p("07"), &DriverState::Any, Duration::from_secs(60));
-                (got, m.stats().resyncs)
-            });
-            wait_until("the waiter", || monitor.stats().waiters == 1);
+            let waiter = waiter_for_fn_07(&monitor);
             // Overflow 1, while the listener is held up (the gate): resync 1 at once.
             gate.shut_while(|| flood(&injector));
             let (got, resyncs) = waiter.join().unwrap();
