@@ -8,9 +8,11 @@
 //! the waiter reads the clock as soon as its wait returns. Needs root (or user namespaces);
 //! skipped with a message otherwise.
 //!
-//! The samples are taken in [`CHUNKS`] chunks, the three variants in turn within each (the
-//! order rotating from one chunk to the next), so that what else the machine runs meanwhile
-//! weighs on the three alike: their ratios are what the targets are about.
+//! The three variants live side by side for the whole run, each in a network namespace of its
+//! own (its socket and its injector opened there, so that it receives only its own uevents),
+//! and take their samples in turn, one each per device, the order rotating: whatever else the
+//! machine runs meanwhile weighs on the three alike, sample by sample, and their ratios are
+//! what the targets are about.
 //!
 //! `benches/profile/wake.sh` records the kernel's scheduler and system-call tracepoints while
 //! this bench runs and splits every sample into kernel delivery, the listener's own work and
@@ -21,24 +23,22 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, channel};
-use std::thread;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use pciplug::testing::Injector;
 use pciplug::{Monitor, PciPath};
 
 use common::kata::{KataListener, VirtioBlkPciMatcher, unrelated_path, unrelated_relpath};
-use common::netns::{self, percentile, wait_until};
+use common::netns::{self, in_new_netns, percentile, wait_until};
 use common::synth::{self, Device, Kind, Shapes};
 
 const OTHERS: usize = 1_000;
 const SAMPLES: usize = 1_500;
-/// Chunks of samples, the variants taking turns: see the module's comment.
-const CHUNKS: usize = 5;
-/// Samples taken and not counted at the start of each chunk, for each variant alike: the
-/// first wake-ups of a new listener and its threads pay for their cold start (stacks, heap
-/// arenas, caches), which is not the steady wake-up the bench is about.
+/// Samples taken and not counted at the start, for each variant alike: the first wake-ups of
+/// a new listener and its threads pay for their cold start (stacks, heap arenas, caches),
+/// which is not the steady wake-up the bench is about.
 const WARM_UP: usize = 10;
 
 /// The block `add` datagram of `d` (the fifth of its hot-plug datagrams).
@@ -49,65 +49,113 @@ fn block_add(shapes: &Shapes, d: &Device) -> Vec<u8> {
         .expect("a block add in the shape")
 }
 
-/// The sample loop the three variants share; latencies in microseconds, sorted, of all but
-/// the first [`WARM_UP`] devices.
-///
-/// For each device: `arm` prepares, on this thread, what the measuring thread will wait on
-/// (a path, a registered watcher); the measuring thread then runs `wait` until the disk is
-/// there. Before each injection this thread spins until the measuring thread is about to block
-/// and `ready` holds, then sleeps 200 us so that the waiter is parked, as a real waiter would
-/// be. The steps are the same for all three variants so that the scheduler places their
-/// threads alike: a wake-up that crosses to the other vCPU costs 20-30 us more on this kind of
-/// VM (benches/profile/wake.sh), and the variants must not differ in how often that happens
-/// through the bench's own steps.
-fn samples<W: Send + 'static>(
-    shapes: &Shapes,
-    devices: &[Device],
-    arm: impl Fn(&Device) -> W,
-    wait: impl Fn(W) + Send + 'static,
-    ready: impl Fn() -> bool,
-) -> Vec<f64> {
-    let (go_tx, go_rx) = channel::<W>();
-    let (done_tx, done_rx) = channel::<Instant>();
-    let armed = Arc::new(AtomicBool::new(false));
-    let a = Arc::clone(&armed);
-    let measuring = thread::spawn(move || {
-        for w in go_rx {
-            a.store(true, Ordering::Release);
-            wait(w);
-            done_tx.send(Instant::now()).unwrap();
-        }
-    });
-    let injector = Injector::new().unwrap();
-    let mut lat = Vec::with_capacity(devices.len());
-    for (i, d) in devices.iter().enumerate() {
-        let datagram = block_add(shapes, d);
-        go_tx.send(arm(d)).unwrap();
-        while !(armed.load(Ordering::Acquire) && ready()) {
-            thread::yield_now();
-        }
-        armed.store(false, Ordering::Relaxed);
-        thread::sleep(Duration::from_micros(200));
-        let t0 = Instant::now();
-        injector.inject(&datagram).unwrap();
-        let t1 = done_rx.recv().unwrap();
-        if i >= WARM_UP {
-            lat.push((t1 - t0).as_secs_f64() * 1e6);
-        }
-    }
-    drop(go_tx);
-    measuring.join().unwrap();
-    lat.sort_by(f64::total_cmp);
-    lat
+/// A wait for one device, run by a variant's measuring thread until the disk is there.
+type Wait = Box<dyn FnOnce() + Send>;
+
+/// One variant, alive for the whole run: its injector (opened in the variant's own network
+/// namespace, so that only its receiver sees what it injects), its measuring thread and its
+/// latencies.
+struct Variant {
+    injector: Injector,
+    /// Prepares, on the bench's thread, what the measuring thread will wait on for a device
+    /// (a path, a registered watcher).
+    arm: Box<dyn Fn(&Device) -> Wait>,
+    /// Whether the wait the measuring thread is in is ready for its datagram.
+    ready: Box<dyn Fn() -> bool>,
+    /// Stops the variant's receiver and its other waiters.
+    stop: Box<dyn FnOnce()>,
+    go: Sender<Wait>,
+    armed: Arc<AtomicBool>,
+    done: Receiver<Instant>,
+    measuring: JoinHandle<()>,
+    /// Microseconds, of all but the first [`WARM_UP`] devices.
+    latencies: Vec<f64>,
 }
 
-/// Latencies in microseconds, sorted.
-fn pciplug(shapes: &Shapes, devices: &[Device], sysfs: &std::path::Path) -> Vec<f64> {
-    let monitor = Monitor::builder()
-        .sysfs_root(sysfs)
-        .coldplug(false)
-        .start()
-        .expect("starting a monitor");
+impl Variant {
+    fn new(
+        injector: Injector,
+        arm: impl Fn(&Device) -> Wait + 'static,
+        ready: impl Fn() -> bool + 'static,
+        stop: impl FnOnce() + 'static,
+    ) -> Variant {
+        let (go, go_rx) = channel::<Wait>();
+        let (done_tx, done) = channel::<Instant>();
+        let armed = Arc::new(AtomicBool::new(false));
+        let a = Arc::clone(&armed);
+        let measuring = thread::spawn(move || {
+            for wait in go_rx {
+                a.store(true, Ordering::Release);
+                wait();
+                done_tx.send(Instant::now()).unwrap();
+            }
+        });
+        Variant {
+            injector,
+            arm: Box::new(arm),
+            ready: Box::new(ready),
+            stop: Box::new(stop),
+            go,
+            armed,
+            done,
+            measuring,
+            latencies: Vec::with_capacity(SAMPLES),
+        }
+    }
+
+    /// One sample: the measuring thread starts waiting for `d`; this thread spins until it is
+    /// about to block and the variant is ready, then sleeps 200 us so that the waiter is
+    /// parked, as a real waiter would be, and injects `datagram`. The steps are the same for
+    /// all three variants so that the scheduler places their threads alike: a wake-up that
+    /// crosses to the other vCPU costs 20-30 us more on this kind of VM
+    /// (benches/profile/wake.sh), and the variants must not differ in how often that happens
+    /// through the bench's own steps.
+    fn sample(&mut self, d: &Device, datagram: &[u8], counted: bool) {
+        self.go.send((self.arm)(d)).unwrap();
+        while !(self.armed.load(Ordering::Acquire) && (self.ready)()) {
+            thread::yield_now();
+        }
+        self.armed.store(false, Ordering::Relaxed);
+        thread::sleep(Duration::from_micros(200));
+        let t0 = Instant::now();
+        self.injector.inject(datagram).unwrap();
+        let t1 = self.done.recv().unwrap();
+        if counted {
+            self.latencies.push((t1 - t0).as_secs_f64() * 1e6);
+        }
+    }
+
+    /// Ends the variant; its latencies, sorted.
+    fn finish(self) -> Vec<f64> {
+        let Variant {
+            arm,
+            ready,
+            stop,
+            go,
+            measuring,
+            mut latencies,
+            ..
+        } = self;
+        drop(go);
+        measuring.join().unwrap();
+        // What they hold of the receiver (a monitor, a listener) goes before it stops.
+        drop((arm, ready));
+        stop();
+        latencies.sort_by(f64::total_cmp);
+        latencies
+    }
+}
+
+/// pciplug's `Monitor`, with [`OTHERS`] threads waiting on other paths.
+fn pciplug(sysfs: &std::path::Path) -> Variant {
+    let (monitor, injector) = in_new_netns(|| {
+        let monitor = Monitor::builder()
+            .sysfs_root(sysfs)
+            .coldplug(false)
+            .start()
+            .expect("starting a monitor");
+        (monitor, Injector::new().expect("an injector"))
+    });
     let others: Vec<_> = (0..OTHERS)
         .map(|i| {
             let m = monitor.clone();
@@ -123,27 +171,34 @@ fn pciplug(shapes: &Shapes, devices: &[Device], sysfs: &std::path::Path) -> Vec<
         .stats()
         .waiters
         == OTHERS as u64));
-    let m = monitor.clone();
-    let lat = samples(
-        shapes,
-        devices,
-        |d| d.path.parse::<PciPath>().unwrap(),
-        move |path| {
-            m.wait_block_timeout(&path, Duration::from_secs(10))
-                .expect("the disk appeared");
+    let (m, r) = (monitor.clone(), monitor.clone());
+    Variant::new(
+        injector,
+        move |d| {
+            let path = d.path.parse::<PciPath>().unwrap();
+            let m = m.clone();
+            Box::new(move || {
+                m.wait_block_timeout(&path, Duration::from_secs(10))
+                    .expect("the disk appeared");
+            })
         },
         // Registered: a datagram applied before would answer the wait's first check.
-        || monitor.stats().waiters > OTHERS as u64,
-    );
-    monitor.shutdown();
-    for h in others {
-        let _ = h.join();
-    }
-    lat
+        move || r.stats().waiters > OTHERS as u64,
+        move || {
+            monitor.shutdown();
+            for h in others {
+                let _ = h.join();
+            }
+        },
+    )
 }
 
-fn kata(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
-    let listener = KataListener::start(pciplug::netlink::DEFAULT_RECV_BUFFER);
+/// The Kata-style listener, with [`OTHERS`] watchers on other devices.
+fn kata() -> Variant {
+    let (listener, injector) = in_new_netns(|| {
+        let listener = KataListener::start(pciplug::netlink::DEFAULT_RECV_BUFFER);
+        (listener, Injector::new().expect("an injector"))
+    });
     let others: Vec<_> = (0..OTHERS)
         .map(|i| {
             let rx = listener.watch(VirtioBlkPciMatcher::new(&unrelated_relpath(i)));
@@ -155,35 +210,43 @@ fn kata(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
                 .unwrap()
         })
         .collect();
-    let lat = samples(
-        shapes,
-        devices,
-        |d| {
+    let listener = Arc::new(listener);
+    let l = Arc::clone(&listener);
+    Variant::new(
+        injector,
+        move |d| {
             let rel = d.devpath.strip_prefix("/devices/pci0000:00").unwrap();
-            listener.watch(VirtioBlkPciMatcher::new(rel))
-        },
-        |rx: Receiver<common::kata::KataUevent>| {
-            rx.recv_timeout(Duration::from_secs(10))
-                .expect("the disk appeared");
+            let rx = l.watch(VirtioBlkPciMatcher::new(rel));
+            Box::new(move || {
+                rx.recv_timeout(Duration::from_secs(10))
+                    .expect("the disk appeared");
+            })
         },
         || true,
-    );
-    listener.stop();
-    for h in others {
-        let _ = h.join();
-    }
-    lat
+        move || {
+            Arc::into_inner(listener)
+                .expect("the variant's last reference")
+                .stop();
+            for h in others {
+                let _ = h.join();
+            }
+        },
+    )
 }
 
 /// The floor: a bare receiving thread that hands the datagram's arrival to a waiting thread
 /// through a channel, nothing parsed or applied. The same two wake-ups as above (the receiver,
 /// then the waiter); what the kernel and the scheduler cost on this machine.
-fn floor(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
-    let socket = pciplug::netlink::SocketOptions::new()
-        .open()
-        .expect("a uevent socket");
+fn floor() -> Variant {
+    let (socket, injector) = in_new_netns(|| {
+        let socket = pciplug::netlink::SocketOptions::new()
+            .open()
+            .expect("a uevent socket");
+        (socket, Injector::new().expect("an injector"))
+    });
     let stopper = socket.stopper();
-    let (tx, rx) = channel::<()>();
+    // A channel whose receiver the measuring thread's waits can share (cloned).
+    let (tx, rx) = crossbeam_channel::unbounded::<()>();
     let receiver = thread::Builder::new()
         .name("wake-floor".into())
         .spawn(move || {
@@ -195,16 +258,18 @@ fn floor(shapes: &Shapes, devices: &[Device]) -> Vec<f64> {
             }
         })
         .expect("spawning the floor's receiver");
-    let lat = samples(
-        shapes,
-        devices,
-        |_| (),
-        move |()| rx.recv().expect("a datagram"),
+    Variant::new(
+        injector,
+        move |_| {
+            let rx = rx.clone();
+            Box::new(move || rx.recv().expect("a datagram"))
+        },
         || true,
-    );
-    stopper.stop();
-    receiver.join().unwrap();
-    lat
+        move || {
+            stopper.stop();
+            receiver.join().unwrap();
+        },
+    )
 }
 
 fn main() {
@@ -218,24 +283,19 @@ fn run() {
     let devices: Vec<Device> = synth::tree(4000, 16, 3)
         .into_iter()
         .filter(|d| d.kind == Kind::Disk && d.devpath.starts_with("/devices/pci0000:00/"))
-        .take(SAMPLES + CHUNKS * WARM_UP)
+        .take(WARM_UP + SAMPLES)
         .collect();
-    assert_eq!(devices.len(), SAMPLES + CHUNKS * WARM_UP);
+    assert_eq!(devices.len(), WARM_UP + SAMPLES);
     let sysfs = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(sysfs.path().join("bus/pci/devices")).unwrap();
-    let (mut p, mut k, mut f) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, chunk) in devices.chunks(SAMPLES / CHUNKS + WARM_UP).enumerate() {
-        for turn in 0..3 {
-            match (i + turn) % 3 {
-                0 => p.extend(pciplug(&shapes, chunk, sysfs.path())),
-                1 => k.extend(kata(&shapes, chunk)),
-                _ => f.extend(floor(&shapes, chunk)),
-            }
+    let mut variants = [pciplug(sysfs.path()), kata(), floor()];
+    for (i, d) in devices.iter().enumerate() {
+        let datagram = block_add(&shapes, d);
+        for turn in 0..variants.len() {
+            variants[(i + turn) % 3].sample(d, &datagram, i >= WARM_UP);
         }
     }
-    for v in [&mut p, &mut k, &mut f] {
-        v.sort_by(f64::total_cmp);
-    }
+    let [p, k, f] = variants.map(Variant::finish);
     println!();
     println!(
         "== wake: block add delivered -> waiter returns, {SAMPLES} samples, {OTHERS} other waiters ({})",

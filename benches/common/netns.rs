@@ -155,6 +155,29 @@ pub fn thread_named(name: &str) -> Option<u32> {
     None
 }
 
+/// Runs `f` on a thread of its own that has first moved to a new network namespace
+/// (`unshare(CLONE_NEWNET)`, which moves only the calling thread), and returns what `f`
+/// returns. The sockets `f` opens stay in that namespace wherever they are used from: a
+/// `pciplug::testing::Injector` opened there reaches only the listeners opened there. Needs
+/// `CAP_SYS_ADMIN` over the current namespace, which [`in_private_netns`]'s child has.
+pub fn in_new_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare takes a flag word and changes only this thread's namespaces.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "unshare(CLONE_NEWNET): {}",
+                std::io::Error::last_os_error()
+            );
+            f()
+        })
+        .join()
+        .expect("the thread in the new network namespace")
+    })
+}
+
 /// This thread's id.
 pub fn gettid() -> u32 {
     // SAFETY: gettid takes no arguments and cannot fail.

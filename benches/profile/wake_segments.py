@@ -4,8 +4,9 @@
 Input: `perf script -F comm,tid,cpu,time,event,trace` of a `perf record -a` of
 `benches/wake.rs` with the events `wake.sh` asks for. The bench injects one datagram per
 sample with `sendto` from its main thread: one probe, then the samples of pciplug, the
-Kata-style listener and the floor, in chunks that take turns. A sample's variant is told by
-its receiving thread's name (`pciplug-uevents`, `kata-listener`, `wake-floor`).
+Kata-style listener and the floor, one of each per device in turn, each variant in a network
+namespace of its own (so only its receiver wakes). A sample's variant is told by its
+receiving thread's name (`pciplug-uevents`, `kata-listener`, `wake-floor`).
 The warm-up samples the bench does not count are in the trace, and counted here.
 
 For each sample, in trace time (microseconds):
