@@ -40,6 +40,28 @@ const BUSY_SPIN: Duration = Duration::from_micros(200);
 /// this long after the lock is free.
 const BUSY_IDLE: Duration = Duration::from_millis(1);
 
+/// Grows the listener's heap ahead of its next event, after its waiters are woken rather than
+/// while they wait.
+///
+/// glibc serves each thread from an arena that it grows a page at a time, with an `mprotect`
+/// and a first-touch page fault per page. While the registry grows (every hot-plug adds a
+/// device and its children), one event in eight or so paid that inside its apply, between its
+/// datagram and its waiter's wake-up: 45 / 101 us (p50 / p99) of work instead of 8 / 23 in the
+/// wake bench (BENCHMARKS.md, issue 15 item 3). Writing 8 KiB (some 16 devices' worth) and
+/// freeing it grows the arena here instead, after the wake; glibc keeps the freed top of a
+/// thread's arena (it trims only past 128 KiB), so the next events allocate from pages already
+/// there. A malloc, a memset and a free per batch, off the wake path. Other allocators grow
+/// differently, so only glibc targets do it.
+#[cfg(target_env = "gnu")]
+fn keep_heap_ahead() {
+    // Written, not only allocated: glibc's calloc does not touch pages fresh from the kernel.
+    std::hint::black_box(vec![1u8; 8 << 10]);
+}
+
+/// See the glibc version: other allocators are left alone.
+#[cfg(not(target_env = "gnu"))]
+fn keep_heap_ahead() {}
+
 /// How [`Listener::apply_held`] takes the state lock.
 #[derive(Clone, Copy, Debug)]
 enum Lock {
@@ -323,6 +345,7 @@ impl Listener {
         let untied = untied_heads(&changes);
         let nsids = super::nsid::added_without_nsid(&changes);
         drop(changes);
+        keep_heap_ahead();
         if untied != Untied::Nothing {
             self.resolve_nvme_heads(untied);
         }
