@@ -110,9 +110,17 @@ fn made_up() -> Vec<Vec<u8>> {
     out
 }
 
-#[test]
-fn the_kernel_runs_the_filter_as_passes_decides() {
-    in_private_netns("the_kernel_runs_the_filter_as_passes_decides", || {
+/// A filtered and an unfiltered socket side by side, fed by one injector.
+struct SideBySide {
+    filtered: UeventSocket,
+    all: UeventSocket,
+    injector: Injector,
+    buf: Vec<u8>,
+    fbuf: Vec<u8>,
+}
+
+impl SideBySide {
+    fn open() -> SideBySide {
         let filtered = SocketOptions::new()
             .subsystem_filter(true)
             .open()
@@ -120,7 +128,55 @@ fn the_kernel_runs_the_filter_as_passes_decides() {
         assert!(filtered.is_filtered(), "the kernel refused the filter");
         let all = UeventSocket::open().expect("an unfiltered socket");
         assert!(!all.is_filtered());
-        let injector = Injector::new().unwrap();
+        SideBySide {
+            filtered,
+            all,
+            injector: Injector::new().unwrap(),
+            buf: vec![0u8; BUF],
+            fbuf: vec![0u8; BUF],
+        }
+    }
+
+    /// Injects `d`: the datagram the kernel sent (as the unfiltered socket got it, `SEQNUM`
+    /// appended), whether the filtered socket got it too (the same bytes), and whether
+    /// `filter::passes` says it should have.
+    fn inject(&mut self, d: &[u8]) -> (String, bool, bool) {
+        self.injector
+            .inject(d)
+            .expect("the kernel takes the uevent");
+        // The kernel queues an injected uevent before `inject` returns, or drops it.
+        let Received::Datagram(env) = self
+            .all
+            .recv_timeout(&mut self.buf, Duration::from_secs(10))
+            .unwrap()
+        else {
+            panic!("the unfiltered socket got nothing");
+        };
+        let sent = env.bytes(&self.buf);
+        let got = match self
+            .filtered
+            .recv_timeout(&mut self.fbuf, Duration::ZERO)
+            .unwrap()
+        {
+            Received::Datagram(f) => {
+                assert_eq!(f.bytes(&self.fbuf), sent);
+                true
+            }
+            Received::TimedOut => false,
+            other => panic!("{other:?}"),
+        };
+        (
+            String::from_utf8_lossy(sent).into_owned(),
+            got,
+            filter::passes(sent),
+        )
+    }
+}
+
+#[test]
+fn the_kernel_runs_the_filter_as_passes_decides() {
+    in_private_netns("the_kernel_runs_the_filter_as_passes_decides", || {
+        let mut sockets = SideBySide::open();
         let mut payloads: Vec<Vec<u8>> = FIXTURES
             .iter()
             .flat_map(|name| Fixture::load(name).recording.records)
@@ -128,38 +184,23 @@ fn the_kernel_runs_the_filter_as_passes_decides() {
             .map(|r| without_seqnum(&r.datagram))
             .collect();
         payloads.extend(made_up());
-        let (mut buf, mut fbuf) = (vec![0u8; BUF], vec![0u8; BUF]);
         let (mut kept, mut dropped) = (0, 0);
         for p in &payloads {
-            injector.inject(p).expect("the kernel takes the uevent");
-            // The kernel queues an injected uevent before `inject` returns, or drops it.
-            let Received::Datagram(env) =
-                all.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap()
-            else {
-                panic!("the unfiltered socket got nothing");
-            };
-            let sent = env.bytes(&buf);
-            let got = filtered.recv_timeout(&mut fbuf, Duration::ZERO).unwrap();
-            let want = filter::passes(sent);
-            match got {
-                Received::Datagram(f) => {
-                    assert!(
-                        want,
-                        "kept, passes says drop: {:?}",
-                        String::from_utf8_lossy(sent)
-                    );
-                    assert_eq!(f.bytes(&fbuf), sent);
-                    kept += 1;
+            let (sent, got, want) = sockets.inject(p);
+            assert_eq!(
+                got,
+                want,
+                "{}: {sent:?}",
+                if got {
+                    "kept, passes says drop"
+                } else {
+                    "dropped, passes says keep"
                 }
-                Received::TimedOut => {
-                    assert!(
-                        !want,
-                        "dropped, passes says keep: {:?}",
-                        String::from_utf8_lossy(sent)
-                    );
-                    dropped += 1;
-                }
-                other => panic!("{other:?}"),
+            );
+            if got {
+                kept += 1;
+            } else {
+                dropped += 1;
             }
         }
         println!(
@@ -242,44 +283,22 @@ fn the_kernel_runs_the_filter_as_passes_decides_on_mutated_datagrams() {
     in_private_netns(
         "the_kernel_runs_the_filter_as_passes_decides_on_mutated_datagrams",
         || {
-            let filtered = SocketOptions::new()
-                .subsystem_filter(true)
-                .open()
-                .expect("a filtered socket");
-            let all = UeventSocket::open().expect("an unfiltered socket");
-            let injector = Injector::new().unwrap();
+            let mut sockets = SideBySide::open();
             let recorded: Vec<Vec<u8>> = FIXTURES
                 .iter()
                 .flat_map(|name| Fixture::load(name).recording.records)
                 .map(|r| without_seqnum(&r.datagram))
                 .collect();
             let mut rng = Rng(15);
-            let (mut buf, mut fbuf) = (vec![0u8; BUF], vec![0u8; BUF]);
             let (mut kept, mut dropped) = (0, 0);
             for case in 0..3000 {
                 let d = mutate(&recorded[rng.below(recorded.len())], &mut rng);
-                injector.inject(&d).expect("the kernel takes the uevent");
-                let Received::Datagram(env) =
-                    all.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap()
-                else {
-                    panic!("case {case}: the unfiltered socket got nothing");
-                };
-                let sent = env.bytes(&buf);
-                let want = filter::passes(sent);
-                let got = match filtered.recv_timeout(&mut fbuf, Duration::ZERO).unwrap() {
-                    Received::Datagram(f) => {
-                        assert_eq!(f.bytes(&fbuf), sent, "case {case}");
-                        true
-                    }
-                    Received::TimedOut => false,
-                    other => panic!("case {case}: {other:?}"),
-                };
+                let (sent, got, want) = sockets.inject(&d);
                 assert_eq!(
                     got,
                     want,
-                    "case {case}: the kernel {} {:?}",
+                    "case {case}: the kernel {} {sent:?}",
                     if got { "kept" } else { "dropped" },
-                    String::from_utf8_lossy(sent)
                 );
                 if got {
                     kept += 1;

@@ -248,7 +248,6 @@ pub fn program() -> Vec<libc::sock_filter> {
         let target = |mark: u8| -> u8 {
             let to = match mark {
                 KEEP_AT => keep_at,
-                DROP_AT => drop_at,
                 NEXT => next,
                 _ => return mark,
             };
@@ -266,7 +265,6 @@ pub fn program() -> Vec<libc::sock_filter> {
 
 // Placeholders for the check block's jump targets (no real offset there is this large).
 const KEEP_AT: u8 = 0xff;
-const DROP_AT: u8 = 0xfe;
 /// To the next subsystem's comparison, or drop after the last.
 const NEXT: u8 = 0xfd;
 

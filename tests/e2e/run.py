@@ -71,11 +71,11 @@ PCIPLUG_WAIT_NET = "pciplug wait {path} --kind net --timeout {timeout}s"
 PCIPLUG_WAIT_REMOVED = "pciplug wait {path} --removed --timeout {timeout}s"
 PCIPLUG_LIST = "pciplug list --json"
 # a wait by a disk's full address (`02/00 --scsi 0:1`, `--nsid 2`, `20/02/00`); the line of
-# What pciplug warns when the kernel refuses its socket's subsystem filter (src/netlink/mod.rs).
-FILTER_REFUSED = "refused the uevent socket's subsystem filter"
 # stderr that says why it failed starts with PCIPLUG_ERROR (the rest is the RUST_LOG log)
 PCIPLUG_WAIT_ARGS = "pciplug wait {args} --timeout {timeout}s"
 PCIPLUG_ERROR = "pciplug: "
+# What pciplug warns when the kernel refuses its socket's subsystem filter (src/netlink/mod.rs).
+FILTER_REFUSED = "refused the uevent socket's subsystem filter"
 
 # A guest-side wait lasts at most this long per channel command (see Run.poll).
 POLL_WINDOW_S = 2
