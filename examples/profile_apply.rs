@@ -6,7 +6,9 @@
 //! and `callgrind_annotate` (the pattern must match `apply_datagram` alone: a second match
 //! inside it, `apply_datagram_into`, would toggle collection off again). `waiters` applies the waiters bench's storm stream (synthetic
 //! virtio-blk hot-plugs and unplugs, 14 datagrams each) to one registry, `waiters-kept` only
-//! the 6 of each 14 that the monitor's subsystem filter lets through; `real` applies every
+//! the 6 of each 14 that the monitor's subsystem filter lets through; `block-adds` only each
+//! disk's block `add`, as the wake bench sends it (so each one also creates its function);
+//! `real` applies every
 //! datagram of the benches' real recordings, each recording to a fresh registry. Prints the
 //! datagram count, to divide the collected instructions by.
 
@@ -31,10 +33,16 @@ fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "waiters".into());
     let mut applied = 0usize;
     let datagrams = match which.as_str() {
-        "waiters" | "waiters-kept" => {
+        "waiters" | "waiters-kept" | "block-adds" => {
             let mut stream = waiters_stream();
-            if which == "waiters-kept" {
-                stream.retain(|d| pciplug::netlink::filter::passes(d));
+            match which.as_str() {
+                "waiters-kept" => stream.retain(|d| pciplug::netlink::filter::passes(d)),
+                // What the wake bench sends: only each disk's block `add`, to a registry that
+                // has not seen its function.
+                "block-adds" => stream.retain(|d| {
+                    d.starts_with(b"add@") && d.windows(16).any(|w| w == b"SUBSYSTEM=block\0")
+                }),
+                _ => {}
             }
             let mut reg = Registry::new();
             for d in &stream {
@@ -61,7 +69,9 @@ fn main() {
             recordings.iter().map(Vec::len).sum()
         }
         other => {
-            eprintln!("profile_apply: unknown stream {other:?} (waiters, waiters-kept, real)");
+            eprintln!(
+                "profile_apply: unknown stream {other:?} (waiters, waiters-kept, block-adds, real)"
+            );
             std::process::exit(2);
         }
     };

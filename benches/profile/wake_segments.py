@@ -22,7 +22,15 @@ For each sample, in trace time (microseconds):
   C. that `futex` call is entered -> the waiter returns from its own `futex` wait
      (the waiter's wake-up, on the receiver's CPU or on the other one).
 Each wake-up is split by where the woken thread ran: on the waker's CPU, or on the other one
-(an idle vCPU woken by an inter-processor interrupt, through the hypervisor).
+(an idle vCPU woken by an inter-processor interrupt, through the hypervisor). For each, the
+receiver's `futex` wake call itself (enter -> exit), the time until the receiver gives up its
+CPU, and how often it gave it up before it was back in `poll` (preempted by its waiter).
+
+Last, pciplug's totals with one segment given the floor's distribution instead (B2, or C
+within each placement; each sample keeps its rank in the segment's distribution), against
+the floor's measured totals: which segments the gap at p50 and p99 is made of. An estimate:
+it takes the segments to be independent, which they are not quite (a slow B2 goes with a
+slow wake call: the script prints C's wake call by quartile of B2 for that).
 The bench's own figure ends when the waiter reads the clock, a few instructions after C.
 """
 
@@ -72,8 +80,9 @@ def sample(events, i, main):
             if tid == receiver and name == "exceptions:page_fault_user":
                 faults += 1
             if tid == receiver and name == "syscalls:sys_enter_futex" and FUTEX_WAKE in trace:
-                t_wake, cpu_r = t, cpu
+                t_wake, cpu_r, j_wake = t, cpu, j
         elif name == "syscalls:sys_exit_futex" and tid not in (main, receiver):
+            t_ret, t_off, preempted = after_wake(events, j_wake, receiver)
             return {
                 "variant": VARIANTS.get(receiver_comm, receiver_comm),
                 "total": t - t0,
@@ -86,11 +95,38 @@ def sample(events, i, main):
                 "receiver_same_cpu": cpu_poll == cpu_main,
                 "same_cpu": cpu == cpu_r,
                 "heap_growth": mprotect,
+                # The receiver's own time from its wake call to giving up its CPU (None if
+                # the trace does not show it within the sample).
+                "D": None if t_off is None else t_off - t_wake,
+                # The receiver's futex wake call itself.
+                "call": None if t_ret is None else t_ret - t_wake,
+                "preempted": preempted,
             }
         if name == "syscalls:sys_enter_sendto" and tid == main:
             return None  # the next sample started: this one is incomplete
         j += 1
     return None
+
+
+def after_wake(events, j, receiver):
+    """What the receiver, whose futex wake is events[j], does next: when its wake call
+    returns, when it next gives up its CPU, and whether that was before it went back to
+    `poll` (preempted, by the waiter it woke when that one runs on its CPU)."""
+    t_ret = None
+    for tid, cpu, t, name, trace, comm in events[j + 1 : j + 400]:
+        if tid == receiver and name == "syscalls:sys_exit_futex" and t_ret is None:
+            t_ret = t
+        elif tid == receiver and name == "syscalls:sys_enter_poll":
+            preempted = False
+            break
+        elif name == "sched:sched_switch" and f"prev_pid={receiver} " in trace:
+            return t_ret, t, True
+    else:
+        return t_ret, None, None
+    for tid, cpu, t, name, trace, comm in events[j + 1 : j + 400]:
+        if name == "sched:sched_switch" and f"prev_pid={receiver} " in trace:
+            return t_ret, t, preempted
+    return t_ret, None, None
 
 
 def line(label, values):
@@ -100,6 +136,51 @@ def line(label, values):
         f"   {label:60s} p50 {pct(values, 50):6.1f}  p90 {pct(values, 90):6.1f}"
         f"  p99 {pct(values, 99):6.1f} us"
     )
+
+
+def quantile_matched(rows, base, key, group=lambda r: True):
+    """For each of `rows`, the value of `key` that `base` has at the same rank (its quantile
+    within the rows of the same `group`): how that segment would read with base's
+    distribution, each sample keeping its place in it."""
+    out = {}
+    for g in (True, False):
+        mine = sorted((r[key], i) for i, r in enumerate(rows) if group(r) == g)
+        theirs = sorted(r[key] for r in base if group(r) == g)
+        for k, (_, i) in enumerate(mine):
+            if theirs:
+                out[i] = theirs[min(len(theirs) - 1, k * len(theirs) // max(1, len(mine)))]
+            else:
+                out[i] = rows[i][key]
+    return [out[i] for i in range(len(rows))]
+
+
+def counterfactuals(rows, floor):
+    """pciplug's totals with one segment given the floor's distribution (rank for rank; C
+    within each placement), against the floor's measured totals: which segment the gap at
+    p50 and p99 is made of."""
+    ft = [r["total"] for r in floor]
+    f50, f99 = pct(ft, 50), pct(ft, 99)
+    b2 = quantile_matched(rows, floor, "B2")
+    c = quantile_matched(rows, floor, "C", group=lambda r: r["same_cpu"])
+    cases = [
+        ("as measured", [r["total"] for r in rows]),
+        ("with the floor's B2 (own work)", [r["total"] - r["B2"] + x for r, x in zip(rows, b2)]),
+        ("with the floor's C, same placement", [r["total"] - r["C"] + y for r, y in zip(rows, c)]),
+        ("with both", [r["total"] - r["B2"] + x - r["C"] + y for r, x, y in zip(rows, b2, c)]),
+    ]
+    print("== pciplug's wake call, waiter on the receiver's CPU, by quartile of B2 (own work)")
+    local = sorted((r for r in rows if r["same_cpu"] and r["call"] is not None), key=lambda r: r["B2"])
+    for k in range(4):
+        part = local[k * len(local) // 4 : (k + 1) * len(local) // 4]
+        if part:
+            print(line(f"B2 {part[0]['B2']:.0f}-{part[-1]['B2']:.0f} us ({len(part)}): the wake call",
+                       [r["call"] for r in part]))
+    print("== pciplug against the floor's totals, one segment at a time given the floor's")
+    for label, v in cases:
+        print(
+            f"   {label:60s} p50 {pct(v, 50):6.1f}  p99 {pct(v, 99):6.1f} us:"
+            f" {pct(v, 50) / f50:.2f} / {pct(v, 99) / f99:.2f} x the floor"
+        )
 
 
 def main():
@@ -148,6 +229,13 @@ def main():
             ("one crossed", lambda r: r["receiver_same_cpu"] != r["same_cpu"]),
             ("both crossed", lambda r: not r["receiver_same_cpu"] and not r["same_cpu"]),
         ]
+        for same, where in [(True, "on the receiver's CPU"), (False, "on the other CPU")]:
+            s = [r for r in rows if r["same_cpu"] == same]
+            print(line(f"   waiter {where}: the wake call", [r["call"] for r in s if r["call"] is not None]))
+            print(line(f"   waiter {where}: wake call -> receiver off its CPU",
+                       [r["D"] for r in s if r["D"] is not None]))
+            pre = sum(1 for r in s if r["preempted"])
+            print(f"   waiter {where}: receiver off its CPU before it was back in poll in {pre} of {len(s)}")
         for label, keep in crossings:
             s = [r["total"] for r in rows if keep(r)]
             share = 100 * len(s) / max(1, len(rows))
@@ -164,6 +252,10 @@ def main():
                 f" {sum(1 for r in worst if r['heap_growth'])}, page faults in B2 in"
                 f" {sum(1 for r in worst if r['faults'])}"
             )
+    counterfactuals(
+        [r for r in every if r["variant"] == "pciplug"],
+        [r for r in every if r["variant"] == "floor"],
+    )
 
 
 if __name__ == "__main__":
