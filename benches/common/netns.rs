@@ -133,6 +133,19 @@ pub fn thread_cpu_ns(tid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The state letter of a thread of this process (`R` running or runnable, `S` asleep, ...),
+/// from `/proc/self/task/<tid>/stat`.
+pub fn thread_state(tid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // After the name, which is in parentheses and may hold anything.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
 /// How many times a thread of this process was scheduled in (the third field of
 /// `/proc/self/task/<tid>/schedstat`, its timeslices): for a listener that blocks when its
 /// socket is empty, its wake-ups.
