@@ -45,7 +45,7 @@ const WARM_UP: usize = 10;
 fn block_add(shapes: &Shapes, d: &Device) -> Vec<u8> {
     let add = shapes.add(d, d.n as u64 + 1);
     add.into_iter()
-        .find(|x| x.starts_with(b"add@") && x.windows(16).any(|w| w == b"SUBSYSTEM=block\0"))
+        .find(|x| synth::is_block_add(x))
         .expect("a block add in the shape")
 }
 

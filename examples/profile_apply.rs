@@ -39,9 +39,7 @@ fn main() {
                 "waiters-kept" => stream.retain(|d| pciplug::netlink::filter::passes(d)),
                 // What the wake bench sends: only each disk's block `add`, to a registry that
                 // has not seen its function.
-                "block-adds" => stream.retain(|d| {
-                    d.starts_with(b"add@") && d.windows(16).any(|w| w == b"SUBSYSTEM=block\0")
-                }),
+                "block-adds" => stream.retain(|d| synth::is_block_add(d)),
                 _ => {}
             }
             let mut reg = Registry::new();

@@ -188,6 +188,11 @@ impl Shapes {
     }
 }
 
+/// Whether `datagram` is a block device's `add` (the one a disk's waiter waits for).
+pub fn is_block_add(datagram: &[u8]) -> bool {
+    datagram.starts_with(b"add@") && datagram.windows(16).any(|w| w == b"SUBSYSTEM=block\0")
+}
+
 /// Whether a socket with pciplug's subsystem filter receives `datagram`, one of these shapes
 /// injected without `SEQNUM` (the kernel appends it, and the filter's length check counts it).
 pub fn kept(datagram: &[u8]) -> bool {

@@ -112,20 +112,14 @@ def after_wake(events, j, receiver):
     """What the receiver, whose futex wake is events[j], does next: when its wake call
     returns, when it next gives up its CPU, and whether that was before it went back to
     `poll` (preempted, by the waiter it woke when that one runs on its CPU)."""
-    t_ret = None
+    t_ret, back_in_poll = None, False
     for tid, cpu, t, name, trace, comm in events[j + 1 : j + 400]:
         if tid == receiver and name == "syscalls:sys_exit_futex" and t_ret is None:
             t_ret = t
         elif tid == receiver and name == "syscalls:sys_enter_poll":
-            preempted = False
-            break
+            back_in_poll = True
         elif name == "sched:sched_switch" and f"prev_pid={receiver} " in trace:
-            return t_ret, t, True
-    else:
-        return t_ret, None, None
-    for tid, cpu, t, name, trace, comm in events[j + 1 : j + 400]:
-        if name == "sched:sched_switch" and f"prev_pid={receiver} " in trace:
-            return t_ret, t, preempted
+            return t_ret, t, not back_in_poll
     return t_ret, None, None
 
 
@@ -224,18 +218,16 @@ def main():
             s = [r for r in rows if r["same_cpu"] == same]
             share = 100 * len(s) / max(1, len(rows))
             print(line(f"   waiter woke {where} ({share:.0f}%): C", [r["C"] for r in s]))
-        crossings = [
-            ("no wake-up crossed CPUs", lambda r: r["receiver_same_cpu"] and r["same_cpu"]),
-            ("one crossed", lambda r: r["receiver_same_cpu"] != r["same_cpu"]),
-            ("both crossed", lambda r: not r["receiver_same_cpu"] and not r["same_cpu"]),
-        ]
-        for same, where in [(True, "on the receiver's CPU"), (False, "on the other CPU")]:
-            s = [r for r in rows if r["same_cpu"] == same]
             print(line(f"   waiter {where}: the wake call", [r["call"] for r in s if r["call"] is not None]))
             print(line(f"   waiter {where}: wake call -> receiver off its CPU",
                        [r["D"] for r in s if r["D"] is not None]))
             pre = sum(1 for r in s if r["preempted"])
             print(f"   waiter {where}: receiver off its CPU before it was back in poll in {pre} of {len(s)}")
+        crossings = [
+            ("no wake-up crossed CPUs", lambda r: r["receiver_same_cpu"] and r["same_cpu"]),
+            ("one crossed", lambda r: r["receiver_same_cpu"] != r["same_cpu"]),
+            ("both crossed", lambda r: not r["receiver_same_cpu"] and not r["same_cpu"]),
+        ]
         for label, keep in crossings:
             s = [r["total"] for r in rows if keep(r)]
             share = 100 * len(s) / max(1, len(rows))
